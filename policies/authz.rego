@@ -1,0 +1,58 @@
+# The default Clawser policy. Edit it freely: Clawser reloads this directory when a file
+# changes, runs the tests (authz_test.rego, decisions_test.yaml), and keeps the last good
+# policy if your edit does not compile or breaks a test.
+#
+#   allow  reads anywhere, and writes outside production
+#   hold   writes to production wait for a release approver
+#   deny   deleting a repository; deleting or force-pushing a protected branch
+#
+# `input` is documented in README.md ("Policy input"); input.target.env comes from the
+# `environments:` map of the config.
+package clawser.authz
+
+import rego.v1
+
+read_methods := {"GET", "HEAD", "OPTIONS"}
+
+protected_refs := {"refs/heads/main", "refs/heads/master"}
+
+is_read if input.request.method in read_methods
+
+# git fetch and git clone POST to git-upload-pack: that is a read too.
+is_read if {
+	input.request.method == "POST"
+	endswith(input.request.path, "/git-upload-pack")
+}
+
+allow if is_read
+
+allow if {
+	not is_read
+	input.target.env != "production"
+}
+
+hold contains {
+	"code": "production_write",
+	"message": sprintf("%s %s%s changes production: a release approver must approve it", [input.request.method, input.request.host, input.request.path]),
+	"approvers": {"role": "release-approver", "count": 1},
+} if {
+	not is_read
+	input.target.env == "production"
+}
+
+deny contains {
+	"code": "repo_delete",
+	"message": "agents may not delete repositories",
+} if {
+	input.request.method == "DELETE"
+	regex.match(`^/repos/[^/]+/[^/]+/?$`, input.request.path)
+}
+
+deny contains {
+	"code": "protected_branch",
+	"message": sprintf("agents may not %s %s", [u.kind, u.ref]),
+} if {
+	some u in input.git.ref_updates
+	u.kind in {"delete", "force"}
+	u.ref in protected_refs
+}

@@ -1,0 +1,46 @@
+# Clawser's policy library: builds the one decision Clawser evaluates,
+# data.clawser.decision, from the three kinds of rule that authors write in
+# package clawser.authz (see authz.rego):
+#
+#   allow if { ... }
+#   deny contains {"code": "...", "message": "..."} if { ... }
+#   hold contains {"code": "...", "message": "...", "approvers": {"role": "...", "count": 1}} if { ... }
+#
+# Precedence: any deny wins, then any hold, then allow. Nothing matched is a deny with
+# code no_rule. Write your rules in package clawser.authz; you should not need to edit this file.
+package clawser
+
+import rego.v1
+
+_reason(r) := {"code": object.get(r, "code", "unspecified"), "message": object.get(r, "message", "")}
+
+_denies := {_reason(r) | some r in data.clawser.authz.deny}
+
+_holds := {r | some r in data.clawser.authz.hold}
+
+_hold_reasons := {_reason(r) | some r in _holds}
+
+_grants_used := sort([g | some g in data.clawser.authz.grants_used])
+
+# The strictest approver requirement among the holds (highest count first).
+_approver_list := sort([[0 - object.get(r.approvers, "count", 1), r.approvers.role] | some r in _holds; r.approvers.role])
+
+default _approvers := {"role": "approver", "count": 1}
+
+_approvers := {"role": _approver_list[0][1], "count": 0 - _approver_list[0][0]} if count(_approver_list) > 0
+
+default _allowed := false
+
+_allowed if data.clawser.authz.allow == true
+
+decision := {"outcome": "deny", "reasons": sort(_denies), "grants_used": _grants_used} if {
+	count(_denies) > 0
+} else := {"outcome": "hold", "reasons": sort(_hold_reasons), "approvers": _approvers, "grants_used": _grants_used} if {
+	count(_holds) > 0
+} else := {"outcome": "allow", "reasons": [], "grants_used": _grants_used} if {
+	_allowed
+} else := {
+	"outcome": "deny",
+	"reasons": [{"code": "no_rule", "message": "no policy rule allows this request"}],
+	"grants_used": [],
+}

@@ -1,0 +1,222 @@
+//! The composition root: builds every component from the `Config`, binds the listeners,
+//! runs the proxy, the admin API and the policy watcher, and owns shutdown.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::admin::{self, AdminState};
+use crate::ca::{CertificateAuthority, LeafIssuer, LocalCa};
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::identity::{AdminToken, Authenticator, IdentityStore};
+use crate::metrics::Metrics;
+use crate::policy::{pack, PolicyEngine};
+use crate::proxy::{self, ProxyState, Upstream};
+
+/// The file a running server writes into the data dir so the CLI finds it.
+pub const SERVER_FILE: &str = "server.json";
+
+/// What `server.json` holds.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ServerInfo {
+    pub pid: u32,
+    pub proxy: SocketAddr,
+    pub admin: SocketAddr,
+}
+
+/// Reads `<data_dir>/server.json` if a server wrote one.
+pub fn read_server_info(data_dir: &Path) -> Option<ServerInfo> {
+    let text = std::fs::read_to_string(data_dir.join(SERVER_FILE)).ok()?;
+    serde_json::from_str(&text).ok()
+}
+
+/// Opens the sled database of the data dir, with a clear error when another process
+/// (a running `clawser serve`) holds it.
+pub fn open_db(data_dir: &Path) -> Result<sled::Db> {
+    let path = data_dir.join("db");
+    sled::Config::new().path(&path).open().map_err(|e| match e {
+        sled::Error::Io(io)
+            if io.kind() == std::io::ErrorKind::WouldBlock || io.to_string().contains("lock") =>
+        {
+            Error::Store(format!(
+                "{} is locked by another process (is `clawser serve` running with this data dir?)",
+                path.display()
+            ))
+        }
+        other => Error::Store(format!("{}: {other}", path.display())),
+    })
+}
+
+/// Every component, built but not yet serving.
+pub struct App {
+    pub config: Config,
+    pub identity: IdentityStore,
+    pub policy: Arc<PolicyEngine>,
+    pub ca: Arc<LeafIssuer>,
+    pub admin_token: AdminToken,
+    pub metrics: Arc<Metrics>,
+    pub bundle: PathBuf,
+    upstream: Upstream,
+}
+
+impl App {
+    /// Builds the components: data dir, policy pack, CA, store, admin token, policy, upstream.
+    pub fn build(config: Config) -> Result<App> {
+        std::fs::create_dir_all(&config.data_dir)
+            .map_err(Error::io("creating", &config.data_dir))?;
+        if pack::install_if_missing(&config.policy.dir)? {
+            tracing::info!(dir = %config.policy.dir.display(), "wrote the default policy pack");
+        }
+        let (ca, created) = LocalCa::load_or_create(&config.ca.dir)?;
+        if created {
+            tracing::info!(cert = %ca.cert_path.display(), fingerprint = %ca.fingerprint(), "generated a new local CA");
+        }
+        let bundle = crate::runtime_env::write_bundle(&config.data_dir, &ca.cert_pem)?;
+        let ca = Arc::new(LeafIssuer::new(
+            ca,
+            config.ca.leaf_validity_days,
+            config.ca.cache_size,
+        )?);
+        let db = open_db(&config.data_dir)?;
+        let identity = IdentityStore::open(db, &config.agents)?;
+        let admin_token = AdminToken::load_or_create(&config.data_dir)?;
+        let policy = Arc::new(PolicyEngine::load(
+            &config.policy.dir,
+            config.policy.eval_timeout,
+        )?);
+        let upstream = Upstream::new(&config.upstream)?;
+        Ok(App {
+            config,
+            identity,
+            policy,
+            ca,
+            admin_token,
+            metrics: Arc::new(Metrics::default()),
+            bundle,
+            upstream,
+        })
+    }
+
+    /// Binds both listeners and starts serving.
+    pub async fn start(self) -> Result<Running> {
+        let proxy_l = TcpListener::bind(self.config.proxy.listen)
+            .await
+            .map_err(Error::io(
+                "binding proxy.listen",
+                self.config.proxy.listen.to_string(),
+            ))?;
+        let admin_l = TcpListener::bind(self.config.admin.listen)
+            .await
+            .map_err(Error::io(
+                "binding admin.listen",
+                self.config.admin.listen.to_string(),
+            ))?;
+        let proxy_addr = proxy_l
+            .local_addr()
+            .map_err(Error::io("reading", "proxy socket"))?;
+        let admin_addr = admin_l
+            .local_addr()
+            .map_err(Error::io("reading", "admin socket"))?;
+        let (tx, rx) = watch::channel(false);
+
+        let ca: Arc<dyn CertificateAuthority> = self.ca.clone();
+        let state = Arc::new(ProxyState::new(
+            self.config.proxy.clone(),
+            self.config.environments.clone(),
+            Authenticator::new(self.identity.clone()),
+            self.policy.clone(),
+            ca,
+            self.upstream.clone(),
+            self.config.upstream.connect_timeout,
+            self.metrics.clone(),
+        ));
+        let admin_state = Arc::new(AdminState {
+            identity: self.identity.clone(),
+            policy: self.policy.clone(),
+            metrics: self.metrics.clone(),
+            token: self.admin_token.clone(),
+        });
+        let tasks = vec![
+            tokio::spawn(proxy::serve(state, proxy_l, rx.clone())),
+            tokio::spawn(admin::serve(admin_state, admin_l, rx.clone())),
+            tokio::spawn(
+                self.policy
+                    .clone()
+                    .watch(self.config.policy.reload_interval, rx),
+            ),
+        ];
+        let info = ServerInfo {
+            pid: std::process::id(),
+            proxy: proxy_addr,
+            admin: admin_addr,
+        };
+        let server_file = self.config.data_dir.join(SERVER_FILE);
+        let text = serde_json::to_vec_pretty(&info).map_err(|e| Error::Store(e.to_string()))?;
+        crate::fsutil::write_public(&server_file, &text)?;
+        tracing::info!(
+            proxy = %proxy_addr,
+            admin = %admin_addr,
+            policy = self.policy.current().short_revision(),
+            config = %self.config.source,
+            admin_token = %self.admin_token.path.display(),
+            "clawser is running"
+        );
+        Ok(Running {
+            proxy_addr,
+            admin_addr,
+            shutdown: tx,
+            tasks,
+            server_file,
+            identity: self.identity,
+        })
+    }
+}
+
+/// A serving instance.
+pub struct Running {
+    pub proxy_addr: SocketAddr,
+    pub admin_addr: SocketAddr,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+    server_file: PathBuf,
+    identity: IdentityStore,
+}
+
+impl Running {
+    /// Stops accepting, waits for the tasks, flushes the store.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+        let _ = std::fs::remove_file(&self.server_file);
+        drop(self.identity);
+        tracing::info!("clawser stopped");
+    }
+
+    /// Runs until SIGINT or SIGTERM, then shuts down.
+    pub async fn until_signal(self) {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        {
+            let term = async {
+                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    Ok(mut s) => {
+                        s.recv().await;
+                    }
+                    Err(_) => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+        }
+        #[cfg(not(unix))]
+        let _ = ctrl_c.await;
+        self.shutdown().await;
+    }
+}

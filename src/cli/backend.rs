@@ -1,0 +1,137 @@
+//! Where identity commands go: the running server's admin API, or the data dir directly
+//! when no server runs.
+
+use serde_json::json;
+
+use crate::admin::client::AdminClient;
+use crate::app::{open_db, read_server_info};
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::identity::{
+    Agent, IdentityStore, IssuedCredential, Job, JobWithCredential, NewAgent, NewJob,
+};
+
+/// The environment variable holding an admin token for the CLI.
+pub const ADMIN_TOKEN_ENV: &str = "CLAWSER_ADMIN_TOKEN";
+
+/// Remote (admin API) or local (sled) identity operations.
+pub enum Backend {
+    Remote(Box<AdminClient>),
+    Local(IdentityStore),
+}
+
+impl Backend {
+    /// Connects to the running server if one answers, else opens the data dir.
+    pub async fn connect(config: &Config) -> Result<Backend> {
+        let addr = read_server_info(&config.data_dir)
+            .map(|i| i.admin)
+            .unwrap_or(config.admin.listen);
+        if AdminClient::is_up(addr).await {
+            let token = match std::env::var(ADMIN_TOKEN_ENV) {
+                Ok(t) if !t.trim().is_empty() => t.trim().to_string(),
+                _ => crate::identity::token_file(&config.data_dir).map_err(|e| {
+                    Error::Invalid(format!("{e}; set {ADMIN_TOKEN_ENV} to an admin token"))
+                })?,
+            };
+            return Ok(Backend::Remote(Box::new(AdminClient::new(addr, token))));
+        }
+        let db = open_db(&config.data_dir)?;
+        Ok(Backend::Local(IdentityStore::open(db, &config.agents)?))
+    }
+
+    /// Where commands go, for messages.
+    pub fn describe(&self) -> &'static str {
+        match self {
+            Backend::Remote(_) => "admin API",
+            Backend::Local(_) => "data dir (no server running)",
+        }
+    }
+
+    pub async fn add_agent(&self, new: NewAgent) -> Result<Agent> {
+        match self {
+            Backend::Remote(c) => c.post("/v1/agents", &new).await,
+            Backend::Local(s) => Ok((*s.add_agent(new)?).clone()),
+        }
+    }
+
+    pub async fn agents(&self) -> Result<Vec<Agent>> {
+        match self {
+            Backend::Remote(c) => c.get("/v1/agents").await,
+            Backend::Local(s) => Ok(s.agents().iter().map(|a| (**a).clone()).collect()),
+        }
+    }
+
+    pub async fn revoke_agent(&self, id: &str) -> Result<Agent> {
+        match self {
+            Backend::Remote(c) => c.post(&format!("/v1/agents/{id}/revoke"), &json!({})).await,
+            Backend::Local(s) => Ok((*s.revoke_agent(id)?).clone()),
+        }
+    }
+
+    pub async fn issue_credential(
+        &self,
+        agent: &str,
+        job: Option<&str>,
+    ) -> Result<IssuedCredential> {
+        match self {
+            Backend::Remote(c) => {
+                c.post(
+                    &format!("/v1/agents/{agent}/credentials"),
+                    &json!({"job": job}),
+                )
+                .await
+            }
+            Backend::Local(s) => s.issue_credential(agent, job),
+        }
+    }
+
+    pub async fn revoke_credential(&self, id: &str) -> Result<serde_json::Value> {
+        match self {
+            Backend::Remote(c) => {
+                c.post(&format!("/v1/credentials/{id}/revoke"), &json!({}))
+                    .await
+            }
+            Backend::Local(s) => {
+                let c = s.revoke_credential(id)?;
+                Ok(json!({"id": c.id, "agent": c.agent, "job": c.job, "revoked_at": c.revoked_at}))
+            }
+        }
+    }
+
+    pub async fn start_job(&self, new: NewJob) -> Result<JobWithCredential> {
+        match self {
+            Backend::Remote(c) => c.post("/v1/jobs", &new).await,
+            Backend::Local(s) => s.start_job(new),
+        }
+    }
+
+    pub async fn handoff_job(&self, job: &str, to: &str) -> Result<JobWithCredential> {
+        match self {
+            Backend::Remote(c) => {
+                c.post(&format!("/v1/jobs/{job}/handoff"), &json!({"to": to}))
+                    .await
+            }
+            Backend::Local(s) => s.handoff_job(job, to),
+        }
+    }
+
+    pub async fn jobs(&self) -> Result<Vec<Job>> {
+        match self {
+            Backend::Remote(c) => c.get("/v1/jobs").await,
+            Backend::Local(s) => Ok(s.jobs().iter().map(|j| (**j).clone()).collect()),
+        }
+    }
+
+    pub async fn job(&self, id: &str) -> Result<Job> {
+        match self {
+            Backend::Remote(c) => c.get(&format!("/v1/jobs/{id}")).await,
+            Backend::Local(s) => s
+                .job(id)
+                .map(|j| (*j).clone())
+                .ok_or_else(|| Error::NotFound {
+                    kind: "job",
+                    id: id.to_string(),
+                }),
+        }
+    }
+}

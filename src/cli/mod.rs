@@ -1,0 +1,178 @@
+//! The `clawser` command line. Every subcommand takes `-c/--config` (also `CLAWSER_CONFIG`;
+//! default `./clawser.yaml` when present, else embedded defaults) so the CLI and the server
+//! agree on the data dir, the admin address and the admin token.
+//!
+//! Identity commands (`agents`, `jobs`, `credentials`, `env`, `run`) go through the running
+//! server's admin API when one answers, and open the data dir directly when none runs
+//! (sled locks its directory, so only one process may hold it).
+
+mod backend;
+mod commands;
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+pub use commands::run_cli;
+
+/// Clawser: agents execute, Clawser authorizes and records.
+#[derive(Debug, Parser)]
+#[command(name = "clawser", version, about, long_about = None)]
+pub struct Cli {
+    /// Config file (default: ./clawser.yaml when present, else embedded defaults).
+    #[arg(short, long, global = true, env = "CLAWSER_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Log format (overrides log.format).
+    #[arg(long, global = true, value_enum)]
+    pub log_format: Option<LogFormatArg>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// `--log-format`.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LogFormatArg {
+    Text,
+    Json,
+}
+
+/// Output format of `clawser env`.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum EnvFormat {
+    Shell,
+    Json,
+}
+
+/// Which agent (and job) a runtime acts as.
+#[derive(Debug, Args)]
+pub struct AgentSel {
+    /// Agent id.
+    #[arg(long)]
+    pub agent: String,
+    /// Job id: the credential is bound to this job.
+    #[arg(long)]
+    pub job: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the proxy and the admin API.
+    Serve,
+    /// Print the exports that point a runtime at Clawser (issues a fresh credential).
+    Env {
+        #[command(flatten)]
+        sel: AgentSel,
+        /// shell (export lines) or json.
+        #[arg(long, value_enum, default_value = "shell")]
+        format: EnvFormat,
+    },
+    /// Run a command (an agent runtime) with those exports.
+    Run {
+        #[command(flatten)]
+        sel: AgentSel,
+        /// The command and its arguments, after `--`.
+        #[arg(last = true, required = true)]
+        cmd: Vec<String>,
+    },
+    /// The local CA.
+    Ca {
+        #[command(subcommand)]
+        cmd: CaCmd,
+    },
+    /// Agent principals and their credentials.
+    Agents {
+        #[command(subcommand)]
+        cmd: AgentsCmd,
+    },
+    /// Jobs: units of work that keep their authority and history across runtimes.
+    Jobs {
+        #[command(subcommand)]
+        cmd: JobsCmd,
+    },
+    /// Credentials.
+    Credentials {
+        #[command(subcommand)]
+        cmd: CredentialsCmd,
+    },
+    /// Policies in the policy directory.
+    Policy {
+        #[command(subcommand)]
+        cmd: PolicyCmd,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CaCmd {
+    /// Generate the CA if it does not exist yet.
+    Init,
+    /// Print the CA path and SHA-256 fingerprint.
+    Show,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AgentsCmd {
+    /// Add an agent.
+    Add {
+        id: String,
+        /// claude-code | openclaw | hermes | codex | other
+        #[arg(long, default_value = "other")]
+        runtime: String,
+        /// The human the agent acts for (default: the agent id).
+        #[arg(long)]
+        on_behalf_of: Option<String>,
+        /// A role (repeatable).
+        #[arg(long = "role")]
+        roles: Vec<String>,
+    },
+    /// List agents.
+    List,
+    /// Revoke an agent: all its credentials are refused at once.
+    Revoke { id: String },
+    /// Issue a new credential (token shown once).
+    Token {
+        id: String,
+        #[arg(long)]
+        job: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum JobsCmd {
+    /// Start a job; the agent gets a credential bound to it.
+    Start {
+        #[arg(long)]
+        agent: String,
+        #[arg(long)]
+        title: String,
+    },
+    /// Hand a job off to another agent, which gets a credential bound to the job.
+    Handoff {
+        job: String,
+        #[arg(long)]
+        to: String,
+    },
+    /// List jobs.
+    List,
+    /// Show one job.
+    Show { job: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CredentialsCmd {
+    /// Revoke one credential (refused at once, on open connections too).
+    Revoke { id: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyCmd {
+    /// Parse, compile and test the policy directory; print the revision or the errors.
+    Check,
+    /// Evaluate data.clawser.decision for an input document.
+    Eval {
+        /// JSON input file (`-` for stdin).
+        #[arg(long)]
+        input: PathBuf,
+    },
+    /// Run the test_ rules and *_test.yaml decision tables.
+    Test,
+}

@@ -1,0 +1,473 @@
+//! Validated configuration. `Config::load` finds the file (`-c`, `CLAWSER_CONFIG`,
+//! `./clawser.yaml`, else embedded defaults), parses it strictly (`raw.rs`) and checks every
+//! value, so the rest of the program only sees a consistent `Config`.
+//!
+//! Relative paths in a config file are resolved against the file's directory; the embedded
+//! defaults resolve against the working directory (`./data`, `./certs`, `./policies`).
+
+mod duration;
+mod raw;
+
+pub use duration::parse_duration;
+
+use crate::error::{Error, Result};
+use raw::{RawAgent, RawConfig};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The file name looked for in the working directory when no `-c` is given.
+pub const DEFAULT_CONFIG_FILE: &str = "clawser.yaml";
+/// The environment variable naming the config file.
+pub const CONFIG_ENV: &str = "CLAWSER_CONFIG";
+
+/// Proxy listener and request limits.
+#[derive(Debug, Clone)]
+pub struct ProxyConfig {
+    pub listen: SocketAddr,
+    pub max_connections: usize,
+    pub max_header_bytes: usize,
+    pub max_inspect_bytes: usize,
+    pub handshake_timeout: Duration,
+    pub first_bytes_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub passthrough_hosts: Vec<String>,
+    /// Lower-case header names whose values never reach a policy, log or ledger.
+    pub redact_headers: Vec<String>,
+    /// Query keys whose values are redacted.
+    pub redact_query_keys: Vec<String>,
+}
+
+/// Admin endpoint.
+#[derive(Debug, Clone)]
+pub struct AdminConfig {
+    pub listen: SocketAddr,
+}
+
+/// Local certificate authority.
+#[derive(Debug, Clone)]
+pub struct CaConfig {
+    pub dir: PathBuf,
+    pub leaf_validity_days: u32,
+    pub cache_size: usize,
+}
+
+/// Policy directory and evaluation limits.
+#[derive(Debug, Clone)]
+pub struct PolicyConfig {
+    pub dir: PathBuf,
+    pub reload_interval: Duration,
+    pub eval_timeout: Duration,
+}
+
+/// Upstream client.
+#[derive(Debug, Clone)]
+pub struct UpstreamConfig {
+    pub extra_ca_files: Vec<PathBuf>,
+    pub connect_timeout: Duration,
+    pub response_timeout: Duration,
+    pub pool_idle_timeout: Duration,
+    pub pool_max_idle_per_host: usize,
+}
+
+/// One rule of the environment map: requests whose host (and path) match are in `env`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnvRule {
+    pub env: String,
+    /// Host globs (`*` matches any run of characters); empty matches any host.
+    pub hosts: Vec<String>,
+    /// Path globs; empty matches any path.
+    pub paths: Vec<String>,
+    /// Optional service name handed to policies as `target.service`.
+    pub service: Option<String>,
+}
+
+/// The environment map: first matching rule wins, else `default`.
+#[derive(Debug, Clone)]
+pub struct Environments {
+    pub default: String,
+    pub rules: Vec<EnvRule>,
+}
+
+/// What `clawser env` prints.
+#[derive(Debug, Clone)]
+pub struct RuntimeEnvConfig {
+    /// The host runtimes use to reach the proxy.
+    pub proxy_host: String,
+    /// Hosts that bypass Clawser (empty by default: everything is decided).
+    pub no_proxy: Vec<String>,
+}
+
+/// Log output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// A runtime label, as declared or as `other`.
+pub const RUNTIMES: &[&str] = &["claude-code", "openclaw", "hermes", "codex", "other"];
+
+/// An agent declared in the config file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentDecl {
+    pub id: String,
+    pub runtime: String,
+    pub on_behalf_of: String,
+    pub roles: Vec<String>,
+    pub labels: BTreeMap<String, String>,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where it came from (a path or `<embedded defaults>`).
+    pub source: String,
+    pub data_dir: PathBuf,
+    pub proxy: ProxyConfig,
+    pub admin: AdminConfig,
+    pub ca: CaConfig,
+    pub policy: PolicyConfig,
+    pub upstream: UpstreamConfig,
+    pub environments: Environments,
+    pub runtime_env: RuntimeEnvConfig,
+    pub log_format: LogFormat,
+    pub log_level: String,
+    pub agents: Vec<AgentDecl>,
+}
+
+impl Config {
+    /// Finds and loads the config: `explicit` (from `-c`/`CLAWSER_CONFIG`), else
+    /// `./clawser.yaml` when present, else the embedded defaults.
+    pub fn load(explicit: Option<&Path>) -> Result<Config> {
+        match explicit {
+            Some(path) => Config::from_file(path),
+            None if Path::new(DEFAULT_CONFIG_FILE).is_file() => {
+                Config::from_file(Path::new(DEFAULT_CONFIG_FILE))
+            }
+            None => Config::from_yaml("", "<embedded defaults>", Path::new(".")),
+        }
+    }
+
+    /// Loads one file; relative paths in it are resolved against its directory.
+    pub fn from_file(path: &Path) -> Result<Config> {
+        let text = std::fs::read_to_string(path).map_err(Error::io("reading", path))?;
+        let base = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        Config::from_yaml(&text, &path.display().to_string(), base)
+    }
+
+    /// Parses and validates YAML text (empty text means all defaults).
+    pub fn from_yaml(text: &str, source: &str, base: &Path) -> Result<Config> {
+        let raw: RawConfig = if text.trim().is_empty() {
+            RawConfig::default()
+        } else {
+            serde_yaml::from_str(text).map_err(|e| Error::Config {
+                path: source.to_string(),
+                message: e.to_string(),
+            })?
+        };
+        Validator { source, base }.validate(raw)
+    }
+}
+
+struct Validator<'a> {
+    source: &'a str,
+    base: &'a Path,
+}
+
+impl Validator<'_> {
+    fn err(&self, key: &str, message: impl std::fmt::Display) -> Error {
+        Error::Config {
+            path: self.source.to_string(),
+            message: format!("{key}: {message}"),
+        }
+    }
+
+    fn path(&self, value: Option<String>, default: &str) -> PathBuf {
+        let p = PathBuf::from(value.unwrap_or_else(|| default.to_string()));
+        if p.is_absolute() {
+            p
+        } else {
+            self.base.join(p)
+        }
+    }
+
+    fn addr(&self, key: &str, value: Option<String>, default: &str) -> Result<SocketAddr> {
+        let v = value.unwrap_or_else(|| default.to_string());
+        v.parse()
+            .map_err(|_| self.err(key, format!("{v:?} is not an address like 127.0.0.1:8080")))
+    }
+
+    fn duration(&self, key: &str, value: Option<String>, default: &str) -> Result<Duration> {
+        let v = value.unwrap_or_else(|| default.to_string());
+        parse_duration(&v).map_err(|m| self.err(key, m))
+    }
+
+    fn positive(&self, key: &str, value: Option<usize>, default: usize) -> Result<usize> {
+        match value.unwrap_or(default) {
+            0 => Err(self.err(key, "must be greater than 0")),
+            n => Ok(n),
+        }
+    }
+
+    fn validate(&self, raw: RawConfig) -> Result<Config> {
+        let p = raw.proxy;
+        let max_header_bytes =
+            self.positive("proxy.max_header_bytes", p.max_header_bytes, 64 * 1024)?;
+        if max_header_bytes < 1024 {
+            return Err(self.err("proxy.max_header_bytes", "must be at least 1024"));
+        }
+        let proxy = ProxyConfig {
+            listen: self.addr("proxy.listen", p.listen, "127.0.0.1:8080")?,
+            max_connections: self.positive("proxy.max_connections", p.max_connections, 1024)?,
+            max_header_bytes,
+            max_inspect_bytes: self.positive(
+                "proxy.max_inspect_bytes",
+                p.max_inspect_bytes,
+                1024 * 1024,
+            )?,
+            handshake_timeout: self.duration(
+                "proxy.handshake_timeout",
+                p.handshake_timeout,
+                "10s",
+            )?,
+            first_bytes_timeout: self.duration(
+                "proxy.first_bytes_timeout",
+                p.first_bytes_timeout,
+                "10s",
+            )?,
+            idle_timeout: self.duration("proxy.idle_timeout", p.idle_timeout, "60s")?,
+            passthrough_hosts: lower(p.passthrough_hosts.unwrap_or_default()),
+            redact_headers: lower(p.redact_headers.unwrap_or_default()),
+            redact_query_keys: lower(p.redact_query_keys.unwrap_or_else(|| {
+                [
+                    "access_token",
+                    "token",
+                    "api_key",
+                    "apikey",
+                    "key",
+                    "password",
+                    "secret",
+                    "signature",
+                    "sig",
+                    "x-amz-signature",
+                    "x-amz-credential",
+                    "x-amz-security-token",
+                ]
+                .iter()
+                .map(|s| s.to_string())
+                .collect()
+            })),
+        };
+        let admin = AdminConfig {
+            listen: self.addr("admin.listen", raw.admin.listen, "127.0.0.1:8081")?,
+        };
+        if !admin.listen.ip().is_loopback() {
+            return Err(self.err(
+                "admin.listen",
+                "must be a loopback address (admin TLS is not supported yet)",
+            ));
+        }
+        let leaf_validity_days = raw.ca.leaf_validity_days.unwrap_or(30);
+        if !(1..=397).contains(&leaf_validity_days) {
+            return Err(self.err("ca.leaf_validity_days", "must be between 1 and 397"));
+        }
+        let ca = CaConfig {
+            dir: self.path(raw.ca.dir, "certs"),
+            leaf_validity_days,
+            cache_size: self.positive("ca.cache_size", raw.ca.cache_size, 10_000)?,
+        };
+        let policy = PolicyConfig {
+            dir: self.path(raw.policy.dir, "policies"),
+            reload_interval: self.duration(
+                "policy.reload_interval",
+                raw.policy.reload_interval,
+                "1s",
+            )?,
+            eval_timeout: self.duration("policy.eval_timeout", raw.policy.eval_timeout, "250ms")?,
+        };
+        let u = raw.upstream;
+        let upstream = UpstreamConfig {
+            extra_ca_files: u
+                .extra_ca_files
+                .unwrap_or_default()
+                .into_iter()
+                .map(|f| self.path(Some(f), ""))
+                .collect(),
+            connect_timeout: self.duration("upstream.connect_timeout", u.connect_timeout, "10s")?,
+            response_timeout: self.duration(
+                "upstream.response_timeout",
+                u.response_timeout,
+                "120s",
+            )?,
+            pool_idle_timeout: self.duration(
+                "upstream.pool_idle_timeout",
+                u.pool_idle_timeout,
+                "90s",
+            )?,
+            pool_max_idle_per_host: u.pool_max_idle_per_host.unwrap_or(64),
+        };
+        let environments = self.environments(raw.environments)?;
+        let runtime_env = RuntimeEnvConfig {
+            proxy_host: raw.runtime_env.proxy_host.unwrap_or_else(|| {
+                if proxy.listen.ip().is_unspecified() {
+                    "127.0.0.1".to_string()
+                } else {
+                    proxy.listen.ip().to_string()
+                }
+            }),
+            no_proxy: raw.runtime_env.no_proxy.unwrap_or_default(),
+        };
+        let log_format = match raw.log.format.as_deref().unwrap_or("text") {
+            "text" => LogFormat::Text,
+            "json" => LogFormat::Json,
+            other => return Err(self.err("log.format", format!("{other:?} is not text or json"))),
+        };
+        let agents = raw
+            .agents
+            .into_iter()
+            .enumerate()
+            .map(|(i, a)| self.agent(i, a))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Config {
+            source: self.source.to_string(),
+            data_dir: self.path(raw.data_dir, "data"),
+            proxy,
+            admin,
+            ca,
+            policy,
+            upstream,
+            environments,
+            runtime_env,
+            log_format,
+            log_level: raw.log.level.unwrap_or_else(|| "info".to_string()),
+            agents,
+        })
+    }
+
+    fn environments(&self, raw: Option<raw::RawEnvironments>) -> Result<Environments> {
+        let Some(raw) = raw else {
+            return Ok(Environments::builtin());
+        };
+        let rules = raw
+            .rules
+            .into_iter()
+            .enumerate()
+            .map(|(i, r)| {
+                if r.env.trim().is_empty() {
+                    return Err(
+                        self.err(&format!("environments.rules[{i}].env"), "must not be empty")
+                    );
+                }
+                Ok(EnvRule {
+                    env: r.env,
+                    hosts: lower(r.hosts),
+                    paths: r.paths,
+                    service: r.service,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Environments {
+            default: raw.default.unwrap_or_else(|| "development".to_string()),
+            rules,
+        })
+    }
+
+    fn agent(&self, i: usize, a: RawAgent) -> Result<AgentDecl> {
+        let key = format!("agents[{i}]");
+        crate::identity::validate_slug(&a.id).map_err(|m| self.err(&format!("{key}.id"), m))?;
+        let runtime = a.runtime.unwrap_or_else(|| "other".to_string());
+        if !RUNTIMES.contains(&runtime.as_str()) {
+            return Err(self.err(
+                &format!("{key}.runtime"),
+                format!("{runtime:?} is not one of {}", RUNTIMES.join(", ")),
+            ));
+        }
+        Ok(AgentDecl {
+            on_behalf_of: a.on_behalf_of.unwrap_or_else(|| a.id.clone()),
+            id: a.id,
+            runtime,
+            roles: a.roles,
+            labels: a.labels,
+        })
+    }
+}
+
+impl Environments {
+    /// The map used when the config has no `environments:` key: host names that say
+    /// `prod`/`production` are production, `staging` is staging, the rest development.
+    pub fn builtin() -> Environments {
+        let rule = |env: &str, hosts: &[&str]| EnvRule {
+            env: env.to_string(),
+            hosts: hosts.iter().map(|h| h.to_string()).collect(),
+            paths: Vec::new(),
+            service: None,
+        };
+        Environments {
+            default: "development".to_string(),
+            rules: vec![
+                rule(
+                    "production",
+                    &["prod.*", "*.prod.*", "production.*", "*.production.*"],
+                ),
+                rule(
+                    "staging",
+                    &["staging.*", "*.staging.*", "stage.*", "*.stage.*"],
+                ),
+            ],
+        }
+    }
+}
+
+fn lower(v: Vec<String>) -> Vec<String> {
+    v.into_iter().map(|s| s.to_ascii_lowercase()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_defaults_are_valid() {
+        let c = Config::from_yaml("", "<embedded defaults>", Path::new(".")).unwrap();
+        assert_eq!(c.proxy.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.admin.listen.to_string(), "127.0.0.1:8081");
+        assert_eq!(c.proxy.max_inspect_bytes, 1024 * 1024);
+        assert_eq!(c.data_dir, Path::new("./data"));
+    }
+
+    #[test]
+    fn unknown_key_is_an_error_naming_it() {
+        let e = Config::from_yaml("proxy:\n  listn: 1\n", "x.yaml", Path::new(".")).unwrap_err();
+        assert!(e.to_string().contains("listn"), "{e}");
+    }
+
+    #[test]
+    fn relative_paths_follow_the_file() {
+        let c = Config::from_yaml("data_dir: d\n", "x.yaml", Path::new("/etc/clawser")).unwrap();
+        assert_eq!(c.data_dir, Path::new("/etc/clawser/d"));
+    }
+
+    #[test]
+    fn bad_values_are_rejected() {
+        for (yaml, key) in [
+            ("proxy:\n  listen: nope\n", "proxy.listen"),
+            ("proxy:\n  idle_timeout: 5x\n", "proxy.idle_timeout"),
+            ("admin:\n  listen: 0.0.0.0:1\n", "admin.listen"),
+            ("ca:\n  leaf_validity_days: 400\n", "ca.leaf_validity_days"),
+            ("agents:\n  - id: Bad Id\n", "agents[0].id"),
+            (
+                "agents:\n  - id: a\n    runtime: vim\n",
+                "agents[0].runtime",
+            ),
+            ("log:\n  format: xml\n", "log.format"),
+        ] {
+            let e = Config::from_yaml(yaml, "x.yaml", Path::new(".")).unwrap_err();
+            assert!(e.to_string().contains(key), "{yaml}: {e}");
+        }
+    }
+}

@@ -1,0 +1,121 @@
+//! The serde mirror of the YAML config file. Every key is optional here; `deny_unknown_fields`
+//! turns a typo into an error that names the key. Validation lives in `config/mod.rs`.
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+/// The whole file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    pub data_dir: Option<String>,
+    #[serde(default)]
+    pub proxy: RawProxy,
+    #[serde(default)]
+    pub admin: RawAdmin,
+    #[serde(default)]
+    pub ca: RawCa,
+    #[serde(default)]
+    pub policy: RawPolicy,
+    #[serde(default)]
+    pub upstream: RawUpstream,
+    pub environments: Option<RawEnvironments>,
+    #[serde(default)]
+    pub runtime_env: RawRuntimeEnv,
+    #[serde(default)]
+    pub log: RawLog,
+    #[serde(default)]
+    pub agents: Vec<RawAgent>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawProxy {
+    pub listen: Option<String>,
+    pub max_connections: Option<usize>,
+    pub max_header_bytes: Option<usize>,
+    pub max_inspect_bytes: Option<usize>,
+    pub handshake_timeout: Option<String>,
+    pub first_bytes_timeout: Option<String>,
+    pub idle_timeout: Option<String>,
+    pub passthrough_hosts: Option<Vec<String>>,
+    pub redact_headers: Option<Vec<String>>,
+    pub redact_query_keys: Option<Vec<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAdmin {
+    pub listen: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCa {
+    pub dir: Option<String>,
+    pub leaf_validity_days: Option<u32>,
+    pub cache_size: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPolicy {
+    pub dir: Option<String>,
+    pub reload_interval: Option<String>,
+    pub eval_timeout: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUpstream {
+    pub extra_ca_files: Option<Vec<String>>,
+    pub connect_timeout: Option<String>,
+    pub response_timeout: Option<String>,
+    pub pool_idle_timeout: Option<String>,
+    pub pool_max_idle_per_host: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEnvironments {
+    pub default: Option<String>,
+    #[serde(default)]
+    pub rules: Vec<RawEnvRule>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEnvRule {
+    pub env: String,
+    #[serde(default)]
+    pub hosts: Vec<String>,
+    #[serde(default)]
+    pub paths: Vec<String>,
+    pub service: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRuntimeEnv {
+    pub proxy_host: Option<String>,
+    pub no_proxy: Option<Vec<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLog {
+    pub format: Option<String>,
+    pub level: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAgent {
+    pub id: String,
+    pub runtime: Option<String>,
+    pub on_behalf_of: Option<String>,
+    #[serde(default)]
+    pub roles: Vec<String>,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+}

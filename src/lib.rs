@@ -1,0 +1,41 @@
+//! Clawser: a transparent, policy-enforcing HTTPS proxy for developer agents.
+//! **Agents execute. Clawser authorizes and records.**
+//!
+//! Read this file as the table of contents. Layers (DESIGN.md section 2); a module imports
+//! only from its own or a lower layer, and layer 1 knows nothing of sockets.
+//!
+//! | layer | module | what it holds |
+//! |---|---|---|
+//! | 0 | [`model`] | plain data: requests, decisions, outcomes |
+//! | 0 | [`error`] | the crate error, tagged by who is at fault |
+//! | 0 | [`time`], [`fsutil`] | timestamps; 0600 secret files |
+//! | 1 | [`config`] | YAML config, validated; embedded defaults |
+//! | 1 | [`ca`] | local CA, leaf issuance, cert cache |
+//! | 1 | [`identity`] | agents, credentials, jobs, the authenticator, admin token |
+//! | 1 | [`policy`] | Rego input, engine (fail closed), hot reload, policy tests |
+//! | 1 | [`metrics`] | counters for `/metrics` |
+//! | 1 | [`runtime_env`] | the exports `clawser env` prints |
+//! | 2 | [`tls`] | ClientHello peek, interception acceptor, upstream client config |
+//! | 2 | [`proxy`] | listener, CONNECT, pipeline (identify, decide, forward), responses |
+//! | 2 | [`admin`] | admin API and its client |
+//! | 3 | [`app`] | composition root: builds the components, owns shutdown |
+//! | 3 | [`cli`] | the `clawser` command line |
+
+pub mod error;
+pub mod fsutil;
+pub mod model;
+pub mod time;
+
+pub mod ca;
+pub mod config;
+pub mod identity;
+pub mod metrics;
+pub mod policy;
+pub mod runtime_env;
+
+pub mod admin;
+pub mod proxy;
+pub mod tls;
+
+pub mod app;
+pub mod cli;

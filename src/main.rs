@@ -1,0 +1,49 @@
+//! The `clawser` binary: parses the command line, sets up logging, runs the command.
+
+use anyhow::Context as _;
+use clap::Parser;
+use clawser::cli::{run_cli, Cli, Command, LogFormatArg};
+use clawser::config::{Config, LogFormat};
+use tracing_subscriber::EnvFilter;
+
+fn init_logging(config: &Config, cli: &Cli) {
+    let json = match cli.log_format {
+        Some(LogFormatArg::Json) => true,
+        Some(LogFormatArg::Text) => false,
+        None => config.log_format == LogFormat::Json,
+    };
+    // Only `serve` logs at the configured level; other commands print their own output.
+    let default = if matches!(cli.command, Command::Serve) {
+        config.log_level.as_str()
+    } else {
+        "warn"
+    };
+    let filter = EnvFilter::try_from_env("CLAWSER_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(ansi)
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().flatten_event(true).init();
+    } else {
+        builder.init();
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let config = Config::load(cli.config.as_deref()).context("loading the configuration")?;
+    init_logging(&config, &cli);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    match runtime.block_on(run_cli(cli, config)) {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            eprintln!("clawser: {e}");
+            std::process::exit(1);
+        }
+    }
+}

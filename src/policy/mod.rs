@@ -1,0 +1,189 @@
+//! Policy: Rego files in `policies/`, evaluated with regorus behind one interface,
+//! [`PolicyEngine::decide`], which never fails open.
+//!
+//! - `input.rs`: the input document (version 1).
+//! - `target.rs`: `target.env` from the config's environment map.
+//! - `source.rs`: reading a policy directory and its revision hash.
+//! - `compiled.rs`: one compiled revision and fail-closed evaluation.
+//! - `testing.rs`: `test_` rules and YAML decision tables.
+//! - `pack.rs`: the shipped policy pack, written to an empty policy directory.
+//!
+//! Hot reload: [`PolicyEngine::reload_if_changed`] re-reads the directory; a changed revision
+//! is parsed, compiled and tested, then swapped in atomically. On any failure the last good
+//! revision stays in force and the error (with file:line) is kept for `status()`.
+
+mod compiled;
+mod input;
+pub mod pack;
+mod source;
+mod target;
+mod testing;
+
+pub use compiled::{Evaluated, LoadedPolicy, ENTRYPOINT};
+pub use input::{AgentView, JobView, PolicyInput};
+pub use source::PolicySource;
+pub use target::{classify, glob_match, Target};
+pub use testing::{merge, run_tests, TestFailure, TestReport};
+
+use std::num::NonZeroU32;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+
+/// What `/v1/policy` and `clawser policy check` report.
+#[derive(Debug, Clone, Serialize)]
+pub struct PolicyStatus {
+    pub dir: String,
+    pub revision: String,
+    pub files: Vec<String>,
+    pub loaded_at: String,
+    /// The error of the last failed reload, if the newest files are not in force.
+    pub last_error: Option<String>,
+}
+
+/// Compiles `src` and runs its tests; the policy is returned only if every test passes.
+pub fn load_tested(src: &PolicySource) -> Result<(LoadedPolicy, TestReport)> {
+    let policy = LoadedPolicy::compile(src)?;
+    let report = run_tests(src, &policy)?;
+    if !report.ok() {
+        return Err(Error::Policy(format!(
+            "{} policy test(s) failed:\n{}",
+            report.failed.len(),
+            report.failure_text()
+        )));
+    }
+    Ok((policy, report))
+}
+
+/// Sets the evaluation time limit for every regorus evaluation in this process.
+pub fn set_eval_timeout(limit: Duration) {
+    regorus::utils::limits::set_fallback_execution_timer_config(Some(
+        regorus::utils::limits::ExecutionTimerConfig {
+            limit,
+            check_interval: NonZeroU32::MIN.saturating_add(63),
+        },
+    ));
+}
+
+/// The policy in force, swapped atomically on reload.
+pub struct PolicyEngine {
+    dir: PathBuf,
+    current: ArcSwap<LoadedPolicy>,
+    last_error: Mutex<Option<String>>,
+    /// The revision of the files last looked at (good or bad), to avoid recompiling a
+    /// broken revision on every poll.
+    last_seen: Mutex<String>,
+}
+
+impl PolicyEngine {
+    /// Loads and tests the policies in `dir`. Fails if they do not compile or a test fails:
+    /// Clawser does not start without a working policy.
+    pub fn load(dir: &Path, eval_timeout: Duration) -> Result<PolicyEngine> {
+        set_eval_timeout(eval_timeout);
+        let src = PolicySource::read_dir(dir)?;
+        let (policy, _) = load_tested(&src)?;
+        Ok(PolicyEngine {
+            dir: dir.to_path_buf(),
+            last_seen: Mutex::new(src.revision.clone()),
+            current: ArcSwap::from_pointee(policy),
+            last_error: Mutex::new(None),
+        })
+    }
+
+    /// The revision in force.
+    pub fn current(&self) -> Arc<LoadedPolicy> {
+        self.current.load_full()
+    }
+
+    /// Evaluates `input`; any failure is a `policy_error` deny, logged here.
+    pub fn decide<T: Serialize>(&self, input: &T) -> Evaluated {
+        let policy = self.current.load();
+        let eval = match serde_json::to_string(input) {
+            Ok(json) => policy.decide_json(&json),
+            Err(e) => {
+                let mut eval = policy.decide_json("null");
+                eval.error = Some(format!("input could not be serialized: {e}"));
+                eval
+            }
+        };
+        if let Some(err) = &eval.error {
+            tracing::error!(revision = policy.short_revision(), error = %err, "policy evaluation failed; request denied (fail closed)");
+        }
+        eval
+    }
+
+    /// Re-reads the directory; if the files changed, compiles, tests and swaps. Returns the
+    /// new revision when one was swapped in, `Ok(None)` when nothing changed, and the error
+    /// (also kept for `status`) when the new files were rejected.
+    pub fn reload_if_changed(&self) -> Result<Option<String>> {
+        let result = PolicySource::read_dir(&self.dir).and_then(|src| {
+            let mut seen = self.last_seen.lock().unwrap_or_else(|e| e.into_inner());
+            if *seen == src.revision {
+                return Ok(None);
+            }
+            *seen = src.revision.clone();
+            drop(seen);
+            let (policy, report) = load_tested(&src)?;
+            tracing::info!(
+                revision = policy.short_revision(),
+                files = policy.files.len(),
+                tests = report.passed.len(),
+                "policy reloaded"
+            );
+            let rev = policy.revision.clone();
+            self.current.store(Arc::new(policy));
+            Ok(Some(rev))
+        });
+        let mut last = self.last_error.lock().unwrap_or_else(|e| e.into_inner());
+        match &result {
+            Ok(Some(_)) => *last = None,
+            Ok(None) => {}
+            Err(e) => {
+                tracing::error!(error = %e, kept = self.current.load().short_revision(), "policy reload rejected; keeping the last good policy");
+                *last = Some(e.to_string());
+            }
+        }
+        result
+    }
+
+    /// Polls the directory every `interval` until `shutdown` resolves.
+    pub async fn watch(
+        self: Arc<Self>,
+        interval: Duration,
+        shutdown: tokio::sync::watch::Receiver<bool>,
+    ) {
+        let mut shutdown = shutdown;
+        let mut tick = tokio::time::interval(interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = shutdown.changed() => return,
+            }
+            let engine = self.clone();
+            // Compiling and testing is CPU work: keep it off the async workers.
+            let _ = tokio::task::spawn_blocking(move || engine.reload_if_changed()).await;
+        }
+    }
+
+    /// What is in force and the last reload error.
+    pub fn status(&self) -> PolicyStatus {
+        let p = self.current.load();
+        PolicyStatus {
+            dir: self.dir.display().to_string(),
+            revision: p.revision.clone(),
+            files: p.files.clone(),
+            loaded_at: p.loaded_at.clone(),
+            last_error: self
+                .last_error
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone(),
+        }
+    }
+}

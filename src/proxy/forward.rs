@@ -1,0 +1,84 @@
+//! The upstream client: pooled hyper-util client over rustls (h1 and h2 by ALPN). It accepts
+//! only a `Permitted` request, which only the pipeline can construct after an allow.
+
+use std::time::Duration;
+
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+
+use super::body::ProxyBody;
+use super::pipeline::Permitted;
+use crate::config::UpstreamConfig;
+use crate::error::Result;
+
+/// Why forwarding failed.
+#[derive(Debug)]
+pub enum UpstreamFailure {
+    /// No response headers within `upstream.response_timeout`.
+    Timeout,
+    /// Connecting, TLS or the exchange failed.
+    Failed(String),
+}
+
+/// The pooled upstream client.
+#[derive(Clone)]
+pub struct Upstream {
+    client: Client<HttpsConnector<HttpConnector>, ProxyBody>,
+    response_timeout: Duration,
+}
+
+impl Upstream {
+    /// Builds the client from the config (trust: webpki roots + `extra_ca_files`).
+    pub fn new(cfg: &UpstreamConfig) -> Result<Upstream> {
+        let tls = crate::tls::upstream_config(&cfg.extra_ca_files)?;
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_nodelay(true);
+        http.set_connect_timeout(Some(cfg.connect_timeout));
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .enable_http2()
+            .wrap_connector(http);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .timer(TokioTimer::new())
+            .pool_idle_timeout(cfg.pool_idle_timeout)
+            .pool_max_idle_per_host(cfg.pool_max_idle_per_host)
+            .build(https);
+        Ok(Upstream {
+            client,
+            response_timeout: cfg.response_timeout,
+        })
+    }
+
+    /// Sends a permitted request and waits for the response headers.
+    pub async fn forward(
+        &self,
+        req: Permitted<Request<ProxyBody>>,
+    ) -> Result<Response<Incoming>, UpstreamFailure> {
+        let fut = self.client.request(req.into_inner());
+        match tokio::time::timeout(self.response_timeout, fut).await {
+            Err(_) => Err(UpstreamFailure::Timeout),
+            Ok(Err(e)) => Err(UpstreamFailure::Failed(error_chain(&e))),
+            Ok(Ok(resp)) => Ok(resp),
+        }
+    }
+}
+
+/// An error and its sources, joined with `: `.
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(src) = cur {
+        s.push_str(": ");
+        s.push_str(&src.to_string());
+        cur = src.source();
+    }
+    s
+}

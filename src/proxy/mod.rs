@@ -1,0 +1,177 @@
+//! The proxy: the listener on `proxy.listen`, CONNECT tunnels with TLS interception, and
+//! absolute-form plain HTTP, all through one pipeline.
+//!
+//! - `connect.rs`: CONNECT, first-bytes sniffing, interception, passthrough.
+//! - `pipeline.rs`: identify -> check -> inspect -> decide -> forward; `Permitted<T>`.
+//! - `forward.rs`: the upstream client.
+//! - `body.rs`, `summary.rs`: bounded body inspection; redaction and header hygiene.
+//! - `respond.rs`: every response Clawser makes itself.
+//! - `rewind.rs`: replaying sniffed bytes.
+
+mod body;
+mod connect;
+mod forward;
+pub mod pipeline;
+pub mod respond;
+mod rewind;
+mod summary;
+
+pub use body::{BoxError, ProxyBody};
+pub use forward::Upstream;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Semaphore};
+
+use crate::ca::CertificateAuthority;
+use crate::config::{Environments, ProxyConfig};
+use crate::identity::Authenticator;
+use crate::metrics::Metrics;
+use crate::policy::PolicyEngine;
+use pipeline::ConnInfo;
+
+/// Everything a request needs, shared by all connections.
+pub struct ProxyState {
+    pub config: ProxyConfig,
+    pub environments: Environments,
+    pub auth: Authenticator,
+    pub policy: Arc<PolicyEngine>,
+    pub ca: Arc<dyn CertificateAuthority>,
+    pub upstream: Upstream,
+    pub upstream_connect_timeout: Duration,
+    pub metrics: Arc<Metrics>,
+    /// HTTP/1.1 + h2 server for intercepted connections.
+    inner_http: auto::Builder<TokioExecutor>,
+}
+
+impl ProxyState {
+    /// Assembles the state.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        config: ProxyConfig,
+        environments: Environments,
+        auth: Authenticator,
+        policy: Arc<PolicyEngine>,
+        ca: Arc<dyn CertificateAuthority>,
+        upstream: Upstream,
+        upstream_connect_timeout: Duration,
+        metrics: Arc<Metrics>,
+    ) -> ProxyState {
+        let mut inner_http = auto::Builder::new(TokioExecutor::new());
+        inner_http
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(config.idle_timeout)
+            .max_buf_size(config.max_header_bytes.saturating_mul(2).max(16 * 1024));
+        inner_http
+            .http2()
+            .timer(TokioTimer::new())
+            .max_header_list_size(
+                u32::try_from(config.max_header_bytes.saturating_mul(2)).unwrap_or(u32::MAX),
+            )
+            .max_concurrent_streams(256)
+            .keep_alive_interval(Some(config.idle_timeout))
+            .keep_alive_timeout(config.idle_timeout);
+        ProxyState {
+            config,
+            environments,
+            auth,
+            policy,
+            ca,
+            upstream,
+            upstream_connect_timeout,
+            metrics,
+            inner_http,
+        }
+    }
+}
+
+/// Serves the proxy on `listener` until `shutdown` turns true.
+pub async fn serve(
+    state: Arc<ProxyState>,
+    listener: TcpListener,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let limit = Arc::new(Semaphore::new(state.config.max_connections));
+    let mut outer = hyper::server::conn::http1::Builder::new();
+    outer
+        .timer(TokioTimer::new())
+        .header_read_timeout(state.config.idle_timeout)
+        .max_buf_size(
+            state
+                .config
+                .max_header_bytes
+                .saturating_mul(2)
+                .max(16 * 1024),
+        );
+    let outer = Arc::new(outer);
+    loop {
+        let (stream, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.changed() => return,
+        };
+        let Ok(permit) = limit.clone().try_acquire_owned() else {
+            state.metrics.connection_refused();
+            tracing::warn!(%peer, max = state.config.max_connections, "connection refused: proxy.max_connections reached");
+            drop(stream);
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let (state, outer) = (state.clone(), outer.clone());
+        tokio::spawn(async move {
+            state.metrics.connection(1);
+            let conn = Arc::new(ConnInfo {
+                credential_id: None,
+                connect: None,
+                sni: None,
+            });
+            let svc_state = state.clone();
+            let svc = service_fn(move |req: Request<Incoming>| {
+                let (state, conn) = (svc_state.clone(), conn.clone());
+                async move { Ok::<_, std::convert::Infallible>(route(state, conn, req).await) }
+            });
+            if let Err(e) = outer
+                .serve_connection(TokioIo::new(stream), svc)
+                .with_upgrades()
+                .await
+            {
+                tracing::debug!(%peer, error = %e, "proxy connection ended with an error");
+            }
+            state.metrics.connection(-1);
+            drop(permit);
+        });
+    }
+}
+
+async fn route(
+    state: Arc<ProxyState>,
+    conn: Arc<ConnInfo>,
+    req: Request<Incoming>,
+) -> Response<ProxyBody> {
+    if req.method() == Method::CONNECT {
+        return connect::handle_connect(state, req).await;
+    }
+    if req.uri().scheme().is_none() {
+        return respond::error(
+            StatusCode::BAD_REQUEST,
+            "not_a_proxy_request",
+            "this is the Clawser proxy port: send absolute-form requests (http://host/path) or CONNECT",
+            "-",
+        );
+    }
+    pipeline::handle(state, conn, req).await
+}

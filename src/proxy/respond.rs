@@ -1,0 +1,165 @@
+//! Every response Clawser makes itself: JSON with `error`, `outcome`, `reasons`,
+//! `request_id` (and `approval_id` once approvals exist), plus `X-Clawser-Outcome`.
+//! A deny is a `Decision`, not an error; this is the one place it becomes HTTP.
+
+use http::{header, HeaderValue, Response, StatusCode};
+use serde::Serialize;
+
+use super::body::{full, ProxyBody};
+use crate::identity::AuthFailure;
+use crate::model::{Decision, Outcome, Reason};
+
+/// The header naming what happened: allow (never on our own responses), hold, deny, error.
+pub const OUTCOME_HEADER: &str = "x-clawser-outcome";
+
+#[derive(Serialize)]
+struct Body<'a> {
+    error: &'a str,
+    outcome: &'a str,
+    reasons: &'a [Reason],
+    request_id: &'a str,
+}
+
+fn json(
+    status: StatusCode,
+    outcome: &str,
+    error: &str,
+    reasons: &[Reason],
+    request_id: &str,
+) -> Response<ProxyBody> {
+    let body = serde_json::to_vec(&Body {
+        error,
+        outcome,
+        reasons,
+        request_id,
+    })
+    .unwrap_or_default();
+    let mut resp = Response::new(full(body));
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if let Ok(v) = HeaderValue::from_str(outcome) {
+        h.insert(OUTCOME_HEADER, v);
+    }
+    if let Ok(v) = HeaderValue::from_str(request_id) {
+        h.insert("x-clawser-request-id", v);
+    }
+    resp
+}
+
+/// 403 for a deny, or for a hold while approvals are not available.
+pub fn refused(decision: &Decision, request_id: &str) -> Response<ProxyBody> {
+    match decision.outcome {
+        Outcome::Hold => {
+            let who = decision
+                .approvers
+                .as_ref()
+                .map(|a| format!("{} approver(s) with role {}", a.count, a.role))
+                .unwrap_or_else(|| "an approver".to_string());
+            let msg = format!(
+                "approval required: this request needs {who}, and Clawser does not hold requests for approval yet, so it was refused; do not retry it unchanged"
+            );
+            json(
+                StatusCode::FORBIDDEN,
+                "hold",
+                &msg,
+                &decision.reasons,
+                request_id,
+            )
+        }
+        _ => {
+            let msg = decision
+                .reasons
+                .first()
+                .map(|r| {
+                    format!(
+                        "refused by policy: {}",
+                        if r.message.is_empty() {
+                            &r.code
+                        } else {
+                            &r.message
+                        }
+                    )
+                })
+                .unwrap_or_else(|| "refused by policy".to_string());
+            json(
+                StatusCode::FORBIDDEN,
+                "deny",
+                &msg,
+                &decision.reasons,
+                request_id,
+            )
+        }
+    }
+}
+
+/// 407 with the Basic challenge (git sends credentials only after it).
+pub fn auth_required(failure: &AuthFailure, request_id: &str) -> Response<ProxyBody> {
+    let reasons = [Reason::new(failure.code(), failure.message())];
+    let mut resp = json(
+        StatusCode::PROXY_AUTHENTICATION_REQUIRED,
+        "deny",
+        &failure.message(),
+        &reasons,
+        request_id,
+    );
+    resp.headers_mut().insert(
+        header::PROXY_AUTHENTICATE,
+        HeaderValue::from_static("Basic realm=\"clawser\""),
+    );
+    resp
+}
+
+/// Any other refusal or failure: 400, 431, 502, 503, 504...
+pub fn error(
+    status: StatusCode,
+    code: &str,
+    message: &str,
+    request_id: &str,
+) -> Response<ProxyBody> {
+    let outcome = if status.is_server_error() {
+        "error"
+    } else {
+        "deny"
+    };
+    json(
+        status,
+        outcome,
+        message,
+        &[Reason::new(code, message)],
+        request_id,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+
+    #[tokio::test]
+    async fn deny_is_json_with_header() {
+        let d = Decision::deny("repo_delete", "agents may not delete repositories");
+        let r = refused(&d, "req_1");
+        assert_eq!(r.status(), 403);
+        assert_eq!(r.headers()[OUTCOME_HEADER], "deny");
+        let body = r.into_body().collect().await.unwrap().to_bytes();
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["reasons"][0]["code"], "repo_delete");
+        assert_eq!(v["request_id"], "req_1");
+        assert_eq!(v["outcome"], "deny");
+    }
+
+    #[test]
+    fn auth_has_challenge() {
+        let r = auth_required(&AuthFailure::Missing, "req_2");
+        assert_eq!(r.status(), 407);
+        assert_eq!(
+            r.headers()[header::PROXY_AUTHENTICATE],
+            "Basic realm=\"clawser\""
+        );
+    }
+}

@@ -1,0 +1,162 @@
+//! Building the redacted `RequestSummary` and the forwarded header set.
+//! Secrets (Authorization, Cookie, Proxy-Authorization, configured headers and query keys)
+//! are replaced by `<redacted>` before anything reaches a policy, a log or the ledger.
+
+use std::collections::BTreeMap;
+
+use http::header::{HeaderMap, HeaderName, CONNECTION};
+
+use crate::model::REDACTED;
+
+/// Headers whose values are always redacted.
+pub const ALWAYS_REDACTED: &[&str] = &[
+    "authorization",
+    "proxy-authorization",
+    "cookie",
+    "set-cookie",
+    "x-api-key",
+    "x-auth-token",
+    "private-token",
+    "x-amz-security-token",
+];
+
+/// Hop-by-hop headers, never forwarded (RFC 9110 section 7.6.1) plus proxy headers.
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "host",
+];
+
+/// Lower-case header names to (redacted) values.
+pub fn redacted_headers(headers: &HeaderMap, extra: &[String]) -> BTreeMap<String, Vec<String>> {
+    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (name, value) in headers {
+        let n = name.as_str();
+        let secret = ALWAYS_REDACTED.contains(&n) || extra.iter().any(|e| e == n);
+        let v = if secret {
+            REDACTED.to_string()
+        } else {
+            String::from_utf8_lossy(value.as_bytes()).into_owned()
+        };
+        out.entry(n.to_string()).or_default().push(v);
+    }
+    out
+}
+
+/// Parsed query parameters with configured keys redacted.
+pub fn redacted_query(query: Option<&str>, keys: &[String]) -> BTreeMap<String, Vec<String>> {
+    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (k, v) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+        let secret = keys.iter().any(|s| s.eq_ignore_ascii_case(&k));
+        let v = if secret {
+            REDACTED.to_string()
+        } else {
+            v.into_owned()
+        };
+        out.entry(k.into_owned()).or_default().push(v);
+    }
+    out
+}
+
+/// Removes hop-by-hop headers (and those named in `Connection`), `Host` (the upstream URI
+/// carries the authority) and every `X-Clawser-*` header.
+pub fn strip_for_upstream(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .collect();
+    for n in named {
+        headers.remove(n);
+    }
+    for n in HOP_BY_HOP {
+        headers.remove(*n);
+    }
+    let clawser: Vec<HeaderName> = headers
+        .keys()
+        .filter(|k| k.as_str().starts_with("x-clawser-"))
+        .cloned()
+        .collect();
+    for n in clawser {
+        headers.remove(n);
+    }
+}
+
+/// Removes hop-by-hop headers from an upstream response before it goes to the client.
+pub fn strip_response(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .collect();
+    for n in named {
+        headers.remove(n);
+    }
+    for n in [
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "transfer-encoding",
+        "upgrade",
+        "trailer",
+    ] {
+        headers.remove(n);
+    }
+}
+
+/// Total size of the header block as received (names + values + separators).
+pub fn header_bytes(headers: &HeaderMap) -> usize {
+    headers
+        .iter()
+        .map(|(n, v)| n.as_str().len() + v.len() + 4)
+        .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    #[test]
+    fn secrets_are_redacted() {
+        let mut h = HeaderMap::new();
+        h.insert("authorization", HeaderValue::from_static("Bearer s3cret"));
+        h.insert("cookie", HeaderValue::from_static("sid=s3cret"));
+        h.insert("x-custom-key", HeaderValue::from_static("s3cret"));
+        h.insert("accept", HeaderValue::from_static("*/*"));
+        let r = redacted_headers(&h, &["x-custom-key".to_string()]);
+        assert!(!format!("{r:?}").contains("s3cret"));
+        assert_eq!(r["accept"], vec!["*/*"]);
+        let q = redacted_query(
+            Some("a=1&access_token=s3cret&b=2&b=3"),
+            &["access_token".to_string()],
+        );
+        assert_eq!(q["access_token"], vec![REDACTED]);
+        assert_eq!(q["b"], vec!["2", "3"]);
+    }
+
+    #[test]
+    fn hop_by_hop_and_clawser_headers_are_stripped() {
+        let mut h = HeaderMap::new();
+        h.insert("connection", HeaderValue::from_static("keep-alive, x-foo"));
+        h.insert("x-foo", HeaderValue::from_static("1"));
+        h.insert("proxy-authorization", HeaderValue::from_static("Basic x"));
+        h.insert("x-clawser-intent", HeaderValue::from_static("ship it"));
+        h.insert("te", HeaderValue::from_static("trailers"));
+        h.insert("accept", HeaderValue::from_static("*/*"));
+        strip_for_upstream(&mut h);
+        assert_eq!(h.len(), 1, "{h:?}");
+        assert!(h.contains_key("accept"));
+    }
+}
