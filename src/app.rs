@@ -89,6 +89,7 @@ impl App {
         let policy = Arc::new(PolicyEngine::load(
             &config.policy.dir,
             config.policy.eval_timeout,
+            config.policy.eval,
         )?);
         let upstream = Upstream::new(&config.upstream)?;
         Ok(App {

@@ -240,7 +240,10 @@ async fn garbage_and_oversized_input_do_not_crash_the_proxy() {
         .unwrap();
     assert!(r.is_empty() || r.starts_with("HTTP/1.1 400"), "{r}");
     let r = tokio::task::spawn_blocking(move || {
-        raw_exchange(proxy, b"GET /relative HTTP/1.1\r\nHost: x\r\n\r\n")
+        raw_exchange(
+            proxy,
+            b"GET /relative HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        )
     })
     .await
     .unwrap();

@@ -215,7 +215,7 @@ fn policy(config: &Config, cmd: PolicyCmd) -> Result<i32> {
     crate::policy::set_eval_timeout(config.policy.eval_timeout);
     match cmd {
         PolicyCmd::Check => {
-            let (p, report) = load_tested(&src)?;
+            let (p, report) = load_tested(&src, config.policy.eval)?;
             println!(
                 "ok: revision {} ({} files, {} tests passed)",
                 p.short_revision(),
@@ -225,7 +225,7 @@ fn policy(config: &Config, cmd: PolicyCmd) -> Result<i32> {
             Ok(0)
         }
         PolicyCmd::Test => {
-            let policy = LoadedPolicy::compile(&src)?;
+            let policy = LoadedPolicy::compile_with(&src, config.policy.eval)?;
             let report = crate::policy::run_tests(&src, &policy)?;
             for name in &report.passed {
                 println!("PASS {name}");
@@ -244,7 +244,7 @@ fn policy(config: &Config, cmd: PolicyCmd) -> Result<i32> {
             let text = read_input(&input)?;
             serde_json::from_str::<serde_json::Value>(&text)
                 .map_err(|e| Error::Invalid(format!("{}: not JSON: {e}", input.display())))?;
-            let policy = LoadedPolicy::compile(&src)?;
+            let policy = LoadedPolicy::compile_with(&src, config.policy.eval)?;
             let eval = policy.decide_json(&text);
             print_json(&serde_json::json!({
                 "decision": eval.decision,

@@ -57,6 +57,7 @@ pub struct CaConfig {
 #[derive(Debug, Clone)]
 pub struct PolicyConfig {
     pub dir: PathBuf,
+    pub eval: crate::policy::EvalOptions,
     pub reload_interval: Duration,
     pub eval_timeout: Duration,
 }
@@ -192,7 +193,7 @@ impl Validator<'_> {
         if p.is_absolute() {
             p
         } else {
-            self.base.join(p)
+            self.base.join(p.strip_prefix(".").unwrap_or(&p))
         }
     }
 
@@ -281,8 +282,26 @@ impl Validator<'_> {
             leaf_validity_days,
             cache_size: self.positive("ca.cache_size", raw.ca.cache_size, 10_000)?,
         };
+        let engine = match raw.policy.engine.as_deref().unwrap_or("interpreter") {
+            "interpreter" => crate::policy::EvalEngine::Interpreter,
+            "vm" => crate::policy::EvalEngine::Vm,
+            other => {
+                return Err(self.err(
+                    "policy.engine",
+                    format!("{other:?} is not interpreter or vm"),
+                ))
+            }
+        };
         let policy = PolicyConfig {
             dir: self.path(raw.policy.dir, "policies"),
+            eval: crate::policy::EvalOptions {
+                engine,
+                max_instructions: self.positive(
+                    "policy.max_instructions",
+                    raw.policy.max_instructions,
+                    crate::policy::DEFAULT_MAX_INSTRUCTIONS,
+                )?,
+            },
             reload_interval: self.duration(
                 "policy.reload_interval",
                 raw.policy.reload_interval,
@@ -438,6 +457,23 @@ mod tests {
         assert_eq!(c.admin.listen.to_string(), "127.0.0.1:8081");
         assert_eq!(c.proxy.max_inspect_bytes, 1024 * 1024);
         assert_eq!(c.data_dir, Path::new("./data"));
+    }
+
+    #[test]
+    fn example_file_documents_the_defaults() {
+        let text = include_str!("../../config.example.yaml");
+        let ex = Config::from_yaml(text, "config.example.yaml", Path::new(".")).unwrap();
+        let de = Config::from_yaml("", "<embedded defaults>", Path::new(".")).unwrap();
+        assert_eq!(format!("{:?}", ex.proxy), format!("{:?}", de.proxy));
+        assert_eq!(format!("{:?}", ex.ca), format!("{:?}", de.ca));
+        assert_eq!(format!("{:?}", ex.policy), format!("{:?}", de.policy));
+        assert_eq!(format!("{:?}", ex.upstream), format!("{:?}", de.upstream));
+        assert_eq!(
+            format!("{:?}", ex.environments),
+            format!("{:?}", de.environments)
+        );
+        assert_eq!(ex.admin.listen, de.admin.listen);
+        assert_eq!(ex.data_dir, de.data_dir);
     }
 
     #[test]

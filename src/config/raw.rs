@@ -61,6 +61,8 @@ pub struct RawCa {
 #[serde(deny_unknown_fields)]
 pub struct RawPolicy {
     pub dir: Option<String>,
+    pub engine: Option<String>,
+    pub max_instructions: Option<usize>,
     pub reload_interval: Option<String>,
     pub eval_timeout: Option<String>,
 }

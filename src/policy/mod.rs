@@ -19,7 +19,9 @@ mod source;
 mod target;
 mod testing;
 
-pub use compiled::{Evaluated, LoadedPolicy, ENTRYPOINT};
+pub use compiled::{
+    EvalEngine, EvalOptions, Evaluated, LoadedPolicy, DEFAULT_MAX_INSTRUCTIONS, ENTRYPOINT,
+};
 pub use input::{AgentView, JobView, PolicyInput};
 pub use source::PolicySource;
 pub use target::{classify, glob_match, Target};
@@ -39,6 +41,8 @@ use crate::error::{Error, Result};
 #[derive(Debug, Clone, Serialize)]
 pub struct PolicyStatus {
     pub dir: String,
+    /// `interpreter` or `vm` (the evaluator in force for this revision).
+    pub engine: &'static str,
     pub revision: String,
     pub files: Vec<String>,
     pub loaded_at: String,
@@ -47,9 +51,14 @@ pub struct PolicyStatus {
 }
 
 /// Compiles `src` and runs its tests; the policy is returned only if every test passes.
-pub fn load_tested(src: &PolicySource) -> Result<(LoadedPolicy, TestReport)> {
-    let policy = LoadedPolicy::compile(src)?;
-    let report = run_tests(src, &policy)?;
+pub fn load_tested(src: &PolicySource, opts: EvalOptions) -> Result<(LoadedPolicy, TestReport)> {
+    let mut policy = LoadedPolicy::compile_with(src, opts)?;
+    let mut report = run_tests(src, &policy)?;
+    if !report.vm_mismatches.is_empty() {
+        tracing::warn!(cases = ?report.vm_mismatches, "the regorus VM disagreed with the interpreter; this policy revision is evaluated by the interpreter");
+        policy.disable_vm();
+        report = run_tests(src, &policy)?;
+    }
     if !report.ok() {
         return Err(Error::Policy(format!(
             "{} policy test(s) failed:\n{}",
@@ -73,6 +82,7 @@ pub fn set_eval_timeout(limit: Duration) {
 /// The policy in force, swapped atomically on reload.
 pub struct PolicyEngine {
     dir: PathBuf,
+    opts: EvalOptions,
     current: ArcSwap<LoadedPolicy>,
     last_error: Mutex<Option<String>>,
     /// The revision of the files last looked at (good or bad), to avoid recompiling a
@@ -83,12 +93,13 @@ pub struct PolicyEngine {
 impl PolicyEngine {
     /// Loads and tests the policies in `dir`. Fails if they do not compile or a test fails:
     /// Clawser does not start without a working policy.
-    pub fn load(dir: &Path, eval_timeout: Duration) -> Result<PolicyEngine> {
+    pub fn load(dir: &Path, eval_timeout: Duration, opts: EvalOptions) -> Result<PolicyEngine> {
         set_eval_timeout(eval_timeout);
         let src = PolicySource::read_dir(dir)?;
-        let (policy, _) = load_tested(&src)?;
+        let (policy, _) = load_tested(&src, opts)?;
         Ok(PolicyEngine {
             dir: dir.to_path_buf(),
+            opts,
             last_seen: Mutex::new(src.revision.clone()),
             current: ArcSwap::from_pointee(policy),
             last_error: Mutex::new(None),
@@ -128,7 +139,7 @@ impl PolicyEngine {
             }
             *seen = src.revision.clone();
             drop(seen);
-            let (policy, report) = load_tested(&src)?;
+            let (policy, report) = load_tested(&src, self.opts)?;
             tracing::info!(
                 revision = policy.short_revision(),
                 files = policy.files.len(),
@@ -176,6 +187,7 @@ impl PolicyEngine {
         let p = self.current.load();
         PolicyStatus {
             dir: self.dir.display().to_string(),
+            engine: if p.uses_vm() { "vm" } else { "interpreter" },
             revision: p.revision.clone(),
             files: p.files.clone(),
             loaded_at: p.loaded_at.clone(),

@@ -51,7 +51,17 @@ mod tests {
         assert!(install_if_missing(d.path()).unwrap());
         assert!(!install_if_missing(d.path()).unwrap());
         let src = PolicySource::read_dir(d.path()).unwrap();
-        let (_, report) = load_tested(&src).unwrap_or_else(|e| panic!("{e}"));
+        let (_, report) = load_tested(&src, Default::default()).unwrap_or_else(|e| panic!("{e}"));
+        // The VM agrees with the interpreter on every shipped decision-table case.
+        let (vm, _) = load_tested(
+            &src,
+            crate::policy::EvalOptions {
+                engine: crate::policy::EvalEngine::Vm,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert!(vm.uses_vm());
         assert!(report.passed.len() >= 10, "{report:?}");
     }
 }

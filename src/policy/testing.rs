@@ -27,6 +27,8 @@ pub struct TestFailure {
 pub struct TestReport {
     pub passed: Vec<String>,
     pub failed: Vec<TestFailure>,
+    /// Decision-table cases where the VM and the interpreter disagreed.
+    pub vm_mismatches: Vec<String>,
 }
 
 impl TestReport {
@@ -134,7 +136,19 @@ fn run_table(path: &str, text: &str, policy: &LoadedPolicy, report: &mut TestRep
     for (i, case) in table.cases.into_iter().enumerate() {
         let mut input = table.base.clone();
         merge(&mut input, case.input);
-        let eval = policy.decide_json(&input.to_string());
+        let input_json = input.to_string();
+        let eval = policy.decide_json(&input_json);
+        if policy.uses_vm() {
+            let interpreted = policy.decide_json_interpreted(&input_json);
+            let vm = if eval.error.is_some() {
+                Err(())
+            } else {
+                Ok(&eval.decision)
+            };
+            if interpreted.as_ref().map_err(|_| ()) != vm {
+                report.vm_mismatches.push(format!("{path}: {}", case.name));
+            }
+        }
         let got_codes: Vec<String> = eval
             .decision
             .reasons

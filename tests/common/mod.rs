@@ -3,6 +3,7 @@
 //! clients (curl, git, python, node) as a user would.
 #![allow(dead_code)]
 
+pub mod client;
 pub mod upstream;
 
 use std::collections::HashMap;
@@ -189,20 +190,36 @@ impl Drop for Server {
     }
 }
 
+/// Proxy and CA variables removed from every client process before `env` is applied.
+pub const INHERITED_NETWORK_VARS: &[&str] = &[
+    "HTTPS_PROXY",
+    "HTTP_PROXY",
+    "https_proxy",
+    "http_proxy",
+    "NO_PROXY",
+    "no_proxy",
+    "ALL_PROXY",
+    "all_proxy",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+    "REQUESTS_CA_BUNDLE",
+    "CURL_CA_BUNDLE",
+    "GIT_SSL_CAINFO",
+    "GIT_SSL_CAPATH",
+    "NODE_EXTRA_CA_CERTS",
+    "CARGO_HTTP_CAINFO",
+    "AWS_CA_BUNDLE",
+    "PIP_CERT",
+    "GIT_CONFIG_COUNT",
+];
+
 /// Runs a command with exactly `env` added (proxy variables of the parent removed first).
 pub async fn run_with_env(prog: &str, args: &[&str], env: &HashMap<String, String>) -> Output {
     let mut cmd = tokio::process::Command::new(prog);
     cmd.args(args);
-    for k in [
-        "HTTPS_PROXY",
-        "HTTP_PROXY",
-        "https_proxy",
-        "http_proxy",
-        "NO_PROXY",
-        "no_proxy",
-        "ALL_PROXY",
-        "all_proxy",
-    ] {
+    // Nothing of the parent's proxy or CA settings may leak in (this machine exports
+    // GIT_SSL_CAINFO and friends globally): only what `clawser env` printed counts.
+    for k in INHERITED_NETWORK_VARS {
         cmd.env_remove(k);
     }
     cmd.envs(env);
@@ -211,12 +228,27 @@ pub async fn run_with_env(prog: &str, args: &[&str], env: &HashMap<String, Strin
 
 /// curl with the given env; returns (status code, body). `-w` adds the status on the last line.
 pub async fn curl(env: &HashMap<String, String>, args: &[&str]) -> (u16, String) {
-    let mut all = vec!["-sS", "--max-time", "20", "-w", "\n%{http_code}"];
+    let mut all = vec![
+        "-sS",
+        "--max-time",
+        "20",
+        "-w",
+        "\n%{http_code} %{http_connect}",
+    ];
     all.extend_from_slice(args);
     let out = run_with_env("curl", &all, env).await;
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
-    (code.trim().parse().unwrap_or(0), body.to_string())
+    let (body, codes) = text.rsplit_once('\n').unwrap_or(("", "0 0"));
+    let (code, connect) = codes.trim().split_once(' ').unwrap_or(("0", "0"));
+    let code: u16 = code.parse().unwrap_or(0);
+    let connect: u16 = connect.parse().unwrap_or(0);
+    // A refused CONNECT has no response inside the tunnel: report the CONNECT status.
+    let code = if code == 0 && connect >= 300 {
+        connect
+    } else {
+        code
+    };
+    (code, body.to_string())
 }
 
 /// Waits until `f` is true or the timeout passes (for hot reload, which polls).

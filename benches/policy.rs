@@ -1,0 +1,65 @@
+//! One policy decision with the shipped pack: p50/p99 of `PolicyEngine::decide` on a
+//! realistic input (no criterion: a plain timing loop, run with `cargo bench --bench policy`).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::time::{Duration, Instant};
+
+use clawser::policy::{pack, EvalEngine, EvalOptions, PolicyEngine};
+
+fn main() {
+    let dir = std::env::temp_dir().join(format!("clawser-policy-bench-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    pack::install_if_missing(&dir).unwrap();
+    for (name, engine) in [
+        ("interpreter", EvalEngine::Interpreter),
+        ("vm", EvalEngine::Vm),
+    ] {
+        let opts = EvalOptions {
+            engine,
+            ..Default::default()
+        };
+        let engine = PolicyEngine::load(&dir, Duration::from_secs(1), opts).unwrap();
+        run(name, &engine);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn run(name: &str, engine: &PolicyEngine) {
+    let inputs: Vec<serde_json::Value> = ["GET", "POST", "DELETE"]
+        .iter()
+        .map(|m| {
+            serde_json::json!({
+                "version": 1, "time": "2026-11-24T12:00:00Z",
+                "agent": {"id": "oc-1", "runtime": "openclaw", "on_behalf_of": "alice", "roles": ["dev"], "labels": {}},
+                "job": {"id": "job_1", "title": "release 1.4", "agents": ["oc-1"]},
+                "grants": [],
+                "request": {"id": "req_1", "scheme": "https", "method": m, "host": "api.github.com", "port": 443,
+                            "path": "/repos/acme/api/pulls/7/merge", "query": {},
+                            "headers": {"accept": ["application/json"], "authorization": ["<redacted>"], "user-agent": ["gh/2.40"]},
+                            "body": {"size": 12, "sha256": "00", "truncated": false}, "tls": {"sni": "api.github.com", "intercepted": true}},
+                "target": {"env": "production", "service": "github"}
+            })
+        })
+        .collect();
+    for i in &inputs {
+        engine.decide(i);
+    }
+    let n = 20_000;
+    let mut samples = Vec::with_capacity(n);
+    let start = Instant::now();
+    for k in 0..n {
+        let t = Instant::now();
+        let e = engine.decide(&inputs[k % inputs.len()]);
+        samples.push(t.elapsed());
+        assert!(e.error.is_none());
+    }
+    let total = start.elapsed();
+    samples.sort();
+    let pct = |p: f64| samples[((samples.len() as f64 - 1.0) * p) as usize];
+    println!(
+        "policy decide [{name}] (shipped pack, decide() incl. input serialization): n={n} p50={:.1}us p99={:.1}us mean={:.1}us",
+        pct(0.50).as_secs_f64() * 1e6,
+        pct(0.99).as_secs_f64() * 1e6,
+        total.as_secs_f64() * 1e6 / n as f64
+    );
+}

@@ -1,0 +1,85 @@
+//! A Rust client through the proxy: CONNECT with Basic credentials, TLS with rustls trusting
+//! Clawser's CA, then HTTP/1.1 over the tunnel. It keeps one connection open so tests can
+//! check what happens to an open connection.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use base64::Engine as _;
+use bytes::Bytes;
+use http::Request;
+use http_body_util::{BodyExt, Empty};
+use hyper::client::conn::http1::SendRequest;
+use hyper_util::rt::TokioIo;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+pub struct TunnelClient {
+    sender: SendRequest<Empty<Bytes>>,
+    host: String,
+}
+
+impl TunnelClient {
+    pub async fn connect(
+        proxy: std::net::SocketAddr,
+        host: &str,
+        port: u16,
+        agent: &str,
+        token: &str,
+        ca_pem: &Path,
+    ) -> TunnelClient {
+        let mut tcp = TcpStream::connect(proxy).await.unwrap();
+        let auth = base64::engine::general_purpose::STANDARD.encode(format!("{agent}:{token}"));
+        let req = format!("CONNECT {host}:{port} HTTP/1.1\r\nHost: {host}:{port}\r\nProxy-Authorization: Basic {auth}\r\n\r\n");
+        tcp.write_all(req.as_bytes()).await.unwrap();
+        let mut buf = Vec::new();
+        while !buf.ends_with(b"\r\n\r\n") {
+            let mut b = [0u8; 1];
+            assert_eq!(
+                tcp.read(&mut b).await.unwrap(),
+                1,
+                "proxy closed during CONNECT"
+            );
+            buf.push(b[0]);
+        }
+        let head = String::from_utf8_lossy(&buf);
+        assert!(head.starts_with("HTTP/1.1 200"), "CONNECT refused: {head}");
+        let mut roots = rustls::RootCertStore::empty();
+        for c in CertificateDer::pem_file_iter(ca_pem).unwrap() {
+            roots.add(c.unwrap()).unwrap();
+        }
+        let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        let tls = tokio_rustls::TlsConnector::from(Arc::new(cfg))
+            .connect(ServerName::try_from(host.to_string()).unwrap(), tcp)
+            .await
+            .expect("rustls must accept the leaf Clawser issued");
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        TunnelClient {
+            sender,
+            host: format!("{host}:{port}"),
+        }
+    }
+
+    /// GET `path` on the open connection: (status, body).
+    pub async fn get(&mut self, path: &str) -> (u16, String) {
+        let req = Request::get(path)
+            .header("host", &self.host)
+            .body(Empty::new())
+            .unwrap();
+        let resp = self.sender.send_request(req).await.unwrap();
+        let status = resp.status().as_u16();
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        (status, String::from_utf8_lossy(&body).into_owned())
+    }
+}

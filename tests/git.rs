@@ -1,0 +1,118 @@
+//! git as an agent runs it: `git clone` and `git push` over HTTPS through Clawser, with
+//! nothing but the environment from `clawser env`, against `git http-backend`.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::Output;
+
+use common::{run_with_env, World};
+
+async fn git(env: &HashMap<String, String>, cwd: &Path, args: &[&str]) -> Output {
+    let mut all = vec![
+        "-C",
+        cwd.to_str().unwrap(),
+        "-c",
+        "user.name=Agent",
+        "-c",
+        "user.email=agent@example.com",
+        "-c",
+        "init.defaultBranch=main",
+    ];
+    all.extend_from_slice(args);
+    run_with_env("git", &all, env).await
+}
+
+fn ok(out: &Output) -> String {
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "git failed: {err}");
+    err
+}
+
+/// Seeds a bare repo with one commit, directly on disk.
+async fn seed(bare: &Path, scratch: &Path) {
+    let env = HashMap::new();
+    std::fs::create_dir_all(scratch).unwrap();
+    ok(&git(&env, scratch, &["init", "-q"]).await);
+    std::fs::write(scratch.join("README"), "hello\n").unwrap();
+    ok(&git(&env, scratch, &["add", "."]).await);
+    ok(&git(&env, scratch, &["commit", "-qm", "init"]).await);
+    ok(&git(
+        &env,
+        scratch,
+        &["push", "-q", bare.to_str().unwrap(), "main"],
+    )
+    .await);
+}
+
+fn head(bare: &Path) -> String {
+    let out = std::process::Command::new("git")
+        .arg("-C")
+        .arg(bare)
+        .args(["rev-parse", "main"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn clone_and_push_through_the_proxy_staging_allowed_production_refused() {
+    let w = World::new().await;
+    let tmp = w.tmp.path();
+    let dev = w.upstream.bare_repo("dev/app.git");
+    let prod = w.upstream.bare_repo("prod/app.git");
+    seed(&dev, &tmp.join("seed-dev")).await;
+    seed(&prod, &tmp.join("seed-prod")).await;
+
+    let mut env = w.server.env_for("dev", None);
+    let home = tmp.join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    env.insert("HOME".into(), home.display().to_string());
+    env.insert("GIT_TERMINAL_PROMPT".into(), "0".into());
+    // Prove the GIT_CONFIG_* form alone carries the CA (as under OpenClaw, which strips GIT_SSL_CAINFO).
+    env.remove("GIT_SSL_CAINFO");
+
+    // Clone (GET info/refs + POST git-upload-pack: reads).
+    let url = w.upstream.url("/git/dev/app.git");
+    ok(&git(&env, tmp, &["clone", "-q", url.as_str(), "work-dev"]).await);
+    let work = tmp.join("work-dev");
+    assert_eq!(
+        std::fs::read_to_string(work.join("README")).unwrap(),
+        "hello\n"
+    );
+
+    // Push to a development repository: allowed and received.
+    std::fs::write(work.join("change.txt"), "agent change\n").unwrap();
+    ok(&git(&env, &work, &["add", "."]).await);
+    ok(&git(&env, &work, &["commit", "-qm", "agent change"]).await);
+    ok(&git(&env, &work, &["push", "-q", "origin", "main"]).await);
+    let local = String::from_utf8_lossy(&git(&env, &work, &["rev-parse", "HEAD"]).await.stdout)
+        .trim()
+        .to_string();
+    assert_eq!(head(&dev), local, "the push reached the upstream");
+
+    // Production: clone is a read (allowed), push is held -> refused, upstream unchanged.
+    let url = w.upstream.url("/git/prod/app.git");
+    ok(&git(&env, tmp, &["clone", "-q", url.as_str(), "work-prod"]).await);
+    let work = tmp.join("work-prod");
+    let before = head(&prod);
+    std::fs::write(work.join("deploy.txt"), "ship\n").unwrap();
+    ok(&git(&env, &work, &["add", "."]).await);
+    ok(&git(&env, &work, &["commit", "-qm", "deploy"]).await);
+    let out = git(&env, &work, &["push", "origin", "main"]).await;
+    assert!(
+        !out.status.success(),
+        "push to production must not go through"
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("403"), "{err}");
+    assert_eq!(head(&prod), before);
+
+    let log = w.server.log_text();
+    assert!(
+        log.contains("git-receive-pack") && log.contains("production_write"),
+        "{log}"
+    );
+}
