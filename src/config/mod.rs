@@ -70,6 +70,8 @@ pub struct UpstreamConfig {
     pub response_timeout: Duration,
     pub pool_idle_timeout: Duration,
     pub pool_max_idle_per_host: usize,
+    /// Offer h2 to upstreams (ALPN); h1 only when false.
+    pub http2: bool,
 }
 
 /// One rule of the environment map: requests whose host (and path) match are in `env`.
@@ -329,6 +331,7 @@ impl Validator<'_> {
                 "90s",
             )?,
             pool_max_idle_per_host: u.pool_max_idle_per_host.unwrap_or(64),
+            http2: u.http2.unwrap_or(true),
         };
         let environments = self.environments(raw.environments)?;
         let runtime_env = RuntimeEnvConfig {

@@ -75,6 +75,7 @@ pub struct RawUpstream {
     pub response_timeout: Option<String>,
     pub pool_idle_timeout: Option<String>,
     pub pool_max_idle_per_host: Option<usize>,
+    pub http2: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

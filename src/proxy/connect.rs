@@ -13,7 +13,7 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::body::{empty, ProxyBody};
-use super::pipeline::{self, log_line, split_authority, ConnInfo};
+use super::pipeline::{self, split_authority, ConnInfo, DecisionLine};
 use super::rewind::Rewind;
 use super::{respond, ProxyState};
 use crate::identity::Principal;
@@ -65,34 +65,20 @@ pub async fn handle_connect(
             .policy
             .decide(&PolicyInput::new(&principal, &summary, &env));
         state.metrics.decided(eval.decision.outcome, eval.elapsed);
-        let rev = eval.revision.get(..12).unwrap_or("").to_string();
+        let line = DecisionLine {
+            principal: &principal,
+            request_id: &request_id,
+            method: "CONNECT",
+            host: &host,
+            path: "",
+            policy_rev: eval.revision.get(..12).unwrap_or(""),
+            start,
+        };
         if eval.decision.outcome != Outcome::Allow {
-            log_line(
-                &principal,
-                &request_id,
-                "CONNECT",
-                &host,
-                "",
-                eval.decision.outcome.as_str(),
-                &eval.decision.codes(),
-                &rev,
-                403,
-                start,
-            );
+            line.emit(eval.decision.outcome.as_str(), &eval.decision.codes(), 403);
             return respond::refused(&eval.decision, &request_id);
         }
-        log_line(
-            &principal,
-            &request_id,
-            "CONNECT",
-            &host,
-            "",
-            "allow",
-            "passthrough",
-            &rev,
-            200,
-            start,
-        );
+        line.emit("allow", "passthrough", 200);
     }
     let on_upgrade = hyper::upgrade::on(&mut req);
     tokio::spawn(async move {
@@ -200,18 +186,16 @@ async fn tunnel<T>(
     }
     if !crate::tls::looks_like_tls(&prefix) {
         state.metrics.decided(Outcome::Deny, Default::default());
-        log_line(
-            &principal,
-            &request_id,
-            "CONNECT",
-            &host,
-            "",
-            "deny",
-            "not_tls",
-            "-",
-            403,
+        DecisionLine {
+            principal: &principal,
+            request_id: &request_id,
+            method: "CONNECT",
+            host: &host,
+            path: "",
+            policy_rev: "-",
             start,
-        );
+        }
+        .emit("deny", "not_tls", 403);
         if prefix.iter().all(|b| b.is_ascii()) {
             // Plain HTTP inside the tunnel: answer in kind so the client sees why.
             const MSG: &str = "only TLS can be inspected inside CONNECT, and this host is not on proxy.passthrough_hosts";

@@ -112,18 +112,16 @@ pub async fn handle(
     let target = match resolve_target(&conn, &req) {
         Ok(t) => t,
         Err((status, code, msg)) => {
-            log_line(
-                &principal,
-                &request_id,
-                req.method().as_str(),
-                "-",
-                "-",
-                "deny",
-                code,
-                "-",
-                status.as_u16(),
+            DecisionLine {
+                principal: &principal,
+                request_id: &request_id,
+                method: req.method().as_str(),
+                host: "-",
+                path: "-",
+                policy_rev: "-",
                 start,
-            );
+            }
+            .emit("deny", code, status.as_u16());
             state.metrics.decided(Outcome::Deny, Default::default());
             return respond::error(status, code, &msg, &request_id);
         }
@@ -204,35 +202,22 @@ pub async fn handle(
     strip_for_upstream(upstream_req.headers_mut());
     let rev = eval.revision.get(..12).unwrap_or("");
     let codes = eval.decision.codes();
+    let line = DecisionLine {
+        principal: &principal,
+        request_id: &request_id,
+        method: &summary.method,
+        host: &summary.host,
+        path: &summary.path,
+        policy_rev: rev,
+        start,
+    };
     let Some(permitted) = permit(&eval, upstream_req) else {
-        log_line(
-            &principal,
-            &request_id,
-            &summary.method,
-            &summary.host,
-            &summary.path,
-            eval.decision.outcome.as_str(),
-            &codes,
-            rev,
-            403,
-            start,
-        );
+        line.emit(eval.decision.outcome.as_str(), &codes, 403);
         return respond::refused(&eval.decision, &request_id);
     };
     match state.upstream.forward(permitted).await {
         Ok(resp) => {
-            log_line(
-                &principal,
-                &request_id,
-                &summary.method,
-                &summary.host,
-                &summary.path,
-                "allow",
-                &codes,
-                rev,
-                resp.status().as_u16(),
-                start,
-            );
+            line.emit("allow", &codes, resp.status().as_u16());
             let (mut parts, body) = resp.into_parts();
             strip_response(&mut parts.headers);
             Response::from_parts(parts, body.map_err(Into::into).boxed())
@@ -251,18 +236,7 @@ pub async fn handle(
                     format!("the upstream request failed: {e}"),
                 ),
             };
-            log_line(
-                &principal,
-                &request_id,
-                &summary.method,
-                &summary.host,
-                &summary.path,
-                "allow",
-                code,
-                rev,
-                status.as_u16(),
-                start,
-            );
+            line.emit("allow", code, status.as_u16());
             respond::error(status, code, &msg, &request_id)
         }
     }
@@ -363,32 +337,41 @@ fn auth_failed(
     respond::auth_required(failure, request_id)
 }
 
-/// The canonical decision line: one per decided request.
-#[allow(clippy::too_many_arguments)]
-pub fn log_line(
-    p: &Principal,
-    request_id: &str,
-    method: &str,
-    host: &str,
-    path: &str,
-    outcome: &str,
-    reasons: &str,
-    policy_rev: &str,
-    status: u16,
-    start: Instant,
-) {
-    tracing::info!(
-        target: "clawser::decision",
-        request_id,
-        agent = %p.agent.id,
-        on_behalf_of = %p.agent.on_behalf_of,
-        runtime = %p.agent.runtime,
-        job = p.job.as_ref().map(|j| j.id.as_str()).unwrap_or("-"),
-        credential = %p.credential_id,
-        method, host, path, outcome, reasons, policy_rev, status,
-        latency_ms = start.elapsed().as_secs_f64() * 1e3,
-        "request decided"
-    );
+/// The canonical decision line: one per decided request. Built once with what is known
+/// about the request; `emit` adds how it ended.
+pub struct DecisionLine<'a> {
+    pub principal: &'a Principal,
+    pub request_id: &'a str,
+    pub method: &'a str,
+    pub host: &'a str,
+    pub path: &'a str,
+    pub policy_rev: &'a str,
+    pub start: Instant,
+}
+
+impl DecisionLine<'_> {
+    /// Logs the line with the outcome, reason codes and the status the agent got.
+    pub fn emit(&self, outcome: &str, reasons: &str, status: u16) {
+        let p = self.principal;
+        tracing::info!(
+            target: "clawser::decision",
+            request_id = self.request_id,
+            agent = %p.agent.id,
+            on_behalf_of = %p.agent.on_behalf_of,
+            runtime = %p.agent.runtime,
+            job = p.job.as_ref().map(|j| j.id.as_str()).unwrap_or("-"),
+            credential = %p.credential_id,
+            method = self.method,
+            host = self.host,
+            path = self.path,
+            outcome,
+            reasons,
+            policy_rev = self.policy_rev,
+            status,
+            latency_ms = self.start.elapsed().as_secs_f64() * 1e3,
+            "request decided"
+        );
+    }
 }
 
 #[cfg(test)]

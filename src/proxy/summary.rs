@@ -65,9 +65,8 @@ pub fn redacted_query(query: Option<&str>, keys: &[String]) -> BTreeMap<String, 
     out
 }
 
-/// Removes hop-by-hop headers (and those named in `Connection`), `Host` (the upstream URI
-/// carries the authority) and every `X-Clawser-*` header.
-pub fn strip_for_upstream(headers: &mut HeaderMap) {
+/// Removes the headers that `Connection` names (they are hop-by-hop by declaration).
+fn remove_connection_named(headers: &mut HeaderMap) {
     let named: Vec<HeaderName> = headers
         .get_all(CONNECTION)
         .iter()
@@ -78,6 +77,12 @@ pub fn strip_for_upstream(headers: &mut HeaderMap) {
     for n in named {
         headers.remove(n);
     }
+}
+
+/// Removes hop-by-hop headers (and those named in `Connection`), `Host` (the upstream URI
+/// carries the authority) and every `X-Clawser-*` header.
+pub fn strip_for_upstream(headers: &mut HeaderMap) {
+    remove_connection_named(headers);
     for n in HOP_BY_HOP {
         headers.remove(*n);
     }
@@ -93,16 +98,7 @@ pub fn strip_for_upstream(headers: &mut HeaderMap) {
 
 /// Removes hop-by-hop headers from an upstream response before it goes to the client.
 pub fn strip_response(headers: &mut HeaderMap) {
-    let named: Vec<HeaderName> = headers
-        .get_all(CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
-        .collect();
-    for n in named {
-        headers.remove(n);
-    }
+    remove_connection_named(headers);
     for n in [
         "connection",
         "keep-alive",
