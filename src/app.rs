@@ -15,9 +15,14 @@ use crate::ca::{CertificateAuthority, LeafIssuer, LocalCa};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::identity::{AdminToken, Authenticator, IdentityStore};
+use crate::ledger::Ledger;
 use crate::metrics::Metrics;
+use crate::model::EventSink;
 use crate::policy::{pack, PolicyEngine};
 use crate::proxy::{self, ProxyState, Upstream};
+
+/// Bench-only switch: when this environment variable is set, the ledger is off.
+pub const BENCH_NO_LEDGER: &str = "CLAWSER_BENCH_NO_LEDGER";
 
 /// The file a running server writes into the data dir so the CLI finds it.
 pub const SERVER_FILE: &str = "server.json";
@@ -63,6 +68,7 @@ pub struct App {
     pub metrics: Arc<Metrics>,
     pub bundle: PathBuf,
     upstream: Upstream,
+    pub ledger: Option<Ledger>,
 }
 
 impl App {
@@ -84,12 +90,24 @@ impl App {
             config.ca.cache_size,
         )?);
         let db = open_db(&config.data_dir)?;
-        let identity = IdentityStore::open(db, &config.agents)?;
+        let ledger = if std::env::var_os(BENCH_NO_LEDGER).is_some() {
+            tracing::warn!("{BENCH_NO_LEDGER} is set: the work ledger is OFF (benchmarks only; nothing is recorded)");
+            None
+        } else {
+            Some(Ledger::open(
+                db.clone(),
+                &config.data_dir,
+                config.ledger.clone(),
+            )?)
+        };
+        let sink = ledger.clone().map(|l| Arc::new(l) as Arc<dyn EventSink>);
+        let identity = IdentityStore::open_recorded(db, &config.agents, sink.clone())?;
         let admin_token = AdminToken::load_or_create(&config.data_dir)?;
-        let policy = Arc::new(PolicyEngine::load(
+        let policy = Arc::new(PolicyEngine::load_recorded(
             &config.policy.dir,
             config.policy.eval_timeout,
             config.policy.eval,
+            sink,
         )?);
         let upstream = Upstream::new(&config.upstream)?;
         Ok(App {
@@ -101,6 +119,7 @@ impl App {
             metrics: Arc::new(Metrics::default()),
             bundle,
             upstream,
+            ledger,
         })
     }
 
@@ -136,12 +155,14 @@ impl App {
             self.upstream.clone(),
             self.config.upstream.connect_timeout,
             self.metrics.clone(),
+            self.ledger.clone(),
         ));
         let admin_state = Arc::new(AdminState {
             identity: self.identity.clone(),
             policy: self.policy.clone(),
             metrics: self.metrics.clone(),
             token: self.admin_token.clone(),
+            ledger: self.ledger.clone(),
         });
         let tasks = vec![
             tokio::spawn(proxy::serve(state, proxy_l, rx.clone())),

@@ -29,6 +29,7 @@ pub mod time;
 pub mod ca;
 pub mod config;
 pub mod identity;
+pub mod ledger;
 pub mod metrics;
 pub mod policy;
 pub mod runtime_env;

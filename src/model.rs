@@ -154,6 +154,13 @@ pub struct RequestSummary {
     pub tls: TlsSummary,
 }
 
+/// Where lower layers (identity, policy) record events without knowing the ledger. The
+/// ledger implements it; `record` returns once the event is durable.
+pub trait EventSink: Send + Sync {
+    /// Records an event; returns its sequence number.
+    fn record(&self, kind: &str, data: serde_json::Value) -> crate::error::Result<u64>;
+}
+
 /// The placeholder that replaces every secret value.
 pub const REDACTED: &str = "<redacted>";
 

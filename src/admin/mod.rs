@@ -11,6 +11,7 @@
 //! GET  /v1/agents/{id}/credentials        credentials (no secrets)
 //! POST /v1/agents/{id}/credentials        {"job": "job_..."?} -> a new token, shown once
 //! POST /v1/credentials/{id}/revoke        refuse this credential from now on
+//! GET  /v1/ledger...                     the work ledger (routes in `ledger.rs`)
 //! GET  /v1/jobs                           list;  POST /v1/jobs {agent, title} -> job + credential
 //! GET  /v1/jobs/{id};  POST /v1/jobs/{id}/handoff {"to": "agent"} -> job + credential for it
 //! ```
@@ -18,6 +19,7 @@
 //! `client.rs` is the CLI's side of this API.
 
 pub mod client;
+mod ledger;
 
 use std::sync::Arc;
 
@@ -47,9 +49,10 @@ pub struct AdminState {
     pub policy: Arc<PolicyEngine>,
     pub metrics: Arc<Metrics>,
     pub token: AdminToken,
+    pub ledger: Option<crate::ledger::Ledger>,
 }
 
-type AdminResponse = Response<Full<Bytes>>;
+pub(crate) type AdminResponse = Response<Full<Bytes>>;
 
 /// Serves the admin API until `shutdown` turns true.
 pub async fn serve(
@@ -75,7 +78,7 @@ pub async fn serve(
     }
 }
 
-fn json<T: Serialize>(status: StatusCode, v: &T) -> AdminResponse {
+pub(crate) fn json<T: Serialize>(status: StatusCode, v: &T) -> AdminResponse {
     let mut r = Response::new(Full::new(Bytes::from(
         serde_json::to_vec_pretty(v).unwrap_or_default(),
     )));
@@ -89,14 +92,14 @@ fn json<T: Serialize>(status: StatusCode, v: &T) -> AdminResponse {
     r
 }
 
-fn err(status: StatusCode, code: &str, message: &str) -> AdminResponse {
+pub(crate) fn err(status: StatusCode, code: &str, message: &str) -> AdminResponse {
     json(
         status,
         &serde_json::json!({"error": {"code": code, "message": message}}),
     )
 }
 
-fn from_error(e: &Error) -> AdminResponse {
+pub(crate) fn from_error(e: &Error) -> AdminResponse {
     match (e, e.blame()) {
         (Error::NotFound { .. }, _) => err(StatusCode::NOT_FOUND, "not_found", &e.to_string()),
         (_, Blame::Client) => err(StatusCode::BAD_REQUEST, "invalid", &e.to_string()),
@@ -198,6 +201,13 @@ async fn handle(state: Arc<AdminState>, req: Request<Incoming>) -> AdminResponse
                 r
             }
             (&Method::GET, ["v1", "policy"]) => json(StatusCode::OK, &state.policy.status()),
+            (&Method::GET, ["v1", "ledger", rest @ ..]) => {
+                let (ledger, rest, query) = (state.ledger.clone(), rest.iter().map(|s| s.to_string()).collect::<Vec<String>>(), req.uri().query().map(str::to_string));
+                // Scans and verification read the whole store: keep them off the async workers.
+                tokio::task::spawn_blocking(move || ledger::handle(ledger.as_ref(), &rest.iter().map(String::as_str).collect::<Vec<_>>(), query.as_deref()))
+                    .await
+                    .unwrap_or_else(|e| err(StatusCode::INTERNAL_SERVER_ERROR, "internal", &e.to_string()))
+            }
             (&Method::GET, ["v1", "agents"]) => json(StatusCode::OK, &id.agents()),
             (&Method::POST, ["v1", "agents"]) => {
                 let new: NewAgent = read_json(req).await?;

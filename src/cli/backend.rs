@@ -7,9 +7,13 @@ use crate::admin::client::AdminClient;
 use crate::app::{open_db, read_server_info};
 use crate::config::Config;
 use crate::error::{Error, Result};
+use std::sync::Arc;
+
 use crate::identity::{
     Agent, IdentityStore, IssuedCredential, Job, JobWithCredential, NewAgent, NewJob,
 };
+use crate::ledger::Ledger;
+use crate::model::EventSink;
 
 /// The environment variable holding an admin token for the CLI.
 pub const ADMIN_TOKEN_ENV: &str = "CLAWSER_ADMIN_TOKEN";
@@ -17,7 +21,7 @@ pub const ADMIN_TOKEN_ENV: &str = "CLAWSER_ADMIN_TOKEN";
 /// Remote (admin API) or local (sled) identity operations.
 pub enum Backend {
     Remote(Box<AdminClient>),
-    Local(IdentityStore),
+    Local(IdentityStore, Ledger),
 }
 
 impl Backend {
@@ -36,35 +40,38 @@ impl Backend {
             return Ok(Backend::Remote(Box::new(AdminClient::new(addr, token))));
         }
         let db = open_db(&config.data_dir)?;
-        Ok(Backend::Local(IdentityStore::open(db, &config.agents)?))
+        let ledger = Ledger::open(db.clone(), &config.data_dir, config.ledger.clone())?;
+        let sink: Arc<dyn EventSink> = Arc::new(ledger.clone());
+        let identity = IdentityStore::open_recorded(db, &config.agents, Some(sink))?;
+        Ok(Backend::Local(identity, ledger))
     }
 
     /// Where commands go, for messages.
     pub fn describe(&self) -> &'static str {
         match self {
             Backend::Remote(_) => "admin API",
-            Backend::Local(_) => "data dir (no server running)",
+            Backend::Local(..) => "data dir (no server running)",
         }
     }
 
     pub async fn add_agent(&self, new: NewAgent) -> Result<Agent> {
         match self {
             Backend::Remote(c) => c.post("/v1/agents", &new).await,
-            Backend::Local(s) => Ok((*s.add_agent(new)?).clone()),
+            Backend::Local(s, _) => Ok((*s.add_agent(new)?).clone()),
         }
     }
 
     pub async fn agents(&self) -> Result<Vec<Agent>> {
         match self {
             Backend::Remote(c) => c.get("/v1/agents").await,
-            Backend::Local(s) => Ok(s.agents().iter().map(|a| (**a).clone()).collect()),
+            Backend::Local(s, _) => Ok(s.agents().iter().map(|a| (**a).clone()).collect()),
         }
     }
 
     pub async fn revoke_agent(&self, id: &str) -> Result<Agent> {
         match self {
             Backend::Remote(c) => c.post(&format!("/v1/agents/{id}/revoke"), &json!({})).await,
-            Backend::Local(s) => Ok((*s.revoke_agent(id)?).clone()),
+            Backend::Local(s, _) => Ok((*s.revoke_agent(id)?).clone()),
         }
     }
 
@@ -81,7 +88,7 @@ impl Backend {
                 )
                 .await
             }
-            Backend::Local(s) => s.issue_credential(agent, job),
+            Backend::Local(s, _) => s.issue_credential(agent, job),
         }
     }
 
@@ -91,7 +98,7 @@ impl Backend {
                 c.post(&format!("/v1/credentials/{id}/revoke"), &json!({}))
                     .await
             }
-            Backend::Local(s) => {
+            Backend::Local(s, _) => {
                 let c = s.revoke_credential(id)?;
                 Ok(json!({"id": c.id, "agent": c.agent, "job": c.job, "revoked_at": c.revoked_at}))
             }
@@ -101,7 +108,7 @@ impl Backend {
     pub async fn start_job(&self, new: NewJob) -> Result<JobWithCredential> {
         match self {
             Backend::Remote(c) => c.post("/v1/jobs", &new).await,
-            Backend::Local(s) => s.start_job(new),
+            Backend::Local(s, _) => s.start_job(new),
         }
     }
 
@@ -111,27 +118,28 @@ impl Backend {
                 c.post(&format!("/v1/jobs/{job}/handoff"), &json!({"to": to}))
                     .await
             }
-            Backend::Local(s) => s.handoff_job(job, to),
+            Backend::Local(s, _) => s.handoff_job(job, to),
         }
     }
 
     pub async fn jobs(&self) -> Result<Vec<Job>> {
         match self {
             Backend::Remote(c) => c.get("/v1/jobs").await,
-            Backend::Local(s) => Ok(s.jobs().iter().map(|j| (**j).clone()).collect()),
+            Backend::Local(s, _) => Ok(s.jobs().iter().map(|j| (**j).clone()).collect()),
         }
     }
 
     pub async fn job(&self, id: &str) -> Result<Job> {
         match self {
             Backend::Remote(c) => c.get(&format!("/v1/jobs/{id}")).await,
-            Backend::Local(s) => s
-                .job(id)
-                .map(|j| (*j).clone())
-                .ok_or_else(|| Error::NotFound {
-                    kind: "job",
-                    id: id.to_string(),
-                }),
+            Backend::Local(s, _) => {
+                s.job(id)
+                    .map(|j| (*j).clone())
+                    .ok_or_else(|| Error::NotFound {
+                        kind: "job",
+                        id: id.to_string(),
+                    })
+            }
         }
     }
 }

@@ -68,6 +68,7 @@ pub async fn run_cli(cli: Cli, config: Config) -> Result<i32> {
             Ok(0)
         }
         Command::Policy { cmd } => policy(&config, cmd),
+        Command::Ledger { cmd } => super::ledger::run(&config, cmd).await,
     }
 }
 

@@ -8,6 +8,7 @@
 
 mod backend;
 mod commands;
+mod ledger;
 
 use std::path::PathBuf;
 
@@ -94,6 +95,12 @@ pub enum Command {
         #[command(subcommand)]
         cmd: CredentialsCmd,
     },
+    /// The work ledger: who did what, under which authority, decided how.
+    /// While a server runs these read through its admin API; otherwise the data dir directly.
+    Ledger {
+        #[command(subcommand)]
+        cmd: LedgerCmd,
+    },
     /// Policies in the policy directory.
     Policy {
         #[command(subcommand)]
@@ -161,6 +168,64 @@ pub enum JobsCmd {
 pub enum CredentialsCmd {
     /// Revoke one credential (refused at once, on open connections too).
     Revoke { id: String },
+}
+
+/// Export formats.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum ExportFormat {
+    Jsonl,
+    Ocsf,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LedgerCmd {
+    /// The last entries (admin API or data dir).
+    Tail {
+        /// How many.
+        #[arg(short = 'n', default_value = "20")]
+        n: usize,
+        /// Keep printing new entries.
+        #[arg(short, long)]
+        follow: bool,
+    },
+    /// A readable timeline for one job, agent or approval (admin API or data dir).
+    Show {
+        #[arg(long)]
+        job: Option<String>,
+        #[arg(long)]
+        agent: Option<String>,
+        #[arg(long)]
+        approval: Option<String>,
+        /// Print the entries as JSON instead.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Export entries and checkpoints (admin API or data dir).
+    Export {
+        #[arg(long, value_enum, default_value = "jsonl")]
+        format: ExportFormat,
+        /// Write to this file instead of stdout.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Inclusion proof of one entry against the latest checkpoint (admin API or data dir).
+    Proof { seq: u64 },
+    /// Verify the ledger: the data dir (default; through the running server's export when
+    /// one holds the data dir) or an exported file. Exits 1 naming the first bad entry.
+    Verify {
+        /// A data dir (default: the config's).
+        #[arg(long, conflicts_with = "export")]
+        data: Option<PathBuf>,
+        /// An export written by `clawser ledger export`.
+        #[arg(long)]
+        export: Option<PathBuf>,
+        /// A checkpoint saved earlier (signed note); the ledger must extend it.
+        #[arg(long)]
+        trusted_checkpoint: Option<PathBuf>,
+        /// The verifier key (name+id+key) to trust instead of the one in the export/data dir.
+        #[arg(long)]
+        key: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -135,6 +135,7 @@ pub struct Config {
     pub upstream: UpstreamConfig,
     pub environments: Environments,
     pub runtime_env: RuntimeEnvConfig,
+    pub ledger: crate::ledger::LedgerConfig,
     pub log_format: LogFormat,
     pub log_level: String,
     pub agents: Vec<AgentDecl>,
@@ -344,6 +345,27 @@ impl Validator<'_> {
             }),
             no_proxy: raw.runtime_env.no_proxy.unwrap_or_default(),
         };
+        let origin = raw.ledger.origin.unwrap_or_else(|| {
+            let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
+            let host = host.trim();
+            format!(
+                "clawser.local/{}",
+                if host.is_empty() { "node" } else { host }
+            )
+        });
+        if origin.is_empty() || origin.contains(char::is_whitespace) || origin.contains('+') {
+            return Err(self.err("ledger.origin", "must be non-empty, without spaces or '+'"));
+        }
+        let ledger = crate::ledger::LedgerConfig {
+            checkpoint_every: raw.ledger.checkpoint_every.unwrap_or(1000).max(1),
+            checkpoint_interval: self.duration(
+                "ledger.checkpoint_interval",
+                raw.ledger.checkpoint_interval,
+                "10s",
+            )?,
+            max_batch: self.positive("ledger.max_batch", raw.ledger.max_batch, 1024)?,
+            origin,
+        };
         let log_format = match raw.log.format.as_deref().unwrap_or("text") {
             "text" => LogFormat::Text,
             "json" => LogFormat::Json,
@@ -365,6 +387,7 @@ impl Validator<'_> {
             upstream,
             environments,
             runtime_env,
+            ledger,
             log_format,
             log_level: raw.log.level.unwrap_or_else(|| "info".to_string()),
             agents,

@@ -23,6 +23,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub runtime_env: RawRuntimeEnv,
     #[serde(default)]
+    pub ledger: RawLedger,
+    #[serde(default)]
     pub log: RawLog,
     #[serde(default)]
     pub agents: Vec<RawAgent>,
@@ -102,6 +104,15 @@ pub struct RawEnvRule {
 pub struct RawRuntimeEnv {
     pub proxy_host: Option<String>,
     pub no_proxy: Option<Vec<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLedger {
+    pub checkpoint_every: Option<u64>,
+    pub checkpoint_interval: Option<String>,
+    pub max_batch: Option<usize>,
+    pub origin: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -13,7 +13,9 @@ use super::types::{
 use super::validate_slug;
 use crate::config::{AgentDecl, RUNTIMES};
 use crate::error::{Error, Result};
+use crate::model::EventSink;
 use crate::time::now_rfc3339;
+use serde_json::json;
 
 const AGENTS: &str = "identity.agents";
 const CREDENTIALS: &str = "identity.credentials";
@@ -32,6 +34,7 @@ struct State {
 pub struct IdentityStore {
     db: sled::Db,
     state: Arc<RwLock<State>>,
+    sink: Option<Arc<dyn EventSink>>,
 }
 
 fn decode<T: serde::de::DeserializeOwned>(tree: &str, v: &[u8]) -> Result<T> {
@@ -45,6 +48,15 @@ fn encode<T: serde::Serialize>(v: &T) -> Result<Vec<u8>> {
 impl IdentityStore {
     /// Loads the store from `db` and upserts the agents declared in the config.
     pub fn open(db: sled::Db, declared: &[AgentDecl]) -> Result<IdentityStore> {
+        IdentityStore::open_recorded(db, declared, None)
+    }
+
+    /// Like `open`, recording every change (`agent.*`, `credential.*`, `job.*`) in `sink`.
+    pub fn open_recorded(
+        db: sled::Db,
+        declared: &[AgentDecl],
+        sink: Option<Arc<dyn EventSink>>,
+    ) -> Result<IdentityStore> {
         let mut state = State::default();
         for item in db.open_tree(AGENTS)?.iter() {
             let (_, v) = item?;
@@ -65,6 +77,7 @@ impl IdentityStore {
         let store = IdentityStore {
             db,
             state: Arc::new(RwLock::new(state)),
+            sink,
         };
         for d in declared {
             store.upsert_declared(d)?;
@@ -88,6 +101,14 @@ impl IdentityStore {
         Ok(())
     }
 
+    /// Records an event; a recording failure fails the operation (fail closed).
+    fn emit(&self, kind: &str, data: serde_json::Value) -> Result<()> {
+        match &self.sink {
+            Some(s) => s.record(kind, data).map(|_| ()),
+            None => Ok(()),
+        }
+    }
+
     fn upsert_declared(&self, d: &AgentDecl) -> Result<()> {
         let existing = self.agent(&d.id);
         let agent = Agent {
@@ -105,6 +126,7 @@ impl IdentityStore {
         };
         if existing.as_deref() != Some(&agent) {
             self.persist(AGENTS, &agent.id, &agent)?;
+            self.emit("agent.declared", json!({"agent": agent.id, "runtime": agent.runtime, "on_behalf_of": agent.on_behalf_of, "roles": agent.roles, "source": "config"}))?;
             self.write()
                 .agents
                 .insert(agent.id.clone(), Arc::new(agent));
@@ -148,6 +170,7 @@ impl IdentityStore {
             source: "api".to_string(),
         };
         self.persist(AGENTS, &agent.id, &agent)?;
+        self.emit("agent.added", json!({"agent": agent.id, "runtime": agent.runtime, "on_behalf_of": agent.on_behalf_of, "roles": agent.roles, "source": "api"}))?;
         let agent = Arc::new(agent);
         self.write().agents.insert(agent.id.clone(), agent.clone());
         Ok(agent)
@@ -159,6 +182,10 @@ impl IdentityStore {
         if agent.revoked_at.is_none() {
             agent.revoked_at = Some(now_rfc3339());
             self.persist(AGENTS, id, &agent)?;
+            self.emit(
+                "agent.revoked",
+                json!({"agent": id, "on_behalf_of": agent.on_behalf_of, "runtime": agent.runtime}),
+            )?;
         }
         let agent = Arc::new(agent);
         self.write().agents.insert(id.to_string(), agent.clone());
@@ -205,6 +232,10 @@ impl IdentityStore {
             revoked_at: None,
         };
         self.persist(CREDENTIALS, &cred.id, &cred)?;
+        self.emit(
+            "credential.issued",
+            json!({"credential": cred.id, "agent": cred.agent, "job": cred.job}),
+        )?;
         let issued = IssuedCredential {
             credential_id: cred.id.clone(),
             agent: cred.agent.clone(),
@@ -227,6 +258,10 @@ impl IdentityStore {
         if cred.revoked_at.is_none() {
             cred.revoked_at = Some(now_rfc3339());
             self.persist(CREDENTIALS, id, &cred)?;
+            self.emit(
+                "credential.revoked",
+                json!({"credential": cred.id, "agent": cred.agent, "job": cred.job}),
+            )?;
         }
         let cred = Arc::new(cred);
         self.write()
@@ -303,6 +338,10 @@ impl IdentityStore {
             created_at: now_rfc3339(),
             handoffs: Vec::new(),
         })?;
+        self.emit(
+            "job.started",
+            json!({"job": job.id, "title": job.title, "agent": new.agent}),
+        )?;
         let credential = self.issue_credential(&new.agent, Some(&job.id))?;
         Ok(JobWithCredential {
             job: (*job).clone(),
@@ -328,6 +367,15 @@ impl IdentityStore {
             at: now_rfc3339(),
         });
         let job = self.put_job(j)?;
+        let from = job
+            .handoffs
+            .last()
+            .map(|h| h.from.clone())
+            .unwrap_or_default();
+        self.emit(
+            "job.handed_off",
+            json!({"job": job.id, "from": from, "to": to, "agents": job.agents}),
+        )?;
         let credential = self.issue_credential(to, Some(&job.id))?;
         Ok(JobWithCredential {
             job: (*job).clone(),

@@ -36,6 +36,7 @@ use arc_swap::ArcSwap;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
+use crate::model::EventSink;
 
 /// What `/v1/policy` and `clawser policy check` report.
 #[derive(Debug, Clone, Serialize)]
@@ -69,6 +70,14 @@ pub fn load_tested(src: &PolicySource, opts: EvalOptions) -> Result<(LoadedPolic
     Ok((policy, report))
 }
 
+fn loaded_event(p: &LoadedPolicy) -> serde_json::Value {
+    serde_json::json!({
+        "revision": p.revision,
+        "files": p.files,
+        "engine": if p.uses_vm() { "vm" } else { "interpreter" },
+    })
+}
+
 /// Sets the evaluation time limit for every regorus evaluation in this process.
 pub fn set_eval_timeout(limit: Duration) {
     regorus::utils::limits::set_fallback_execution_timer_config(Some(
@@ -88,16 +97,31 @@ pub struct PolicyEngine {
     /// The revision of the files last looked at (good or bad), to avoid recompiling a
     /// broken revision on every poll.
     last_seen: Mutex<String>,
+    sink: Option<Arc<dyn EventSink>>,
 }
 
 impl PolicyEngine {
     /// Loads and tests the policies in `dir`. Fails if they do not compile or a test fails:
     /// Clawser does not start without a working policy.
     pub fn load(dir: &Path, eval_timeout: Duration, opts: EvalOptions) -> Result<PolicyEngine> {
+        PolicyEngine::load_recorded(dir, eval_timeout, opts, None)
+    }
+
+    /// Like `load`, recording `policy.loaded` (and rejected reloads) in `sink`.
+    pub fn load_recorded(
+        dir: &Path,
+        eval_timeout: Duration,
+        opts: EvalOptions,
+        sink: Option<Arc<dyn EventSink>>,
+    ) -> Result<PolicyEngine> {
         set_eval_timeout(eval_timeout);
         let src = PolicySource::read_dir(dir)?;
         let (policy, _) = load_tested(&src, opts)?;
+        if let Some(s) = &sink {
+            s.record("policy.loaded", loaded_event(&policy))?;
+        }
         Ok(PolicyEngine {
+            sink,
             dir: dir.to_path_buf(),
             opts,
             last_seen: Mutex::new(src.revision.clone()),
@@ -147,6 +171,9 @@ impl PolicyEngine {
                 "policy reloaded"
             );
             let rev = policy.revision.clone();
+            if let Some(s) = &self.sink {
+                s.record("policy.loaded", loaded_event(&policy))?;
+            }
             self.current.store(Arc::new(policy));
             Ok(Some(rev))
         });
@@ -157,6 +184,13 @@ impl PolicyEngine {
             Err(e) => {
                 tracing::error!(error = %e, kept = self.current.load().short_revision(), "policy reload rejected; keeping the last good policy");
                 *last = Some(e.to_string());
+                if let Some(s) = &self.sink {
+                    let kept = self.current.load().revision.clone();
+                    let _ = s.record(
+                        "policy.rejected",
+                        serde_json::json!({"error": e.to_string(), "kept_revision": kept}),
+                    );
+                }
             }
         }
         result

@@ -15,7 +15,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use super::body::{empty, ProxyBody};
 use super::pipeline::{self, split_authority, ConnInfo, DecisionLine};
 use super::rewind::Rewind;
-use super::{respond, ProxyState};
+use super::{record, respond, ProxyState};
 use crate::identity::Principal;
 use crate::model::{BodySummary, Outcome, RequestSummary, TlsSummary};
 use crate::policy::{classify, glob_match, PolicyInput};
@@ -74,6 +74,24 @@ pub async fn handle_connect(
             policy_rev: eval.revision.get(..12).unwrap_or(""),
             start,
         };
+        if let Some(ledger) = &state.ledger {
+            if let Err(e) = ledger
+                .append(
+                    "request.decided",
+                    record::decided(&principal, &summary, &env, &eval),
+                )
+                .await
+            {
+                tracing::error!(error = %e, "ledger append failed; CONNECT refused (fail closed)");
+                line.emit("deny", "ledger_unavailable", 503);
+                return respond::error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "ledger_unavailable",
+                    "the work ledger could not record this request",
+                    &request_id,
+                );
+            }
+        }
         if eval.decision.outcome != Outcome::Allow {
             line.emit(eval.decision.outcome.as_str(), &eval.decision.codes(), 403);
             return respond::refused(&eval.decision, &request_id);
@@ -196,6 +214,20 @@ async fn tunnel<T>(
             start,
         }
         .emit("deny", "not_tls", 403);
+        if let Some(l) = &state.ledger {
+            // Not a policy decision (nothing could be inspected), recorded as a deny.
+            let summary = connect_summary(&request_id, &host, port);
+            l.append_detached(
+                "request.decided",
+                serde_json::json!({
+                    "request_id": request_id, "agent": principal.agent.id, "on_behalf_of": principal.agent.on_behalf_of,
+                    "runtime": principal.agent.runtime, "job": principal.job.as_ref().map(|j| j.id.clone()),
+                    "credential": principal.credential_id, "outcome": "deny",
+                    "reasons": [{"code": "not_tls", "message": "non-TLS bytes inside CONNECT"}],
+                    "request": {"method": summary.method, "scheme": summary.scheme, "host": summary.host, "port": summary.port},
+                }),
+            );
+        }
         if prefix.iter().all(|b| b.is_ascii()) {
             // Plain HTTP inside the tunnel: answer in kind so the client sees why.
             const MSG: &str = "only TLS can be inspected inside CONNECT, and this host is not on proxy.passthrough_hosts";

@@ -12,6 +12,7 @@ mod body;
 mod connect;
 mod forward;
 pub mod pipeline;
+mod record;
 pub mod respond;
 mod rewind;
 mod summary;
@@ -33,6 +34,7 @@ use tokio::sync::{watch, Semaphore};
 use crate::ca::CertificateAuthority;
 use crate::config::{Environments, ProxyConfig};
 use crate::identity::Authenticator;
+use crate::ledger::Ledger;
 use crate::metrics::Metrics;
 use crate::policy::PolicyEngine;
 use pipeline::ConnInfo;
@@ -47,6 +49,8 @@ pub struct ProxyState {
     pub upstream: Upstream,
     pub upstream_connect_timeout: Duration,
     pub metrics: Arc<Metrics>,
+    /// The work ledger; `None` only under the bench-only `CLAWSER_BENCH_NO_LEDGER`.
+    pub ledger: Option<Ledger>,
     /// HTTP/1.1 + h2 server for intercepted connections.
     inner_http: auto::Builder<TokioExecutor>,
 }
@@ -63,6 +67,7 @@ impl ProxyState {
         upstream: Upstream,
         upstream_connect_timeout: Duration,
         metrics: Arc<Metrics>,
+        ledger: Option<Ledger>,
     ) -> ProxyState {
         let mut inner_http = auto::Builder::new(TokioExecutor::new());
         inner_http
@@ -88,6 +93,7 @@ impl ProxyState {
             upstream,
             upstream_connect_timeout,
             metrics,
+            ledger,
             inner_http,
         }
     }

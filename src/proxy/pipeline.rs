@@ -14,11 +14,11 @@ use hyper::body::Incoming;
 
 use super::body::{inspect, ProxyBody};
 use super::forward::UpstreamFailure;
-use super::respond;
 use super::summary::{
     header_bytes, redacted_headers, redacted_query, strip_for_upstream, strip_response,
 };
 use super::ProxyState;
+use super::{record, respond};
 use crate::identity::{AuthFailure, Principal};
 use crate::model::{valid_host, Outcome, RequestSummary, TlsSummary};
 use crate::policy::{classify, Evaluated, PolicyInput};
@@ -211,16 +211,43 @@ pub async fn handle(
         policy_rev: rev,
         start,
     };
+    // 5a. Write-ahead: the decision is durable in the ledger before anything is forwarded.
+    if let Some(ledger) = &state.ledger {
+        let entry = record::decided(&principal, &summary, &env, &eval);
+        if let Err(e) = ledger.append("request.decided", entry).await {
+            tracing::error!(error = %e, request_id, "ledger append failed; request refused (fail closed)");
+            line.emit("deny", "ledger_unavailable", 503);
+            return respond::error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "ledger_unavailable",
+                "the work ledger could not record this request, so it was not forwarded",
+                &request_id,
+            );
+        }
+    }
     let Some(permitted) = permit(&eval, upstream_req) else {
         line.emit(eval.decision.outcome.as_str(), &codes, 403);
         return respond::refused(&eval.decision, &request_id);
     };
     match state.upstream.forward(permitted).await {
         Ok(resp) => {
-            line.emit("allow", &codes, resp.status().as_u16());
+            let status = resp.status().as_u16();
+            line.emit("allow", &codes, status);
             let (mut parts, body) = resp.into_parts();
             strip_response(&mut parts.headers);
-            Response::from_parts(parts, body.map_err(Into::into).boxed())
+            let done = record::on_complete(
+                state.ledger.clone(),
+                request_id.clone(),
+                principal.clone(),
+                status,
+                start,
+            );
+            Response::from_parts(
+                parts,
+                record::Recorded::new(body, done)
+                    .map_err(Into::into)
+                    .boxed(),
+            )
         }
         Err(failure) => {
             state.metrics.upstream_error();
@@ -237,6 +264,19 @@ pub async fn handle(
                 ),
             };
             line.emit("allow", code, status.as_u16());
+            if let Some(l) = &state.ledger {
+                l.append_detached(
+                    "request.completed",
+                    record::completed(
+                        &request_id,
+                        &principal,
+                        status.as_u16(),
+                        0,
+                        start,
+                        Some(&msg),
+                    ),
+                );
+            }
             respond::error(status, code, &msg, &request_id)
         }
     }

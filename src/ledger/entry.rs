@@ -1,0 +1,106 @@
+//! Ledger entries and their canonical bytes: compact JSON with object keys sorted at every
+//! level. Those exact bytes are stored and hashed; a verifier re-serializes each entry and
+//! must get the same bytes back.
+
+use serde_json::Value;
+
+/// One entry as a verifier and the CLI read it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Entry {
+    pub seq: u64,
+    pub time: String,
+    pub kind: String,
+    pub data: Value,
+}
+
+/// Canonical bytes of an entry.
+pub fn canonical_entry(seq: u64, time: &str, kind: &str, data: &Value) -> Vec<u8> {
+    let v = serde_json::json!({"seq": seq, "time": time, "kind": kind, "data": data});
+    canonical(&v)
+}
+
+/// Canonical JSON: no whitespace, object keys sorted (byte order) recursively.
+pub fn canonical(v: &Value) -> Vec<u8> {
+    let mut out = Vec::with_capacity(256);
+    write(v, &mut out);
+    out
+}
+
+fn write(v: &Value, out: &mut Vec<u8>) {
+    match v {
+        Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            out.push(b'{');
+            for (i, k) in keys.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_scalar(&Value::String(k.clone()), out);
+                out.push(b':');
+                if let Some(val) = map.get(k) {
+                    write(val, out);
+                }
+            }
+            out.push(b'}');
+        }
+        Value::Array(items) => {
+            out.push(b'[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write(item, out);
+            }
+            out.push(b']');
+        }
+        scalar => write_scalar(scalar, out),
+    }
+}
+
+fn write_scalar(v: &Value, out: &mut Vec<u8>) {
+    // serde_json's compact form of a scalar is deterministic.
+    if let Ok(bytes) = serde_json::to_vec(v) {
+        out.extend_from_slice(&bytes);
+    }
+}
+
+/// Parses stored bytes and checks they are the canonical form of themselves.
+pub fn parse_canonical(bytes: &[u8]) -> Result<Entry, String> {
+    let v: Value = serde_json::from_slice(bytes).map_err(|e| format!("not JSON: {e}"))?;
+    if canonical(&v) != bytes {
+        return Err("not in canonical form (bytes were altered)".to_string());
+    }
+    serde_json::from_value(v).map_err(|e| format!("not a ledger entry: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_sorted_and_compact() {
+        let v = serde_json::json!({"b": 1, "a": {"d": [true, null], "c": "x\"y"}});
+        assert_eq!(
+            canonical(&v),
+            br#"{"a":{"c":"x\"y","d":[true,null]},"b":1}"#.to_vec()
+        );
+    }
+
+    #[test]
+    fn round_trip_and_tamper_detection() {
+        let bytes = canonical_entry(
+            7,
+            "2026-11-24T12:00:00Z",
+            "request.decided",
+            &serde_json::json!({"outcome": "allow"}),
+        );
+        let e = parse_canonical(&bytes).unwrap();
+        assert_eq!(e.seq, 7);
+        let spaced = String::from_utf8(bytes.clone()).unwrap().replace(':', ": ");
+        assert!(parse_canonical(spaced.as_bytes()).is_err());
+        let mut flipped = bytes.clone();
+        flipped[3] ^= 0x20;
+        assert!(parse_canonical(&flipped).is_err());
+    }
+}

@@ -1,0 +1,256 @@
+//! The work ledger (`work_ledger`): append-only, durable, tamper-evident (DESIGN.md section 6).
+//!
+//! - `entry.rs`: entries and their canonical JSON bytes (the bytes that are hashed).
+//! - `merkle.rs`: RFC 6962 tree hashing and proofs, with known-answer tests.
+//! - `note.rs`, `key.rs`: C2SP signed notes / tlog checkpoints with the node's Ed25519 key.
+//! - `store.rs`: sled storage and the group-commit writer (write-ahead durability).
+//! - `verify.rs`: the pure verifier, for the data dir and for exports.
+//! - `export.rs`: JSON Lines and OCSF exports.
+
+pub mod entry;
+pub mod export;
+pub mod key;
+pub mod merkle;
+pub mod note;
+mod store;
+pub mod verify;
+
+pub use entry::Entry;
+pub use store::LedgerConfig;
+pub use verify::{VerifyError, VerifyReport};
+
+use std::path::Path;
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::error::{Error, Result};
+use key::LedgerKey;
+use merkle::{inclusion_proof, Hash};
+use store::{key_seq, split_value, Writer};
+
+/// One stored entry: sequence number, canonical bytes, and the leaf hash stored beside them
+/// (`None` for exports, which carry the bytes only).
+pub type RawEntry = (u64, Vec<u8>, Option<Hash>);
+
+/// Reads a stored ledger without starting a writer (offline verification): the entries,
+/// the checkpoints and the verifier key for `origin`.
+pub fn read_stored(
+    db: &sled::Db,
+    data_dir: &Path,
+    origin: &str,
+) -> Result<(Vec<RawEntry>, Vec<String>, String)> {
+    let key = LedgerKey::load(data_dir)?;
+    let mut entries = Vec::new();
+    for item in db.open_tree(store::ENTRIES)?.iter() {
+        let (k, v) = item?;
+        let seq = key_seq(&k).ok_or_else(|| Error::Store("malformed ledger key".into()))?;
+        entries.push(match split_value(&v) {
+            Some((h, bytes)) => (seq, bytes.to_vec(), Some(h)),
+            None => (seq, v.to_vec(), None),
+        });
+    }
+    let checkpoints = db
+        .open_tree(store::CHECKPOINTS)?
+        .iter()
+        .map(|item| Ok(String::from_utf8_lossy(&item?.1).into_owned()))
+        .collect::<Result<Vec<_>>>()?;
+    // The key name is the origin of the checkpoints already signed, else the configured one.
+    let name = checkpoints
+        .last()
+        .and_then(|n| note::Checkpoint::parse(n).ok())
+        .map_or_else(|| origin.to_string(), |c| c.origin);
+    Ok((
+        entries,
+        checkpoints,
+        note::verifier_key(&name, &key.public()),
+    ))
+}
+
+/// Filters for listing entries.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    pub job: Option<String>,
+    pub agent: Option<String>,
+    pub approval: Option<String>,
+    /// Only entries with `seq > after`.
+    pub after: Option<u64>,
+    pub limit: Option<usize>,
+}
+
+impl Filter {
+    fn matches(&self, e: &Entry) -> bool {
+        let field = |k: &str, want: &Option<String>| {
+            want.as_ref().is_none_or(|w| {
+                e.data.get(k).and_then(Value::as_str) == Some(w.as_str())
+                    || e.data.get(format!("{k}_id")).and_then(Value::as_str) == Some(w.as_str())
+                    || (k == "agent"
+                        && e.data.get("to").and_then(Value::as_str) == Some(w.as_str()))
+            })
+        };
+        field("job", &self.job) && field("agent", &self.agent) && field("approval", &self.approval)
+    }
+}
+
+/// An inclusion proof for one entry against a signed checkpoint.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct InclusionProof {
+    pub seq: u64,
+    pub tree_size: u64,
+    pub leaf_hash: String,
+    pub proof: Vec<String>,
+    pub checkpoint: String,
+    pub verifier_key: String,
+}
+
+/// The ledger: appends (durable before they return) and reads.
+#[derive(Clone)]
+pub struct Ledger {
+    writer: Arc<Writer>,
+}
+
+impl crate::model::EventSink for Ledger {
+    fn record(&self, kind: &str, data: Value) -> Result<u64> {
+        self.writer.append_blocking(kind, data)
+    }
+}
+
+impl Ledger {
+    /// Opens (or creates) the ledger in `db`; the signing key lives in `data_dir`.
+    pub fn open(db: sled::Db, data_dir: &Path, cfg: LedgerConfig) -> Result<Ledger> {
+        let key = LedgerKey::load_or_create(data_dir)?;
+        let writer = Writer::open(db, &data_dir.join("db").join("db"), key, cfg)?;
+        Ok(Ledger {
+            writer: Arc::new(writer),
+        })
+    }
+
+    /// Appends and waits until durable.
+    pub async fn append(&self, kind: &str, data: Value) -> Result<u64> {
+        self.writer.append(kind, data).await
+    }
+
+    /// Appends from synchronous code and waits until durable.
+    pub fn append_blocking(&self, kind: &str, data: Value) -> Result<u64> {
+        self.writer.append_blocking(kind, data)
+    }
+
+    /// Appends without waiting for durability.
+    pub fn append_detached(&self, kind: &str, data: Value) {
+        self.writer.append_detached(kind, data)
+    }
+
+    /// Number of durable entries.
+    pub fn size(&self) -> u64 {
+        self.writer
+            .shared
+            .leaves
+            .read()
+            .map_or(0, |l| l.len() as u64)
+    }
+
+    /// The verifier key (`name+id+key`) of this ledger.
+    pub fn verifier_key(&self) -> String {
+        self.writer.shared.verifier.clone()
+    }
+
+    /// The latest signed checkpoint.
+    pub fn latest_checkpoint(&self) -> Option<String> {
+        self.writer
+            .shared
+            .latest_checkpoint
+            .read()
+            .ok()
+            .and_then(|c| c.clone())
+    }
+
+    /// Entries matching `filter`, in order.
+    pub fn entries(&self, filter: &Filter) -> Result<Vec<Entry>> {
+        let start = filter.after.map_or(0, |a| a.saturating_add(1));
+        let mut out = Vec::new();
+        for item in self.writer.shared.entries.range(start.to_be_bytes()..) {
+            let (_, v) = item?;
+            let bytes = split_value(&v).map(|(_, b)| b).unwrap_or(&v);
+            let e: Entry = serde_json::from_slice(bytes)
+                .map_err(|e| Error::Store(format!("ledger entry: {e}")))?;
+            if filter.matches(&e) {
+                out.push(e);
+                if filter.limit.is_some_and(|l| out.len() >= l) {
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Raw stored entries (seq, bytes), in order.
+    pub fn raw_entries(&self) -> impl Iterator<Item = Result<RawEntry>> + '_ {
+        self.writer.shared.entries.iter().map(|item| {
+            let (k, v) = item?;
+            let seq = key_seq(&k).ok_or_else(|| Error::Store("malformed ledger key".into()))?;
+            Ok(match split_value(&v) {
+                Some((h, bytes)) => (seq, bytes.to_vec(), Some(h)),
+                None => (seq, v.to_vec(), None),
+            })
+        })
+    }
+
+    /// Every stored checkpoint note, oldest first.
+    pub fn checkpoints(&self) -> Result<Vec<String>> {
+        self.writer
+            .shared
+            .checkpoints
+            .iter()
+            .map(|item| Ok(String::from_utf8_lossy(&item?.1).into_owned()))
+            .collect()
+    }
+
+    /// Inclusion proof of `seq` against the latest checkpoint.
+    pub fn proof(&self, seq: u64) -> Result<InclusionProof> {
+        let note = self
+            .latest_checkpoint()
+            .ok_or_else(|| Error::Invalid("no checkpoint has been published yet".into()))?;
+        let text = note.split("\n\n").next().unwrap_or("");
+        let cp = note::Checkpoint::parse(&format!("{text}\n")).map_err(Error::Store)?;
+        if seq >= cp.size {
+            return Err(Error::Invalid(format!(
+                "entry {seq} is not covered by the latest checkpoint (size {}); retry after the next checkpoint",
+                cp.size
+            )));
+        }
+        let leaves = self
+            .writer
+            .shared
+            .leaves
+            .read()
+            .map_err(|_| Error::Store("ledger state poisoned".into()))?;
+        let covered: &[Hash] = leaves.get(..cp.size as usize).unwrap_or(&[]);
+        let path = inclusion_proof(seq as usize, covered).ok_or_else(|| Error::NotFound {
+            kind: "ledger entry",
+            id: seq.to_string(),
+        })?;
+        Ok(InclusionProof {
+            seq,
+            tree_size: cp.size,
+            leaf_hash: hex::encode(covered[seq as usize]),
+            proof: path.iter().map(hex::encode).collect(),
+            checkpoint: note,
+            verifier_key: self.verifier_key(),
+        })
+    }
+
+    /// Verifies the stored ledger (optionally against a trusted checkpoint).
+    pub fn verify(
+        &self,
+        trusted: Option<&str>,
+    ) -> Result<std::result::Result<VerifyReport, VerifyError>> {
+        let entries = self.raw_entries().collect::<Result<Vec<_>>>()?;
+        Ok(verify::verify(
+            entries,
+            &self.checkpoints()?,
+            &self.verifier_key(),
+            trusted,
+        ))
+    }
+}
