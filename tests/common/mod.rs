@@ -52,6 +52,9 @@ environments:
     - env: staging
       hosts: [localhost]
       paths: ["/staging/*"]
+ledger:
+  checkpoint_every: 1
+  checkpoint_interval: 1s
 agents:
   - id: dev
     runtime: claude-code
