@@ -130,7 +130,7 @@ async fn decisions_and_changes_form_one_verifiable_timeline_per_job() {
     let tampered: String = text
         .lines()
         .map(|l| {
-            if l.starts_with(&format!("{{\"data\"")) && l.contains(&format!("\"seq\":{target},")) {
+            if l.starts_with("{\"data\"") && l.contains(&format!("\"seq\":{target},")) {
                 l.replacen("\"deny\"", "\"allw\"", 1)
             } else {
                 l.to_string()
