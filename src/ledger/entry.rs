@@ -15,8 +15,24 @@ pub struct Entry {
 
 /// Canonical bytes of an entry.
 pub fn canonical_entry(seq: u64, time: &str, kind: &str, data: &Value) -> Vec<u8> {
-    let v = serde_json::json!({"seq": seq, "time": time, "kind": kind, "data": data});
-    canonical(&v)
+    assemble(seq, time, kind, &canonical(data))
+}
+
+/// Canonical bytes of an entry from its already-canonical `data` bytes. The wrapper's keys
+/// in sorted order are data, kind, seq, time, so the writer only splices in the sequence
+/// number and time (callers serialize `data` in parallel, off the writer thread).
+pub fn assemble(seq: u64, time: &str, kind: &str, data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(data.len() + kind.len() + time.len() + 48);
+    out.extend_from_slice(b"{\"data\":");
+    out.extend_from_slice(data);
+    out.extend_from_slice(b",\"kind\":");
+    let _ = serde_json::to_writer(&mut out, kind);
+    out.extend_from_slice(b",\"seq\":");
+    out.extend_from_slice(seq.to_string().as_bytes());
+    out.extend_from_slice(b",\"time\":");
+    let _ = serde_json::to_writer(&mut out, time);
+    out.push(b'}');
+    out
 }
 
 /// Canonical JSON: no whitespace, object keys sorted (byte order) recursively.
@@ -36,7 +52,8 @@ fn write(v: &Value, out: &mut Vec<u8>) {
                 if i > 0 {
                     out.push(b',');
                 }
-                write_scalar(&Value::String(k.clone()), out);
+                // serde_json's string escaping is deterministic; writing to a Vec cannot fail.
+                let _ = serde_json::to_writer(&mut *out, k);
                 out.push(b':');
                 if let Some(val) = map.get(k) {
                     write(val, out);
@@ -59,10 +76,8 @@ fn write(v: &Value, out: &mut Vec<u8>) {
 }
 
 fn write_scalar(v: &Value, out: &mut Vec<u8>) {
-    // serde_json's compact form of a scalar is deterministic.
-    if let Ok(bytes) = serde_json::to_vec(v) {
-        out.extend_from_slice(&bytes);
-    }
+    // serde_json's compact form of a scalar is deterministic; writing to a Vec cannot fail.
+    let _ = serde_json::to_writer(out, v);
 }
 
 /// Parses stored bytes and checks they are the canonical form of themselves.
@@ -85,6 +100,14 @@ mod tests {
             canonical(&v),
             br#"{"a":{"c":"x\"y","d":[true,null]},"b":1}"#.to_vec()
         );
+    }
+
+    #[test]
+    fn assembled_entry_is_the_canonical_form() {
+        let data = serde_json::json!({"z": 1, "a": [1, {"y": 2, "b": null}]});
+        let want =
+            canonical(&serde_json::json!({"seq": 42, "time": "t", "kind": "k\"x", "data": data}));
+        assert_eq!(canonical_entry(42, "t", "k\"x", &data), want);
     }
 
     #[test]

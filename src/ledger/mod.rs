@@ -14,6 +14,7 @@ pub mod merkle;
 pub mod note;
 mod store;
 pub mod verify;
+pub mod wal;
 
 pub use entry::Entry;
 pub use store::LedgerConfig;
@@ -50,6 +51,12 @@ pub fn read_stored(
             Some((h, bytes)) => (seq, bytes.to_vec(), Some(h)),
             None => (seq, v.to_vec(), None),
         });
+    }
+    // Acknowledged entries may still be only in the write-ahead log (after a crash).
+    for frame in wal::read_frames(data_dir)? {
+        if frame.seq == entries.len() as u64 {
+            entries.push((frame.seq, frame.bytes, Some(frame.hash)));
+        }
     }
     let checkpoints = db
         .open_tree(store::CHECKPOINTS)?
@@ -120,7 +127,7 @@ impl Ledger {
     /// Opens (or creates) the ledger in `db`; the signing key lives in `data_dir`.
     pub fn open(db: sled::Db, data_dir: &Path, cfg: LedgerConfig) -> Result<Ledger> {
         let key = LedgerKey::load_or_create(data_dir)?;
-        let writer = Writer::open(db, &data_dir.join("db").join("db"), key, cfg)?;
+        let writer = Writer::open(db, data_dir, key, cfg)?;
         Ok(Ledger {
             writer: Arc::new(writer),
         })

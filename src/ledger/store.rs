@@ -3,10 +3,12 @@
 //! by its canonical bytes, so a byte changed in either is pinned to its sequence number.
 //!
 //! Callers hand an entry to the writer and wait. The writer takes every append waiting at
-//! that moment (up to `max_batch`), assigns sequence numbers, applies them as one sled batch,
-//! flushes, then fdatasyncs sled's data file (sled's own flush is `sync_file_range` on Linux,
-//! which is no durability barrier), and only then answers every caller of the batch. So
-//! throughput grows with concurrency while an acknowledged entry is always on disk.
+//! that moment (up to `max_batch`), assigns sequence numbers, writes them to the write-ahead
+//! log in one write and fdatasyncs it (`wal.rs`), applies them to sled as one batch, and only
+//! then answers every caller of the batch. So throughput grows with concurrency while an
+//! acknowledged entry is always on disk. sled itself is made durable at each checkpoint
+//! (flush, then fdatasync of its data file: sled's flush alone is `sync_file_range` on Linux,
+//! no durability barrier), after which the log is truncated.
 //! Checkpoints are signed only over acknowledged (durable) state. After a write error the
 //! ledger refuses every further append (fail closed) until restarted.
 
@@ -19,10 +21,11 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use super::entry::canonical_entry;
+use super::entry::{assemble, canonical};
 use super::key::LedgerKey;
 use super::merkle::{leaf_hash, Frontier, Hash};
 use super::note::{sign_note, verifier_key, Checkpoint};
+use super::wal::{read_frames, Wal};
 use crate::error::{Error, Result};
 
 pub(super) const ENTRIES: &str = "ledger.entries";
@@ -63,7 +66,8 @@ impl Reply {
 
 struct Req {
     kind: String,
-    data: Value,
+    /// Canonical bytes of the entry's data, serialized by the caller.
+    data: Vec<u8>,
     reply: Reply,
 }
 
@@ -92,10 +96,11 @@ impl Writer {
     /// sequence), and starts the writer thread.
     pub fn open(
         db: sled::Db,
-        data_file: &Path,
+        data_dir: &Path,
         key: LedgerKey,
         cfg: LedgerConfig,
     ) -> Result<Writer> {
+        let data_file = data_dir.join("db").join("db");
         let entries = db.open_tree(ENTRIES)?;
         let checkpoints = db.open_tree(CHECKPOINTS)?;
         let mut frontier = Frontier::default();
@@ -119,10 +124,41 @@ impl Writer {
             frontier.push(h);
             leaves.push(h);
         }
+        // Replay acknowledged entries that reached the log but not sled's disk.
+        let mut replayed = 0;
+        for frame in read_frames(data_dir)? {
+            let n = frontier.size();
+            if frame.seq < n {
+                continue;
+            }
+            if frame.seq > n {
+                return Err(store_err(format!(
+                    "the write-ahead log skips from entry {n} to {}",
+                    frame.seq
+                )));
+            }
+            let mut value = Vec::with_capacity(32 + frame.bytes.len());
+            value.extend_from_slice(&frame.hash);
+            value.extend_from_slice(&frame.bytes);
+            entries.insert(frame.seq.to_be_bytes(), value)?;
+            frontier.push(frame.hash);
+            leaves.push(frame.hash);
+            replayed += 1;
+        }
+        let mut wal = Wal::open(data_dir)?;
+        let file = File::open(&data_file).map_err(Error::io("opening", &data_file))?;
+        db.flush()?;
+        file.sync_data().map_err(Error::io("syncing", &data_file))?;
+        wal.truncate()?;
+        if replayed > 0 {
+            tracing::info!(
+                replayed,
+                "ledger: replayed entries from the write-ahead log"
+            );
+        }
         let latest = checkpoints
             .last()?
             .map(|(_, v)| String::from_utf8_lossy(&v).into_owned());
-        let file = File::open(data_file).map_err(Error::io("opening", data_file))?;
         let shared = Arc::new(Shared {
             entries,
             checkpoints,
@@ -136,6 +172,7 @@ impl Writer {
             rx,
             db,
             file,
+            wal,
             key,
             cfg,
             frontier,
@@ -163,7 +200,7 @@ impl Writer {
         self.tx
             .send(Req {
                 kind: kind.to_string(),
-                data,
+                data: canonical(&data),
                 reply,
             })
             .map_err(|_| store_err("the writer has stopped"))
@@ -208,6 +245,7 @@ struct WriterThread {
     rx: mpsc::Receiver<Req>,
     db: sled::Db,
     file: File,
+    wal: Wal,
     key: LedgerKey,
     cfg: LedgerConfig,
     frontier: Frontier,
@@ -250,25 +288,26 @@ impl WriterThread {
         }
         let first = self.frontier.size();
         let mut sled_batch = sled::Batch::default();
+        let mut frames = Vec::new();
         let mut hashes = Vec::with_capacity(batch.len());
         let time = crate::time::now_rfc3339();
         for (i, r) in batch.iter().enumerate() {
             let seq = first + i as u64;
-            let bytes = canonical_entry(seq, &time, &r.kind, &r.data);
+            let bytes = assemble(seq, &time, &r.kind, &r.data);
             let h = leaf_hash(&bytes);
             hashes.push(h);
+            Wal::frame(&mut frames, seq, &h, &bytes);
             let mut value = Vec::with_capacity(32 + bytes.len());
             value.extend_from_slice(&h);
             value.extend_from_slice(&bytes);
             sled_batch.insert(seq.to_be_bytes().to_vec(), value);
         }
-        let durable = self
-            .shared
-            .entries
-            .apply_batch(sled_batch)
-            .map_err(store_err)
-            .and_then(|_| self.db.flush().map_err(store_err))
-            .and_then(|_| self.file.sync_data().map_err(store_err));
+        let durable = self.wal.append_durable(&frames).and_then(|_| {
+            self.shared
+                .entries
+                .apply_batch(sled_batch)
+                .map_err(store_err)
+        });
         match durable {
             Ok(()) => {
                 for h in &hashes {
@@ -313,7 +352,9 @@ impl WriterThread {
             .insert(size.to_be_bytes(), note.as_bytes())
             .map_err(store_err)
             .and_then(|_| self.db.flush().map_err(store_err))
-            .and_then(|_| self.file.sync_data().map_err(store_err));
+            .and_then(|_| self.file.sync_data().map_err(store_err))
+            // sled now holds every logged entry durably: the log can start over.
+            .and_then(|_| self.wal.truncate());
         match stored {
             Ok(()) => {
                 if let Ok(mut l) = self.shared.latest_checkpoint.write() {

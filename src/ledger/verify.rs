@@ -63,6 +63,66 @@ fn open_checkpoint(v: &Verifier, note: &str) -> Result<Checkpoint, VerifyError> 
     Ok(cp)
 }
 
+/// Checks each entry on its own (position, canonical form, self-named sequence number, stored
+/// hash) and returns the leaf hashes. Entries are independent, so this runs on every core;
+/// the first failure by sequence number wins.
+fn check_entries(entries: &[RawEntry]) -> Result<Vec<Hash>, VerifyError> {
+    let one = |i: usize, (seq, bytes, stored): &RawEntry| -> Result<Hash, VerifyError> {
+        let want = i as u64;
+        if *seq != want {
+            return Err(fail(
+                Some(want),
+                format!("entry {want} is missing or out of order (found {seq} in its place)"),
+            ));
+        }
+        let entry = parse_canonical(bytes).map_err(|e| fail(Some(*seq), e))?;
+        if entry.seq != *seq {
+            return Err(fail(
+                Some(*seq),
+                format!("entry stored at {seq} says it is {}", entry.seq),
+            ));
+        }
+        let h = leaf_hash(bytes);
+        if stored.is_some_and(|s| s != h) {
+            return Err(fail(
+                Some(*seq),
+                "entry does not match the hash stored with it (altered on disk)",
+            ));
+        }
+        Ok(h)
+    };
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(16);
+    let chunk = entries.len().div_ceil(threads).max(1024);
+    let results: Vec<Result<Vec<Hash>, VerifyError>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = entries
+            .chunks(chunk)
+            .enumerate()
+            .map(|(c, part)| {
+                scope.spawn(move || {
+                    part.iter()
+                        .enumerate()
+                        .map(|(j, e)| one(c * chunk + j, e))
+                        .collect()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(fail(None, "a verifier thread failed")))
+            })
+            .collect()
+    });
+    let mut out = Vec::with_capacity(entries.len());
+    for r in results {
+        out.extend(r?);
+    }
+    Ok(out)
+}
+
 /// Verifies a ledger. `entries` must be in stored order.
 pub fn verify<I>(
     entries: I,
@@ -116,31 +176,11 @@ where
         Ok(())
     };
     check(&frontier, &mut next, &mut last_good)?;
-    let mut count = 0u64;
-    for (i, (seq, bytes, stored_hash)) in entries.into_iter().enumerate() {
-        let want = i as u64;
-        if seq != want {
-            return Err(fail(
-                Some(want),
-                format!("entry {want} is missing or out of order (found {seq} in its place)"),
-            ));
-        }
-        let entry = parse_canonical(&bytes).map_err(|e| fail(Some(seq), e))?;
-        if entry.seq != seq {
-            return Err(fail(
-                Some(seq),
-                format!("entry stored at {seq} says it is {}", entry.seq),
-            ));
-        }
-        let h = leaf_hash(&bytes);
-        if stored_hash.is_some_and(|s| s != h) {
-            return Err(fail(
-                Some(seq),
-                "entry does not match the hash stored with it (altered on disk)",
-            ));
-        }
+    let entries: Vec<RawEntry> = entries.into_iter().collect();
+    let hashes = check_entries(&entries)?;
+    let count = hashes.len() as u64;
+    for h in hashes {
         frontier.push(h);
-        count += 1;
         check(&frontier, &mut next, &mut last_good)?;
     }
     if let Some(&(size, _, is_trusted)) = targets.get(next) {
