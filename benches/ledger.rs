@@ -62,7 +62,7 @@ fn main() {
     };
     let db = sled::open(base.join("db")).unwrap();
     let ledger = Ledger::open(db.clone(), &base, cfg.clone()).unwrap();
-    println!("durable appends (group commit, flush + fdatasync before each ack), {secs}s per run:");
+    println!("durable appends (group commit: one write-ahead-log write + fdatasync before each ack), {secs}s per run:");
     for writers in [1usize, 16, 64] {
         let stop = Arc::new(AtomicBool::new(false));
         let count = Arc::new(AtomicU64::new(0));

@@ -45,17 +45,24 @@ pub fn read_server_info(data_dir: &Path) -> Option<ServerInfo> {
 /// (a running `clawser serve`) holds it.
 pub fn open_db(data_dir: &Path) -> Result<sled::Db> {
     let path = data_dir.join("db");
-    sled::Config::new().path(&path).open().map_err(|e| match e {
-        sled::Error::Io(io)
-            if io.kind() == std::io::ErrorKind::WouldBlock || io.to_string().contains("lock") =>
-        {
-            Error::Store(format!(
+    // Durability comes from explicit flushes (identity changes) and the ledger's write-ahead
+    // log; sled's periodic background flush would only cost I/O.
+    sled::Config::new()
+        .path(&path)
+        .flush_every_ms(None)
+        .open()
+        .map_err(|e| match e {
+            sled::Error::Io(io)
+                if io.kind() == std::io::ErrorKind::WouldBlock
+                    || io.to_string().contains("lock") =>
+            {
+                Error::Store(format!(
                 "{} is locked by another process (is `clawser serve` running with this data dir?)",
                 path.display()
             ))
-        }
-        other => Error::Store(format!("{}: {other}", path.display())),
-    })
+            }
+            other => Error::Store(format!("{}: {other}", path.display())),
+        })
 }
 
 /// Every component, built but not yet serving.

@@ -14,7 +14,12 @@ use common::{curl, Server, World};
 
 fn admin_get(server: &Server, path: &str) -> String {
     let out = std::process::Command::new("curl")
-        .args(["-sS", "-H", &format!("Authorization: Bearer {}", server.admin_token()), &format!("http://{}{path}", server.admin)])
+        .args([
+            "-sS",
+            "-H",
+            &format!("Authorization: Bearer {}", server.admin_token()),
+            &format!("http://{}{path}", server.admin),
+        ])
         .output()
         .unwrap();
     String::from_utf8(out.stdout).unwrap()
@@ -120,12 +125,26 @@ async fn decisions_and_changes_form_one_verifiable_timeline_per_job() {
     let out = w.server.cli_ok(&["ledger", "verify"]);
     assert!(out.starts_with("OK:"), "{out}");
     // An auditor keeps a checkpoint; later the ledger must still extend it.
-    let cp: serde_json::Value = serde_json::from_str(&admin_get(&w.server, "/v1/ledger/checkpoint")).unwrap();
+    let cp: serde_json::Value =
+        serde_json::from_str(&admin_get(&w.server, "/v1/ledger/checkpoint")).unwrap();
     let trusted = w.tmp.path().join("trusted.note");
     std::fs::write(&trusted, cp["checkpoint"].as_str().unwrap()).unwrap();
-    assert_eq!(curl(&env_dev, &[w.upstream.url("/staging/later").as_str()]).await.0, 200);
-    let out = w.server.cli_ok(&["ledger", "verify", "--trusted-checkpoint", trusted.to_str().unwrap()]);
-    assert!(out.contains("extends the trusted checkpoint of size"), "{out}");
+    assert_eq!(
+        curl(&env_dev, &[w.upstream.url("/staging/later").as_str()])
+            .await
+            .0,
+        200
+    );
+    let out = w.server.cli_ok(&[
+        "ledger",
+        "verify",
+        "--trusted-checkpoint",
+        trusted.to_str().unwrap(),
+    ]);
+    assert!(
+        out.contains("extends the trusted checkpoint of size"),
+        "{out}"
+    );
     let export = w.tmp.path().join("export.jsonl");
     w.server
         .cli_ok(&["ledger", "export", "--out", export.to_str().unwrap()]);

@@ -6,9 +6,10 @@
 //! that moment (up to `max_batch`), assigns sequence numbers, writes them to the write-ahead
 //! log in one write and fdatasyncs it (`wal.rs`), applies them to sled as one batch, and only
 //! then answers every caller of the batch. So throughput grows with concurrency while an
-//! acknowledged entry is always on disk. sled itself is made durable at each checkpoint
-//! (flush, then fdatasync of its data file: sled's flush alone is `sync_file_range` on Linux,
-//! no durability barrier), after which the log is truncated.
+//! acknowledged entry is always on disk. sled itself is made durable only when the log passes
+//! `WAL_FLUSH_BYTES` or the writer stops (flush, then fdatasync of its data file: sled's flush
+//! alone is `sync_file_range` on Linux, no durability barrier), after which the log starts
+//! over. Checkpoints are signed over logged (durable) entries and stored in sled.
 //! Checkpoints are signed only over acknowledged (durable) state. After a write error the
 //! ledger refuses every further append (fail closed) until restarted.
 
@@ -29,6 +30,8 @@ use super::wal::{read_frames, Wal};
 use crate::error::{Error, Result};
 
 pub(super) const ENTRIES: &str = "ledger.entries";
+/// Log size beyond which sled is made durable and the log starts over.
+const WAL_FLUSH_BYTES: u64 = 8 * 1024 * 1024;
 pub(super) const CHECKPOINTS: &str = "ledger.checkpoints";
 
 /// Ledger settings (`ledger:` in the config).
@@ -264,6 +267,7 @@ impl WriterThread {
                 }
                 Err(RecvTimeoutError::Disconnected) => {
                     self.maybe_checkpoint(true);
+                    self.make_sled_durable();
                     return;
                 }
             };
@@ -276,6 +280,9 @@ impl WriterThread {
             }
             self.commit(batch);
             self.maybe_checkpoint(false);
+            if self.wal.len() > WAL_FLUSH_BYTES {
+                self.make_sled_durable();
+            }
         }
     }
 
@@ -302,7 +309,15 @@ impl WriterThread {
             value.extend_from_slice(&bytes);
             sled_batch.insert(seq.to_be_bytes().to_vec(), value);
         }
-        let durable = self.wal.append_durable(&frames).and_then(|_| {
+        // A group nobody waits for (only detached appends) is written without its own sync;
+        // the next waited-for group's sync, or the next checkpoint's, covers it.
+        let someone_waits = batch.iter().any(|r| !matches!(r.reply, Reply::None));
+        let logged = if someone_waits {
+            self.wal.append_durable(&frames)
+        } else {
+            self.wal.append(&frames)
+        };
+        let durable = logged.and_then(|_| {
             self.shared
                 .entries
                 .apply_batch(sled_batch)
@@ -331,6 +346,20 @@ impl WriterThread {
         }
     }
 
+    /// Flushes sled and fdatasyncs its data file; then every logged entry is in sled on disk
+    /// and the log can start over.
+    fn make_sled_durable(&mut self) {
+        let r = self
+            .wal
+            .sync()
+            .and_then(|_| self.db.flush().map_err(store_err))
+            .and_then(|_| self.file.sync_data().map_err(store_err))
+            .and_then(|_| self.wal.truncate());
+        if let Err(e) = r {
+            tracing::error!(error = %e, "could not make the ledger store durable; the write-ahead log keeps growing");
+        }
+    }
+
     fn maybe_checkpoint(&mut self, timer: bool) {
         let size = self.frontier.size();
         let new = size.saturating_sub(self.last_checkpoint.0);
@@ -338,6 +367,12 @@ impl WriterThread {
             || (new > 0
                 && (timer || self.last_checkpoint.1.elapsed() >= self.cfg.checkpoint_interval));
         if !due || self.shared.failed.load(Ordering::SeqCst) {
+            return;
+        }
+        // Sign only durable state.
+        if let Err(e) = self.wal.sync() {
+            tracing::error!(error = %e, "ledger sync failed; refusing further appends (fail closed)");
+            self.shared.failed.store(true, Ordering::SeqCst);
             return;
         }
         let cp = Checkpoint {
@@ -350,11 +385,8 @@ impl WriterThread {
             .shared
             .checkpoints
             .insert(size.to_be_bytes(), note.as_bytes())
-            .map_err(store_err)
-            .and_then(|_| self.db.flush().map_err(store_err))
-            .and_then(|_| self.file.sync_data().map_err(store_err))
-            // sled now holds every logged entry durably: the log can start over.
-            .and_then(|_| self.wal.truncate());
+            .map(|_| ())
+            .map_err(store_err);
         match stored {
             Ok(()) => {
                 if let Ok(mut l) = self.shared.latest_checkpoint.write() {

@@ -41,6 +41,8 @@ pub struct Wal {
     path: PathBuf,
     file: File,
     pos: u64,
+    /// Bytes written but not yet synced.
+    unsynced: bool,
 }
 
 impl Wal {
@@ -67,7 +69,12 @@ impl Wal {
             }
             file.sync_all().map_err(Error::io("syncing", &path))?;
         }
-        Ok(Wal { path, file, pos: 0 })
+        Ok(Wal {
+            path,
+            file,
+            pos: 0,
+            unsynced: false,
+        })
     }
 
     /// Encodes one frame.
@@ -78,14 +85,42 @@ impl Wal {
         out.extend_from_slice(bytes);
     }
 
-    /// Writes encoded frames and makes them durable.
+    /// Writes encoded frames and makes them (and any earlier unsynced ones) durable.
     pub fn append_durable(&mut self, frames: &[u8]) -> Result<()> {
+        self.append(frames)?;
+        self.sync()
+    }
+
+    /// Writes encoded frames without syncing (entries nobody waits for); the next sync covers
+    /// them.
+    pub fn append(&mut self, frames: &[u8]) -> Result<()> {
         self.file
             .write_all_at(frames, self.pos)
-            .and_then(|_| self.file.sync_data())
             .map_err(Error::io("writing", &self.path))?;
         self.pos += frames.len() as u64;
+        self.unsynced = true;
         Ok(())
+    }
+
+    /// Makes everything written so far durable (no-op when nothing is pending).
+    pub fn sync(&mut self) -> Result<()> {
+        if self.unsynced {
+            self.file
+                .sync_data()
+                .map_err(Error::io("syncing", &self.path))?;
+            self.unsynced = false;
+        }
+        Ok(())
+    }
+
+    /// Bytes written in this generation.
+    pub fn len(&self) -> u64 {
+        self.pos
+    }
+
+    /// True when nothing was written in this generation.
+    pub fn is_empty(&self) -> bool {
+        self.pos == 0
     }
 
     /// Starts the log over (after sled was made durable).
