@@ -4,6 +4,7 @@
 #   bench/run.sh                 # interpreter engine (the default)
 #   ENGINE=vm bench/run.sh       # the regorus VM engine
 #   DURATION=20s bench/run.sh
+#   SCENARIOS='ka64:-c 64;new64:-c 64 --disable-keepalive' bench/run.sh   # name:oha args, ';'-separated
 #
 # A local HTTPS upstream (examples/bench_upstream.rs) is loaded with oha directly and
 # through Clawser (CONNECT + TLS interception + policy + upstream TLS), with keep-alive at
@@ -62,7 +63,12 @@ run() { # name, extra oha args...
   local out="$work/$1.json"; shift
   oha -z "$DURATION" --no-tui --output-format json "$@" >"$out"
 }
-for c in "ka1:-c 1" "ka16:-c 16" "new16:-c 16 --disable-keepalive"; do
+IFS=';' read -ra specs <<<"${SCENARIOS:-ka1:-c 1;ka16:-c 16;new16:-c 16 --disable-keepalive}"
+names=()
+for c in "${specs[@]}"; do
+  names+=("${c%%:*}")
+done
+for c in "${specs[@]}"; do
   name=${c%%:*}; args=${c#*:}
   # shellcheck disable=SC2086
   run "direct-$name" $args --cacert "$work/upstream-ca.pem" "$url"
@@ -72,9 +78,9 @@ for c in "ka1:-c 1" "ka16:-c 16" "new16:-c 16 --disable-keepalive"; do
   run "noledger-$name" $args -x "http://$proxy_off" --proxy-header "Proxy-Authorization: Basic $auth_off" --cacert "$bundle" "$url"
 done
 
-python3 - "$work" "$ENGINE" "$DURATION" <<'PY'
+python3 - "$work" "$ENGINE" "$DURATION" "${names[@]}" <<'PY'
 import json, sys
-work, engine, duration = sys.argv[1:]
+work, engine, duration, *scenarios = sys.argv[1:]
 def load(n):
     d = json.load(open(f"{work}/{n}.json"))
     s = d["summary"]; p = d["latencyPercentiles"]
@@ -82,8 +88,9 @@ def load(n):
     return s["requestsPerSec"], p["p50"] * 1e3, p["p99"] * 1e3, s["successRate"], ok
 print(f"engine={engine} duration={duration} (latencies in ms; ratio = proxy / direct)")
 print(f"{'scenario':<34}{'direct req/s':>13}{'proxy req/s':>13}{'ratio':>7}{'direct p50':>11}{'proxy p50':>10}{'+p50':>8}{'direct p99':>11}{'proxy p99':>10}{'no-ledger req/s':>16}{'ledger cost':>12}")
-names = {"ka1": "keep-alive, 1 connection", "ka16": "keep-alive, 16 connections", "new16": "new connection per request, 16"}
-for k, label in names.items():
+labels = {"ka1": "keep-alive, 1 connection", "ka16": "keep-alive, 16 connections", "new16": "new connection per request, 16"}
+for k in scenarios:
+    label = labels.get(k, k)
     d, p, n = load(f"direct-{k}"), load(f"proxy-{k}"), load(f"noledger-{k}")
     print(f"{label:<34}{d[0]:>13.0f}{p[0]:>13.0f}{p[0]/d[0]:>7.2f}{d[1]:>11.3f}{p[1]:>10.3f}{p[1]-d[1]:>8.3f}{d[2]:>11.3f}{p[2]:>10.3f}{n[0]:>16.0f}{1-p[0]/n[0]:>11.0%}")
     if p[3] < 1.0 or set(p[4]) - {"200"}:
