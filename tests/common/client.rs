@@ -30,45 +30,11 @@ impl TunnelClient {
         token: &str,
         ca_pem: &Path,
     ) -> TunnelClient {
-        let mut tcp = TcpStream::connect(proxy).await.unwrap();
-        let auth = base64::engine::general_purpose::STANDARD.encode(format!("{agent}:{token}"));
-        let req = format!("CONNECT {host}:{port} HTTP/1.1\r\nHost: {host}:{port}\r\nProxy-Authorization: Basic {auth}\r\n\r\n");
-        tcp.write_all(req.as_bytes()).await.unwrap();
-        let mut buf = Vec::new();
-        while !buf.ends_with(b"\r\n\r\n") {
-            let mut b = [0u8; 1];
-            assert_eq!(
-                tcp.read(&mut b).await.unwrap(),
-                1,
-                "proxy closed during CONNECT"
-            );
-            buf.push(b[0]);
-        }
-        let head = String::from_utf8_lossy(&buf);
-        assert!(head.starts_with("HTTP/1.1 200"), "CONNECT refused: {head}");
-        let mut roots = rustls::RootCertStore::empty();
-        for c in CertificateDer::pem_file_iter(ca_pem).unwrap() {
-            roots.add(c.unwrap()).unwrap();
-        }
-        let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-        let tls = tokio_rustls::TlsConnector::from(Arc::new(cfg))
-            .connect(ServerName::try_from(host.to_string()).unwrap(), tcp)
+        TunnelClient::try_connect(proxy, host, port, agent, token, ca_pem)
             .await
-            .expect("rustls must accept the leaf Clawser issued");
-        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
-            .await
-            .unwrap();
-        tokio::spawn(conn);
-        TunnelClient {
-            sender,
-            host: format!("{host}:{port}"),
-        }
+            .unwrap_or_else(|e| {
+                panic!("CONNECT + TLS through the proxy failed (rustls must accept the leaf): {e}")
+            })
     }
 
     /// Like `connect`, but returns an error instead of panicking (for crash tests).

@@ -1,0 +1,60 @@
+//! Tests of config loading and validation.
+
+use super::*;
+
+#[test]
+fn embedded_defaults_are_valid() {
+    let c = Config::from_yaml("", "<embedded defaults>", Path::new(".")).unwrap();
+    assert_eq!(c.proxy.listen.to_string(), "127.0.0.1:8080");
+    assert_eq!(c.admin.listen.to_string(), "127.0.0.1:8081");
+    assert_eq!(c.proxy.max_inspect_bytes, 1024 * 1024);
+    assert_eq!(c.data_dir, Path::new("./data"));
+}
+
+#[test]
+fn example_file_documents_the_defaults() {
+    let text = include_str!("../../config.example.yaml");
+    let ex = Config::from_yaml(text, "config.example.yaml", Path::new(".")).unwrap();
+    let de = Config::from_yaml("", "<embedded defaults>", Path::new(".")).unwrap();
+    assert_eq!(format!("{:?}", ex.proxy), format!("{:?}", de.proxy));
+    assert_eq!(format!("{:?}", ex.ca), format!("{:?}", de.ca));
+    assert_eq!(format!("{:?}", ex.policy), format!("{:?}", de.policy));
+    assert_eq!(format!("{:?}", ex.upstream), format!("{:?}", de.upstream));
+    assert_eq!(
+        format!("{:?}", ex.environments),
+        format!("{:?}", de.environments)
+    );
+    assert_eq!(ex.admin.listen, de.admin.listen);
+    assert_eq!(ex.data_dir, de.data_dir);
+}
+
+#[test]
+fn unknown_key_is_an_error_naming_it() {
+    let e = Config::from_yaml("proxy:\n  listn: 1\n", "x.yaml", Path::new(".")).unwrap_err();
+    assert!(e.to_string().contains("listn"), "{e}");
+}
+
+#[test]
+fn relative_paths_follow_the_file() {
+    let c = Config::from_yaml("data_dir: d\n", "x.yaml", Path::new("/etc/clawser")).unwrap();
+    assert_eq!(c.data_dir, Path::new("/etc/clawser/d"));
+}
+
+#[test]
+fn bad_values_are_rejected() {
+    for (yaml, key) in [
+        ("proxy:\n  listen: nope\n", "proxy.listen"),
+        ("proxy:\n  idle_timeout: 5x\n", "proxy.idle_timeout"),
+        ("admin:\n  listen: 0.0.0.0:1\n", "admin.listen"),
+        ("ca:\n  leaf_validity_days: 400\n", "ca.leaf_validity_days"),
+        ("agents:\n  - id: Bad Id\n", "agents[0].id"),
+        (
+            "agents:\n  - id: a\n    runtime: vim\n",
+            "agents[0].runtime",
+        ),
+        ("log:\n  format: xml\n", "log.format"),
+    ] {
+        let e = Config::from_yaml(yaml, "x.yaml", Path::new(".")).unwrap_err();
+        assert!(e.to_string().contains(key), "{yaml}: {e}");
+    }
+}
