@@ -203,6 +203,7 @@ impl App {
             tasks,
             server_file,
             identity: self.identity,
+            ledger: self.ledger,
         })
     }
 }
@@ -215,6 +216,7 @@ pub struct Running {
     tasks: Vec<JoinHandle<()>>,
     server_file: PathBuf,
     identity: IdentityStore,
+    ledger: Option<Ledger>,
 }
 
 impl Running {
@@ -223,6 +225,10 @@ impl Running {
         let _ = self.shutdown.send(true);
         for t in self.tasks {
             let _ = t.await;
+        }
+        if let Some(l) = &self.ledger {
+            // Sign a final checkpoint so a verifier covers everything recorded.
+            l.close();
         }
         let _ = std::fs::remove_file(&self.server_file);
         drop(self.identity);

@@ -213,6 +213,35 @@ async fn decisions_and_changes_form_one_verifiable_timeline_per_job() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_graceful_stop_signs_a_checkpoint_covering_every_entry() {
+    let tmp = tempfile::tempdir().unwrap();
+    let upstream = common::Upstream::start(tmp.path()).await;
+    // Checkpoints only every 1000 entries or 10 minutes: only the shutdown can produce one here.
+    let cfg = common::base_config(tmp.path(), &upstream, "").replace(
+        "checkpoint_every: 1\n  checkpoint_interval: 1s",
+        "checkpoint_every: 1000\n  checkpoint_interval: 10m",
+    );
+    let mut server = Server::start(tmp.path(), &cfg);
+    let env = server.env_for("dev", None);
+    assert_eq!(curl(&env, &[upstream.url("/a").as_str()]).await.0, 200);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let status = server.terminate();
+    assert!(status.success(), "{status}: {}", server.log_text());
+    let out = server.cli_ok(&["ledger", "verify"]);
+    let entries: u64 = out
+        .split(": ")
+        .nth(2)
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(entries >= 4, "{out}");
+    assert!(out.contains(&format!("latest covers {entries})")), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn inclusion_proofs_verify_against_the_signed_checkpoint() {
     use clawser::ledger::merkle::verify_inclusion;
     use clawser::ledger::note::{Checkpoint, Verifier};

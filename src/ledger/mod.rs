@@ -143,6 +143,11 @@ impl Ledger {
         self.writer.append_blocking(kind, data)
     }
 
+    /// Final checkpoint and a durable store; call once at shutdown.
+    pub fn close(&self) {
+        self.writer.close()
+    }
+
     /// Appends without waiting for durability.
     pub fn append_detached(&self, kind: &str, data: Value) {
         self.writer.append_detached(kind, data)

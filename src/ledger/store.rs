@@ -67,6 +67,12 @@ impl Reply {
     }
 }
 
+enum Msg {
+    Append(Req),
+    /// Publish a final checkpoint, make sled durable, stop; answer when done.
+    Close(mpsc::SyncSender<()>),
+}
+
 struct Req {
     kind: String,
     /// Canonical bytes of the entry's data, serialized by the caller.
@@ -86,7 +92,7 @@ pub(super) struct Shared {
 
 /// The append side of the ledger.
 pub struct Writer {
-    tx: mpsc::Sender<Req>,
+    tx: mpsc::Sender<Msg>,
     pub(super) shared: Arc<Shared>,
 }
 
@@ -201,11 +207,11 @@ impl Writer {
             ));
         }
         self.tx
-            .send(Req {
+            .send(Msg::Append(Req {
                 kind: kind.to_string(),
                 data: canonical(&data),
                 reply,
-            })
+            }))
             .map_err(|_| store_err("the writer has stopped"))
     }
 
@@ -223,6 +229,15 @@ impl Writer {
         self.submit(kind, data, Reply::Sync(tx))?;
         rx.recv()
             .map_err(|_| store_err("the writer stopped before answering"))?
+    }
+
+    /// Publishes a final checkpoint over everything appended, makes the store durable and
+    /// stops the writer (waits up to 10 s). Later appends fail.
+    pub fn close(&self) {
+        let (tx, rx) = mpsc::sync_channel(1);
+        if self.tx.send(Msg::Close(tx)).is_ok() {
+            let _ = rx.recv_timeout(Duration::from_secs(10));
+        }
     }
 
     /// Appends without waiting (the entry still goes through group commit).
@@ -245,7 +260,7 @@ pub(super) fn key_seq(k: &[u8]) -> Option<u64> {
 }
 
 struct WriterThread {
-    rx: mpsc::Receiver<Req>,
+    rx: mpsc::Receiver<Msg>,
     db: sled::Db,
     file: File,
     wal: Wal,
@@ -260,21 +275,30 @@ impl WriterThread {
     fn run(&mut self) {
         loop {
             let first = match self.rx.recv_timeout(self.cfg.checkpoint_interval) {
-                Ok(r) => r,
+                Ok(Msg::Append(r)) => r,
+                Ok(Msg::Close(done)) => {
+                    self.close();
+                    let _ = done.send(());
+                    return;
+                }
                 Err(RecvTimeoutError::Timeout) => {
                     self.maybe_checkpoint(true);
                     continue;
                 }
                 Err(RecvTimeoutError::Disconnected) => {
-                    self.maybe_checkpoint(true);
-                    self.make_sled_durable();
+                    self.close();
                     return;
                 }
             };
             let mut batch = vec![first];
+            let mut closing = None;
             while batch.len() < self.cfg.max_batch {
                 match self.rx.try_recv() {
-                    Ok(r) => batch.push(r),
+                    Ok(Msg::Append(r)) => batch.push(r),
+                    Ok(Msg::Close(done)) => {
+                        closing = Some(done);
+                        break;
+                    }
                     Err(_) => break,
                 }
             }
@@ -282,6 +306,11 @@ impl WriterThread {
             self.maybe_checkpoint(false);
             if self.wal.len() > WAL_FLUSH_BYTES {
                 self.make_sled_durable();
+            }
+            if let Some(done) = closing {
+                self.close();
+                let _ = done.send(());
+                return;
             }
         }
     }
@@ -344,6 +373,11 @@ impl WriterThread {
                 }
             }
         }
+    }
+
+    fn close(&mut self) {
+        self.maybe_checkpoint(true);
+        self.make_sled_durable();
     }
 
     /// Flushes sled and fdatasyncs its data file; then every logged entry is in sled on disk
