@@ -5,6 +5,7 @@
 #   ENGINE=vm bench/run.sh       # the regorus VM engine
 #   DURATION=20s bench/run.sh
 #   SCENARIOS='ka64:-c 64;new64:-c 64 --disable-keepalive' bench/run.sh   # name:oha args, ';'-separated
+#   OHA_NICE=15 bench/run.sh     # run oha at lower CPU priority (shared-core experiments)
 #
 # A local HTTPS upstream (examples/bench_upstream.rs) is loaded with oha directly and
 # through Clawser (CONNECT + TLS interception + policy + upstream TLS), with keep-alive at
@@ -61,7 +62,7 @@ url="https://localhost:$up_port/"
 
 run() { # name, extra oha args...
   local out="$work/$1.json"; shift
-  oha -z "$DURATION" --no-tui --output-format json "$@" >"$out"
+  ${OHA_NICE:+nice -n "$OHA_NICE"} oha -z "$DURATION" --no-tui --output-format json "$@" >"$out"
 }
 IFS=';' read -ra specs <<<"${SCENARIOS:-ka1:-c 1;ka16:-c 16;new16:-c 16 --disable-keepalive}"
 names=()
