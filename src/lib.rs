@@ -11,7 +11,9 @@
 //! | 0 | [`time`], [`fsutil`] | timestamps; 0600 secret files |
 //! | 1 | [`config`] | YAML config, validated; embedded defaults |
 //! | 1 | [`ca`] | local CA, leaf issuance, cert cache |
+//! | 1 | [`approval`] | approval objects, fingerprints, N-of-M decisions (not wired yet) |
 //! | 1 | [`identity`] | agents, credentials, jobs, the authenticator, admin token |
+//! | 1 | [`ledger`] | the work ledger: entries, Merkle tree, checkpoints, WAL, verifier |
 //! | 1 | [`policy`] | Rego input, engine (fail closed), hot reload, policy tests |
 //! | 1 | [`metrics`] | counters for `/metrics` |
 //! | 1 | [`runtime_env`] | the exports `clawser env` prints |
@@ -26,6 +28,7 @@ pub mod fsutil;
 pub mod model;
 pub mod time;
 
+pub mod approval;
 pub mod ca;
 pub mod config;
 pub mod identity;
