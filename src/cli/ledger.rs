@@ -222,14 +222,14 @@ pub fn describe(e: &Entry) -> String {
 async fn verify_cmd(
     config: &Config,
     data: Option<std::path::PathBuf>,
-    export: Option<std::path::PathBuf>,
+    export_file: Option<std::path::PathBuf>,
     trusted: Option<std::path::PathBuf>,
     key: Option<String>,
 ) -> Result<i32> {
     let trusted = trusted
         .map(|p| std::fs::read_to_string(&p).map_err(Error::io("reading", &p)))
         .transpose()?;
-    let (entries, checkpoints, vkey, source) = if let Some(path) = export {
+    let (entries, checkpoints, vkey, source) = if let Some(path) = export_file {
         let text = std::fs::read_to_string(&path).map_err(Error::io("reading", &path))?;
         let p = parse_jsonl(&text).map_err(Error::Invalid)?;
         let source = format!("export {}", path.display());
@@ -244,7 +244,7 @@ async fn verify_cmd(
             Err(_) => {
                 // A running server holds the data dir: verify its export here instead.
                 let b = Backend::connect(config).await?;
-                let bytes = export_for_verify(&b).await?;
+                let bytes = export(&b, ExportFormat::Jsonl).await?;
                 let p = parse_jsonl(&String::from_utf8_lossy(&bytes)).map_err(Error::Invalid)?;
                 let source = format!("data dir {} (export of the running server)", dir.display());
                 (p.entries, p.checkpoints, p.verifier_key, source)
@@ -272,8 +272,4 @@ async fn verify_cmd(
             Ok(1)
         }
     }
-}
-
-async fn export_for_verify(b: &Backend) -> Result<Vec<u8>> {
-    export(b, ExportFormat::Jsonl).await
 }

@@ -223,8 +223,7 @@ impl Ledger {
         let note = self
             .latest_checkpoint()
             .ok_or_else(|| Error::Invalid("no checkpoint has been published yet".into()))?;
-        let text = note.split("\n\n").next().unwrap_or("");
-        let cp = note::Checkpoint::parse(&format!("{text}\n")).map_err(Error::Store)?;
+        let cp = note::Checkpoint::parse(&note).map_err(Error::Store)?;
         if seq >= cp.size {
             return Err(Error::Invalid(format!(
                 "entry {seq} is not covered by the latest checkpoint (size {}); retry after the next checkpoint",

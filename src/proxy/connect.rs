@@ -217,16 +217,13 @@ async fn tunnel<T>(
         if let Some(l) = &state.ledger {
             // Not a policy decision (nothing could be inspected), recorded as a deny.
             let summary = connect_summary(&request_id, &host, port);
-            l.append_detached(
-                "request.decided",
-                serde_json::json!({
-                    "request_id": request_id, "agent": principal.agent.id, "on_behalf_of": principal.agent.on_behalf_of,
-                    "runtime": principal.agent.runtime, "job": principal.job.as_ref().map(|j| j.id.clone()),
-                    "credential": principal.credential_id, "outcome": "deny",
-                    "reasons": [{"code": "not_tls", "message": "non-TLS bytes inside CONNECT"}],
-                    "request": {"method": summary.method, "scheme": summary.scheme, "host": summary.host, "port": summary.port},
-                }),
+            let entry = record::refused_connect(
+                &principal,
+                &summary,
+                "not_tls",
+                "non-TLS bytes inside CONNECT",
             );
+            l.append_detached("request.decided", entry);
         }
         if prefix.iter().all(|b| b.is_ascii()) {
             // Plain HTTP inside the tunnel: answer in kind so the client sees why.

@@ -47,6 +47,22 @@ pub fn decided(p: &Principal, req: &RequestSummary, target: &Target, eval: &Eval
     })
 }
 
+/// The `request.decided` entry of a CONNECT refused before any policy could run (no TLS to
+/// inspect): a deny with `code`.
+pub fn refused_connect(p: &Principal, req: &RequestSummary, code: &str, message: &str) -> Value {
+    json!({
+        "request_id": req.id,
+        "agent": p.agent.id,
+        "on_behalf_of": p.agent.on_behalf_of,
+        "runtime": p.agent.runtime,
+        "job": p.job.as_ref().map(|j| j.id.clone()),
+        "credential": p.credential_id,
+        "outcome": "deny",
+        "reasons": [{"code": code, "message": message}],
+        "request": {"method": req.method, "scheme": req.scheme, "host": req.host, "port": req.port},
+    })
+}
+
 /// The `request.completed` entry.
 pub fn completed(
     request_id: &str,
