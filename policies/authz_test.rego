@@ -39,7 +39,7 @@ test_writes_outside_production_are_allowed if {
 test_production_writes_are_held_for_a_release_approver if {
 	d := data.clawser.decision with input as req("POST", "/repos/acme/api/pulls/7/merge", "production")
 	d.outcome == "hold"
-	d.approvers == {"role": "release-approver", "count": 1}
+	d.approvers == {"role": "release-approver", "count": 1, "self_approval": false}
 	d.reasons[0].code == "production_write"
 }
 

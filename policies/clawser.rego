@@ -6,6 +6,9 @@
 #   deny contains {"code": "...", "message": "..."} if { ... }
 #   hold contains {"code": "...", "message": "...", "approvers": {"role": "...", "count": 1}} if { ... }
 #
+# A hold's approvers may add "self_approval": true to let the human the agent acts for
+# (input.agent.on_behalf_of) approve it; it applies only when every matching hold says so.
+#
 # Precedence: any deny wins, then any hold, then allow. Nothing matched is a deny with
 # code no_rule. Write your rules in package clawser.authz; you should not need to edit this file.
 package clawser
@@ -25,9 +28,20 @@ _grants_used := sort([g | some g in data.clawser.authz.grants_used])
 # The strictest approver requirement among the holds (highest count first).
 _approver_list := sort([[0 - object.get(r.approvers, "count", 1), r.approvers.role] | some r in _holds; r.approvers.role])
 
+default _self_approval := false
+
+_self_approval if {
+	count(_holds) > 0
+	every r in _holds {
+		object.get(object.get(r, "approvers", {}), "self_approval", false) == true
+	}
+}
+
 default _approvers := {"role": "approver", "count": 1}
 
 _approvers := {"role": _approver_list[0][1], "count": 0 - _approver_list[0][0]} if count(_approver_list) > 0
+
+_approvers_out := object.union(_approvers, {"self_approval": _self_approval})
 
 default _allowed := false
 
@@ -35,7 +49,7 @@ _allowed if data.clawser.authz.allow == true
 
 decision := {"outcome": "deny", "reasons": sort(_denies), "grants_used": _grants_used} if {
 	count(_denies) > 0
-} else := {"outcome": "hold", "reasons": sort(_hold_reasons), "approvers": _approvers, "grants_used": _grants_used} if {
+} else := {"outcome": "hold", "reasons": sort(_hold_reasons), "approvers": _approvers_out, "grants_used": _grants_used} if {
 	count(_holds) > 0
 } else := {"outcome": "allow", "reasons": [], "grants_used": _grants_used} if {
 	_allowed

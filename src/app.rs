@@ -11,13 +11,17 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::admin::{self, AdminState};
+use crate::approval::ApprovalStore;
 use crate::ca::{CertificateAuthority, LeafIssuer, LocalCa};
 use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::events::{EventBus, Published};
+use crate::identity::ApproverStore;
 use crate::identity::{AdminToken, Authenticator, IdentityStore};
 use crate::ledger::Ledger;
 use crate::metrics::Metrics;
 use crate::model::EventSink;
+use crate::notify::Notifier;
 use crate::policy::{pack, PolicyEngine};
 use crate::proxy::{self, ProxyState, Upstream};
 
@@ -65,6 +69,35 @@ pub fn open_db(data_dir: &Path) -> Result<sled::Db> {
         })
 }
 
+/// Events kept for slow `/v1/events` subscribers and webhooks.
+pub const EVENT_BUFFER: usize = 4096;
+
+/// Marks approvals past their TTL as expired (and records it) every `every`.
+async fn expire_approvals(
+    approvals: ApprovalStore,
+    every: std::time::Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.changed() => return,
+        }
+        let a = approvals.clone();
+        let now = time::OffsetDateTime::now_utc();
+        match tokio::task::spawn_blocking(move || a.expire(now)).await {
+            Ok(Ok(expired)) => {
+                for e in expired {
+                    tracing::info!(approval = %e.id, agent = %e.agent, "approval expired");
+                }
+            }
+            Ok(Err(e)) => tracing::error!(error = %e, "expiring approvals failed"),
+            Err(e) => tracing::error!(error = %e, "expiring approvals failed"),
+        }
+    }
+}
+
 /// Every component, built but not yet serving.
 pub struct App {
     pub config: Config,
@@ -76,6 +109,9 @@ pub struct App {
     pub bundle: PathBuf,
     upstream: Upstream,
     pub ledger: Option<Ledger>,
+    pub approvals: ApprovalStore,
+    pub approvers: ApproverStore,
+    pub bus: EventBus,
 }
 
 impl App {
@@ -107,7 +143,13 @@ impl App {
                 config.ledger.clone(),
             )?)
         };
-        let sink = ledger.clone().map(|l| Arc::new(l) as Arc<dyn EventSink>);
+        let bus = EventBus::new(EVENT_BUFFER);
+        let sink: Option<Arc<dyn EventSink>> = Some(Arc::new(Published {
+            inner: ledger.clone().map(|l| Arc::new(l) as Arc<dyn EventSink>),
+            bus: bus.clone(),
+        }));
+        let approvers = ApproverStore::open(&db, &config.approvers, sink.clone())?;
+        let approvals = ApprovalStore::open(&db, config.approvals.ttl, sink.clone())?;
         let identity = IdentityStore::open_recorded(db, &config.agents, sink.clone())?;
         let admin_token = AdminToken::load_or_create(&config.data_dir)?;
         let policy = Arc::new(PolicyEngine::load_recorded(
@@ -127,6 +169,9 @@ impl App {
             bundle,
             upstream,
             ledger,
+            approvals,
+            approvers,
+            bus,
         })
     }
 
@@ -163,6 +208,7 @@ impl App {
             self.config.upstream.connect_timeout,
             self.metrics.clone(),
             self.ledger.clone(),
+            self.approvals.clone(),
         ));
         let admin_state = Arc::new(AdminState {
             identity: self.identity.clone(),
@@ -170,8 +216,18 @@ impl App {
             metrics: self.metrics.clone(),
             token: self.admin_token.clone(),
             ledger: self.ledger.clone(),
+            approvals: self.approvals.clone(),
+            approvers: self.approvers.clone(),
+            bus: self.bus.clone(),
         });
+        let notifier = Notifier::new(&self.config.notify, &self.config.upstream)?;
         let tasks = vec![
+            tokio::spawn(expire_approvals(
+                self.approvals.clone(),
+                self.config.approvals.expire_interval,
+                rx.clone(),
+            )),
+            tokio::spawn(notifier.run(self.bus.subscribe(), rx.clone())),
             tokio::spawn(proxy::serve(state, proxy_l, rx.clone())),
             tokio::spawn(admin::serve(admin_state, admin_l, rx.clone())),
             tokio::spawn(

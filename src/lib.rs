@@ -11,15 +11,17 @@
 //! | 0 | [`time`], [`fsutil`] | timestamps; 0600 secret files |
 //! | 1 | [`config`] | YAML config, validated; embedded defaults |
 //! | 1 | [`ca`] | local CA, leaf issuance, cert cache |
-//! | 1 | [`approval`] | approval objects, fingerprints, N-of-M decisions (not wired yet) |
-//! | 1 | [`identity`] | agents, credentials, jobs, the authenticator, admin token |
+//! | 1 | [`approval`] | approval objects, fingerprints, N-of-M decisions, consumption, expiry |
+//! | 1 | [`events`] | the live event stream (`/v1/events`, web page, webhooks) |
+//! | 1 | [`identity`] | agents, credentials, jobs, approvers, the authenticator, admin token |
 //! | 1 | [`ledger`] | the work ledger: entries, Merkle tree, checkpoints, WAL, verifier |
 //! | 1 | [`policy`] | Rego input, engine (fail closed), hot reload, policy tests |
 //! | 1 | [`metrics`] | counters for `/metrics` |
 //! | 1 | [`runtime_env`] | the exports `clawser env` prints |
 //! | 2 | [`tls`] | ClientHello peek, interception acceptor, upstream client config |
 //! | 2 | [`proxy`] | listener, CONNECT, pipeline (identify, decide, forward), responses |
-//! | 2 | [`admin`] | admin API and its client |
+//! | 2 | [`admin`] | admin API, approval inbox web page, and the API's client |
+//! | 2 | [`notify`] | webhook delivery with retries |
 //! | 3 | [`app`] | composition root: builds the components, owns shutdown |
 //! | 3 | [`cli`] | the `clawser` command line |
 
@@ -31,6 +33,7 @@ pub mod time;
 pub mod approval;
 pub mod ca;
 pub mod config;
+pub mod events;
 pub mod identity;
 pub mod ledger;
 pub mod metrics;
@@ -38,6 +41,7 @@ pub mod policy;
 pub mod runtime_env;
 
 pub mod admin;
+pub mod notify;
 pub mod proxy;
 pub mod tls;
 

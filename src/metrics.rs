@@ -24,6 +24,7 @@ pub struct Metrics {
     eval_count: AtomicU64,
     eval_nanos: AtomicU64,
     policy_reload_failures: AtomicU64,
+    held: AtomicI64,
 }
 
 impl Metrics {
@@ -64,6 +65,16 @@ impl Metrics {
     /// A connection refused because `proxy.max_connections` was reached.
     pub fn connection_refused(&self) {
         self.connections_refused.fetch_add(1, Relaxed);
+    }
+
+    /// A request started (+1) or stopped (-1) waiting for an approver.
+    pub fn held(&self, delta: i64) {
+        self.held.fetch_add(delta, Relaxed);
+    }
+
+    /// Requests waiting for an approver now.
+    pub fn held_now(&self) -> i64 {
+        self.held.load(Relaxed)
     }
 
     /// A rejected policy reload.
@@ -120,7 +131,7 @@ impl Metrics {
                 "clawser_held_requests",
                 "gauge",
                 "Requests waiting for an approver now.",
-                0,
+                self.held.load(Relaxed),
             ),
         ];
         for (name, kind, help, v) in simple {

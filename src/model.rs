@@ -62,6 +62,9 @@ pub struct Approvers {
     /// How many distinct approvers of that role must say yes.
     #[serde(default = "one")]
     pub count: u32,
+    /// Whether the human the agent acts for may approve it (policy opt-in).
+    #[serde(default)]
+    pub self_approval: bool,
 }
 
 fn one() -> u32 {

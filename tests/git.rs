@@ -59,7 +59,8 @@ fn head(bare: &Path) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn clone_and_push_through_the_proxy_staging_allowed_production_refused() {
-    let w = World::new().await;
+    // Production pushes are held; nobody approves within the (short) hold timeout.
+    let w = World::with_proxy_extra("  hold_timeout: 1s\n").await;
     let tmp = w.tmp.path();
     let dev = w.upstream.bare_repo("dev/app.git");
     let prod = w.upstream.bare_repo("prod/app.git");

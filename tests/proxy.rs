@@ -82,8 +82,8 @@ async fn denied_request_never_reaches_upstream() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn production_write_is_held_as_a_refusal_until_approvals_exist() {
-    let w = World::new().await;
+async fn production_write_is_held_and_staging_write_is_not() {
+    let w = World::with_proxy_extra("  hold_timeout: 1s\n").await;
     let env = w.server.env_for("dev", None);
     let (code, body) = curl(
         &env,
@@ -100,9 +100,13 @@ async fn production_write_is_held_as_a_refusal_until_approvals_exist() {
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(v["outcome"], "hold");
     assert!(
-        v["error"].as_str().unwrap().contains("approval required"),
+        v["error"]
+            .as_str()
+            .unwrap()
+            .contains("a human must approve"),
         "{body}"
     );
+    assert!(v["approval_id"].as_str().unwrap().starts_with("apr_"));
     assert_eq!(v["reasons"][0]["code"], "production_write");
     // The same write to staging is allowed.
     let (code, _) = curl(

@@ -78,6 +78,28 @@ impl AdminClient {
         Ok(bytes)
     }
 
+    /// GET a streaming response (server-sent events); the body is returned as it arrives.
+    pub async fn stream(&self, path: &str) -> Result<hyper::body::Incoming> {
+        let req = Request::builder()
+            .method(Method::GET)
+            .uri(format!("http://{}{path}", self.addr))
+            .header(header::AUTHORIZATION, format!("Bearer {}", self.token))
+            .header(header::ACCEPT, "text/event-stream")
+            .body(Full::new(Bytes::new()))
+            .map_err(|e| Error::Invalid(e.to_string()))?;
+        let resp = self.client.request(req).await.map_err(|e| Error::Admin {
+            status: 0,
+            message: format!("cannot reach the admin API at {}: {e}", self.addr),
+        })?;
+        if !resp.status().is_success() {
+            return Err(Error::Admin {
+                status: resp.status().as_u16(),
+                message: format!("{path} answered {}", resp.status()),
+            });
+        }
+        Ok(resp.into_body())
+    }
+
     /// GET and decode JSON.
     pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
         let b = self.call(Method::GET, path, None).await?;

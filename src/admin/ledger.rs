@@ -8,9 +8,7 @@
 //! GET /v1/ledger/verify                                verify the stored ledger now
 //! ```
 
-use bytes::Bytes;
 use http::{header, HeaderValue, Response, StatusCode};
-use http_body_util::Full;
 
 use super::{err, from_error, json, AdminResponse};
 use crate::ledger::{export, Filter, Ledger};
@@ -44,7 +42,7 @@ pub fn filter_from_query(query: Option<&str>) -> Result<Filter, String> {
 }
 
 fn text(body: Vec<u8>, content_type: &'static str) -> AdminResponse {
-    let mut r = Response::new(Full::new(Bytes::from(body)));
+    let mut r = Response::new(super::full(body));
     r.headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     r

@@ -14,17 +14,28 @@
 //! GET  /v1/ledger...                     the work ledger (routes in `ledger.rs`)
 //! GET  /v1/jobs                           list;  POST /v1/jobs {agent, title} -> job + credential
 //! GET  /v1/jobs/{id};  POST /v1/jobs/{id}/handoff {"to": "agent"} -> job + credential for it
+//! GET  /v1/approvals...                  approvals and approvers (routes in `approvals.rs`)
+//! GET  /v1/events                         server-sent events (`events.rs`)
+//! GET  /v1/whoami                         the caller: admin or an approver with roles
+//! GET  /                                  the approval inbox web page (`web.rs`)
 //! ```
+//!
+//! Who may do what: the bootstrap admin token may do everything except decide approvals;
+//! an approver's token may read everything and approve or deny, nothing else.
 //!
 //! `client.rs` is the CLI's side of this API.
 
+mod approvals;
 pub mod client;
+mod events;
 mod ledger;
+mod web;
 
 use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
@@ -34,9 +45,11 @@ use serde::Serialize;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::approval::ApprovalStore;
 use crate::error::{Blame, Error};
+use crate::events::EventBus;
 use crate::identity::token::AGENT_TOKEN_PREFIX;
-use crate::identity::{AdminToken, IdentityStore, NewAgent, NewJob};
+use crate::identity::{AdminToken, Approver, ApproverStore, IdentityStore, NewAgent, NewJob};
 use crate::metrics::Metrics;
 use crate::policy::PolicyEngine;
 
@@ -50,9 +63,38 @@ pub struct AdminState {
     pub metrics: Arc<Metrics>,
     pub token: AdminToken,
     pub ledger: Option<crate::ledger::Ledger>,
+    pub approvals: ApprovalStore,
+    pub approvers: ApproverStore,
+    pub bus: EventBus,
 }
 
-pub(crate) type AdminResponse = Response<Full<Bytes>>;
+/// The body of every admin response (SSE streams too).
+pub(crate) type AdminBody = BoxBody<Bytes, std::convert::Infallible>;
+pub(crate) type AdminResponse = Response<AdminBody>;
+
+/// A body from bytes.
+pub(crate) fn full(bytes: impl Into<Bytes>) -> AdminBody {
+    Full::new(bytes.into()).boxed()
+}
+
+/// Who is calling the admin API.
+#[derive(Debug, Clone)]
+pub enum Caller {
+    /// The bootstrap admin token of the data dir.
+    Admin,
+    /// A human approver.
+    Approver(Approver),
+}
+
+impl Caller {
+    /// The principal's name, as recorded in the ledger.
+    pub fn id(&self) -> &str {
+        match self {
+            Caller::Admin => "admin",
+            Caller::Approver(a) => &a.id,
+        }
+    }
+}
 
 /// Serves the admin API until `shutdown` turns true.
 pub async fn serve(
@@ -79,9 +121,7 @@ pub async fn serve(
 }
 
 pub(crate) fn json<T: Serialize>(status: StatusCode, v: &T) -> AdminResponse {
-    let mut r = Response::new(Full::new(Bytes::from(
-        serde_json::to_vec_pretty(v).unwrap_or_default(),
-    )));
+    let mut r = Response::new(full(serde_json::to_vec_pretty(v).unwrap_or_default()));
     *r.status_mut() = status;
     r.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -115,7 +155,9 @@ pub(crate) fn from_error(e: &Error) -> AdminResponse {
 }
 
 #[allow(clippy::result_large_err)]
-async fn read_json<T: DeserializeOwned>(req: Request<Incoming>) -> Result<T, AdminResponse> {
+pub(crate) async fn read_json<T: DeserializeOwned>(
+    req: Request<Incoming>,
+) -> Result<T, AdminResponse> {
     let bytes = Limited::new(req.into_body(), MAX_ADMIN_BODY)
         .collect()
         .await
@@ -142,7 +184,7 @@ async fn read_json<T: DeserializeOwned>(req: Request<Incoming>) -> Result<T, Adm
 }
 
 #[allow(clippy::result_large_err)]
-fn authorized(state: &AdminState, req: &Request<Incoming>) -> Result<(), AdminResponse> {
+fn authorized(state: &AdminState, req: &Request<Incoming>) -> Result<Caller, AdminResponse> {
     let bearer = req
         .headers()
         .get(header::AUTHORIZATION)
@@ -160,11 +202,35 @@ fn authorized(state: &AdminState, req: &Request<Incoming>) -> Result<(), AdminRe
             "agent_token",
             "agent credentials are never accepted by the admin API",
         )),
-        Some(t) if state.token.matches(t) => Ok(()),
-        Some(_) => Err(err(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "unknown admin token",
+        Some(t) if state.token.matches(t) => Ok(Caller::Admin),
+        Some(t) => match state.approvers.authenticate(t) {
+            Some(a) => Ok(Caller::Approver(a)),
+            None => Err(err(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "unknown or revoked admin token",
+            )),
+        },
+    }
+}
+
+/// What each caller may do: approvers read and decide approvals; the admin manages
+/// everything but cannot decide approvals (decisions are made by named humans).
+#[allow(clippy::result_large_err)]
+fn permitted(caller: &Caller, method: &Method, segs: &[&str]) -> Result<(), AdminResponse> {
+    let deciding = matches!(segs, ["v1", "approvals", _, "approve" | "deny"]);
+    match caller {
+        Caller::Admin if deciding => Err(err(
+            StatusCode::FORBIDDEN,
+            "not_an_approver",
+            "the bootstrap admin token cannot approve or deny; add an approver (`clawser approvers add ID --role ROLE`) and use its token",
+        )),
+        Caller::Admin => Ok(()),
+        Caller::Approver(_) if deciding || method == Method::GET => Ok(()),
+        Caller::Approver(a) => Err(err(
+            StatusCode::FORBIDDEN,
+            "admin_only",
+            &format!("approver {} may read and decide approvals; this needs the admin token", a.id),
         )),
     }
 }
@@ -189,18 +255,33 @@ async fn handle(state: Arc<AdminState>, req: Request<Incoming>) -> AdminResponse
     if method == Method::GET && path == "/healthz" {
         return json(StatusCode::OK, &serde_json::json!({"status": "ok"}));
     }
-    if let Err(r) = authorized(&state, &req) {
+    if method == Method::GET {
+        if let Some(page) = web::page(&path) {
+            return page;
+        }
+    }
+    let caller = match authorized(&state, &req) {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    if let Err(r) = permitted(&caller, &method, &segs) {
         return r;
     }
     let id = &state.identity;
     let result: Result<AdminResponse, AdminResponse> = async {
         Ok(match (&method, segs.as_slice()) {
             (&Method::GET, ["metrics"]) => {
-                let mut r = Response::new(Full::new(Bytes::from(state.metrics.render())));
+                let mut r = Response::new(full(state.metrics.render()));
                 r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"));
                 r
             }
             (&Method::GET, ["v1", "policy"]) => json(StatusCode::OK, &state.policy.status()),
+            (&Method::GET, ["v1", "whoami"]) => json(StatusCode::OK, &match &caller {
+                Caller::Admin => serde_json::json!({"id": "admin", "kind": "admin", "roles": []}),
+                Caller::Approver(a) => serde_json::json!({"id": a.id, "kind": "approver", "roles": a.roles}),
+            }),
+            (&Method::GET, ["v1", "events"]) => events::stream(&state.bus),
+            (_, ["v1", "approvals" | "approvers", ..]) => approvals::handle(&state, &caller, req, &segs).await?,
             (&Method::GET, ["v1", "ledger", rest @ ..]) => {
                 let (ledger, rest, query) = (state.ledger.clone(), rest.iter().map(|s| s.to_string()).collect::<Vec<String>>(), req.uri().query().map(str::to_string));
                 // Scans and verification read the whole store: keep them off the async workers.

@@ -6,8 +6,8 @@
 //! - `fingerprint.rs`: the binding between an approval and a request.
 //! - `store.rs`: persistence, the decision rules, waiting, consumption and expiry.
 //!
-//! Not wired yet: the proxy still answers a hold with a refusal (issue 4 wires this module
-//! into the pipeline, the admin API, the CLI and the web page).
+//! The proxy (`proxy/hold.rs`) opens approvals and waits on them; the admin API
+//! (`admin/approvals.rs`), the CLI and the web page decide them.
 
 mod fingerprint;
 mod store;

@@ -10,7 +10,6 @@ use time::format_description::well_known::Rfc3339;
 use time::{Duration, OffsetDateTime};
 use tokio::sync::watch;
 
-use super::fingerprint::fingerprint;
 use super::types::{Approval, ApprovalDecision, ApprovalState, ApproverRef, NewApproval, Verdict};
 use crate::error::{Error, Result};
 use crate::model::EventSink;
@@ -109,17 +108,10 @@ impl ApprovalStore {
 
     /// Opens a pending approval, persisted and recorded before anyone waits on it.
     pub fn create(&self, new: NewApproval, now: OffsetDateTime) -> Result<Approval> {
-        let fp = fingerprint(
-            &new.agent,
-            new.job.as_deref(),
-            &new.request.method,
-            &new.request.url,
-            &new.request.body_sha256,
-        );
         let a = Approval {
             id: crate::identity::token::new_id("apr")?,
             state: ApprovalState::Pending,
-            fingerprint: fp,
+            fingerprint: new.fingerprint,
             request: new.request,
             agent: new.agent,
             on_behalf_of: new.on_behalf_of,
@@ -131,6 +123,7 @@ impl ApprovalStore {
             evidence: new.evidence,
             allow_self_approval: new.allow_self_approval,
             decisions: Vec::new(),
+            request_id: new.request_id,
             created_at: format_rfc3339(now),
             expires_at: format_rfc3339(now + self.ttl),
         };
@@ -138,7 +131,7 @@ impl ApprovalStore {
         self.record(
             "approval.created",
             &a,
-            json!({"reasons": a.reasons, "intent": a.intent, "evidence": a.evidence}),
+            json!({"request_id": a.request_id, "reasons": a.reasons, "intent": a.intent, "evidence": a.evidence, "expires_at": a.expires_at}),
         )?;
         let mut inner = self.lock();
         inner.approvals.insert(a.id.clone(), a.clone());
@@ -250,13 +243,23 @@ impl ApprovalStore {
 
     /// Takes the approved, unexpired approval for `fingerprint`, if any, and marks it consumed:
     /// an approval releases the request it approved exactly once.
-    pub fn consume(&self, fingerprint: &str, now: OffsetDateTime) -> Result<Option<Approval>> {
+    ///
+    /// `only` restricts it to one approval (the one a held request waited on); `request_id`
+    /// names the request it released in the `approval.consumed` entry.
+    pub fn consume(
+        &self,
+        fingerprint: &str,
+        only: Option<&str>,
+        request_id: &str,
+        now: OffsetDateTime,
+    ) -> Result<Option<Approval>> {
         let mut inner = self.lock();
         let found = inner
             .approvals
             .values()
             .filter(|a| {
                 a.fingerprint == fingerprint
+                    && only.is_none_or(|id| a.id == id)
                     && a.state == ApprovalState::Approved
                     && now <= parse_time(&a.expires_at)
             })
@@ -267,7 +270,7 @@ impl ApprovalStore {
         };
         a.state = ApprovalState::Consumed;
         self.persist(&a)?;
-        self.record("approval.consumed", &a, json!({}))?;
+        self.record("approval.consumed", &a, json!({"request_id": request_id}))?;
         self.set(&mut inner, a.clone());
         Ok(Some(a))
     }

@@ -20,6 +20,13 @@ impl EventSink for Events {
 
 fn new_approval(count: u32) -> NewApproval {
     NewApproval {
+        fingerprint: fingerprint(
+            "oc-1",
+            Some("job_1"),
+            "PUT",
+            "https://api.github.com:443/repos/acme/api/pulls/7/merge",
+            "44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a",
+        ),
         request: ReviewedRequest {
             method: "PUT".into(),
             url: "https://api.github.com:443/repos/acme/api/pulls/7/merge".into(),
@@ -38,6 +45,7 @@ fn new_approval(count: u32) -> NewApproval {
         intent: Some("ship 1.4".into()),
         evidence: None,
         allow_self_approval: false,
+        request_id: "req_0".into(),
     }
 }
 
@@ -141,7 +149,9 @@ fn an_approval_releases_its_request_once_and_no_other() {
     let (_d, _db, s, _) = store();
     let a = s.create(new_approval(1), t0()).unwrap();
     assert!(
-        s.consume(&a.fingerprint, t0()).unwrap().is_none(),
+        s.consume(&a.fingerprint, None, "req_1", t0())
+            .unwrap()
+            .is_none(),
         "pending is not consumable"
     );
     s.decide(&a.id, &approver("bob"), Verdict::Approve, "ok", t0())
@@ -153,11 +163,16 @@ fn an_approval_releases_its_request_once_and_no_other() {
         "https://api.github.com:443/repos/acme/api/pulls/8/merge",
         &a.request.body_sha256,
     );
-    assert!(s.consume(&other, t0()).unwrap().is_none());
-    let used = s.consume(&a.fingerprint, t0()).unwrap().unwrap();
+    assert!(s.consume(&other, None, "req_1", t0()).unwrap().is_none());
+    let used = s
+        .consume(&a.fingerprint, None, "req_1", t0())
+        .unwrap()
+        .unwrap();
     assert_eq!(used.state, ApprovalState::Consumed);
     assert!(
-        s.consume(&a.fingerprint, t0()).unwrap().is_none(),
+        s.consume(&a.fingerprint, None, "req_1", t0())
+            .unwrap()
+            .is_none(),
         "only once"
     );
 }
@@ -176,7 +191,9 @@ fn approvals_expire() {
     s.decide(&b.id, &approver("bob"), Verdict::Approve, "", t0())
         .unwrap();
     assert!(
-        s.consume(&b.fingerprint, later).unwrap().is_none(),
+        s.consume(&b.fingerprint, None, "req_1", later)
+            .unwrap()
+            .is_none(),
         "an approval past its TTL releases nothing"
     );
     assert_eq!(s.expire(later).unwrap().len(), 1);

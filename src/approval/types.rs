@@ -90,6 +90,9 @@ pub struct Approval {
     pub allow_self_approval: bool,
     #[serde(default)]
     pub decisions: Vec<ApprovalDecision>,
+    /// The request that opened it (`req_...`).
+    #[serde(default)]
+    pub request_id: String,
     pub created_at: String,
     pub expires_at: String,
 }
@@ -97,6 +100,8 @@ pub struct Approval {
 /// Everything needed to open an approval for a held request.
 #[derive(Debug, Clone)]
 pub struct NewApproval {
+    /// From [`super::fingerprint`], over the request as received (the unredacted URL).
+    pub fingerprint: String,
     pub request: ReviewedRequest,
     pub agent: String,
     pub on_behalf_of: String,
@@ -107,6 +112,8 @@ pub struct NewApproval {
     pub intent: Option<String>,
     pub evidence: Option<String>,
     pub allow_self_approval: bool,
+    /// The request that opened it.
+    pub request_id: String,
 }
 
 /// An approver acting on an approval.

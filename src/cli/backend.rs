@@ -10,7 +10,8 @@ use crate::error::{Error, Result};
 use std::sync::Arc;
 
 use crate::identity::{
-    Agent, IdentityStore, IssuedCredential, Job, JobWithCredential, NewAgent, NewJob,
+    Agent, Approver, ApproverStore, IdentityStore, IssuedApproverToken, IssuedCredential, Job,
+    JobWithCredential, NewAgent, NewApprover, NewJob,
 };
 use crate::ledger::Ledger;
 use crate::model::EventSink;
@@ -21,29 +22,88 @@ pub const ADMIN_TOKEN_ENV: &str = "CLAWSER_ADMIN_TOKEN";
 /// Remote (admin API) or local (sled) identity operations.
 pub enum Backend {
     Remote(Box<AdminClient>),
-    Local(IdentityStore, Ledger),
+    Local(IdentityStore, Ledger, ApproverStore),
 }
 
 impl Backend {
     /// Connects to the running server if one answers, else opens the data dir.
     pub async fn connect(config: &Config) -> Result<Backend> {
-        let addr = read_server_info(&config.data_dir)
-            .map(|i| i.admin)
-            .unwrap_or(config.admin.listen);
-        if AdminClient::is_up(addr).await {
-            let token = match std::env::var(ADMIN_TOKEN_ENV) {
-                Ok(t) if !t.trim().is_empty() => t.trim().to_string(),
-                _ => crate::identity::token_file(&config.data_dir).map_err(|e| {
-                    Error::Invalid(format!("{e}; set {ADMIN_TOKEN_ENV} to an admin token"))
-                })?,
-            };
-            return Ok(Backend::Remote(Box::new(AdminClient::new(addr, token))));
+        if let Some(c) = Backend::remote(config, None).await? {
+            return Ok(Backend::Remote(Box::new(c)));
         }
         let db = open_db(&config.data_dir)?;
         let ledger = Ledger::open(db.clone(), &config.data_dir, config.ledger.clone())?;
         let sink: Arc<dyn EventSink> = Arc::new(ledger.clone());
+        let approvers = ApproverStore::open(&db, &config.approvers, Some(sink.clone()))?;
         let identity = IdentityStore::open_recorded(db, &config.agents, Some(sink))?;
-        Ok(Backend::Local(identity, ledger))
+        Ok(Backend::Local(identity, ledger, approvers))
+    }
+
+    /// A client of the running server's admin API, if one answers. The token is `token`
+    /// (`--token`), else `CLAWSER_ADMIN_TOKEN`, else the data dir's bootstrap token.
+    pub async fn remote(config: &Config, token: Option<String>) -> Result<Option<AdminClient>> {
+        let addr = read_server_info(&config.data_dir)
+            .map(|i| i.admin)
+            .unwrap_or(config.admin.listen);
+        if !AdminClient::is_up(addr).await {
+            return Ok(None);
+        }
+        let from_env = std::env::var(ADMIN_TOKEN_ENV)
+            .ok()
+            .filter(|t| !t.trim().is_empty());
+        let token = match token.filter(|t| !t.trim().is_empty()).or(from_env) {
+            Some(t) => t.trim().to_string(),
+            None => crate::identity::token_file(&config.data_dir).map_err(|e| {
+                Error::Invalid(format!("{e}; set {ADMIN_TOKEN_ENV} to an admin token"))
+            })?,
+        };
+        Ok(Some(AdminClient::new(addr, token)))
+    }
+
+    /// The running server's admin API, or an error saying none answers.
+    pub async fn require_remote(config: &Config, token: Option<String>) -> Result<AdminClient> {
+        Backend::remote(config, token).await?.ok_or_else(|| {
+            Error::Invalid(format!(
+                "no clawser server answers at {} (approvals are decided through the running server: start `clawser serve`)",
+                read_server_info(&config.data_dir)
+                    .map(|i| i.admin)
+                    .unwrap_or(config.admin.listen)
+            ))
+        })
+    }
+
+    pub async fn approvers(&self) -> Result<Vec<Approver>> {
+        match self {
+            Backend::Remote(c) => c.get("/v1/approvers").await,
+            Backend::Local(_, _, a) => Ok(a.list()),
+        }
+    }
+
+    pub async fn add_approver(&self, new: NewApprover) -> Result<Approver> {
+        match self {
+            Backend::Remote(c) => c.post("/v1/approvers", &new).await,
+            Backend::Local(_, _, a) => a.add(new, "cli"),
+        }
+    }
+
+    pub async fn approver_token(&self, id: &str) -> Result<IssuedApproverToken> {
+        match self {
+            Backend::Remote(c) => {
+                c.post(&format!("/v1/approvers/{id}/token"), &json!({}))
+                    .await
+            }
+            Backend::Local(_, _, a) => a.issue_token(id, "cli"),
+        }
+    }
+
+    pub async fn revoke_approver(&self, id: &str) -> Result<Approver> {
+        match self {
+            Backend::Remote(c) => {
+                c.post(&format!("/v1/approvers/{id}/revoke"), &json!({}))
+                    .await
+            }
+            Backend::Local(_, _, a) => a.revoke(id, "cli"),
+        }
     }
 
     /// Where commands go, for messages.
@@ -57,21 +117,21 @@ impl Backend {
     pub async fn add_agent(&self, new: NewAgent) -> Result<Agent> {
         match self {
             Backend::Remote(c) => c.post("/v1/agents", &new).await,
-            Backend::Local(s, _) => Ok((*s.add_agent(new)?).clone()),
+            Backend::Local(s, _, _) => Ok((*s.add_agent(new)?).clone()),
         }
     }
 
     pub async fn agents(&self) -> Result<Vec<Agent>> {
         match self {
             Backend::Remote(c) => c.get("/v1/agents").await,
-            Backend::Local(s, _) => Ok(s.agents().iter().map(|a| (**a).clone()).collect()),
+            Backend::Local(s, _, _) => Ok(s.agents().iter().map(|a| (**a).clone()).collect()),
         }
     }
 
     pub async fn revoke_agent(&self, id: &str) -> Result<Agent> {
         match self {
             Backend::Remote(c) => c.post(&format!("/v1/agents/{id}/revoke"), &json!({})).await,
-            Backend::Local(s, _) => Ok((*s.revoke_agent(id)?).clone()),
+            Backend::Local(s, _, _) => Ok((*s.revoke_agent(id)?).clone()),
         }
     }
 
@@ -88,7 +148,7 @@ impl Backend {
                 )
                 .await
             }
-            Backend::Local(s, _) => s.issue_credential(agent, job),
+            Backend::Local(s, _, _) => s.issue_credential(agent, job),
         }
     }
 
@@ -98,7 +158,7 @@ impl Backend {
                 c.post(&format!("/v1/credentials/{id}/revoke"), &json!({}))
                     .await
             }
-            Backend::Local(s, _) => {
+            Backend::Local(s, _, _) => {
                 let c = s.revoke_credential(id)?;
                 Ok(json!({"id": c.id, "agent": c.agent, "job": c.job, "revoked_at": c.revoked_at}))
             }
@@ -108,7 +168,7 @@ impl Backend {
     pub async fn start_job(&self, new: NewJob) -> Result<JobWithCredential> {
         match self {
             Backend::Remote(c) => c.post("/v1/jobs", &new).await,
-            Backend::Local(s, _) => s.start_job(new),
+            Backend::Local(s, _, _) => s.start_job(new),
         }
     }
 
@@ -118,21 +178,21 @@ impl Backend {
                 c.post(&format!("/v1/jobs/{job}/handoff"), &json!({"to": to}))
                     .await
             }
-            Backend::Local(s, _) => s.handoff_job(job, to),
+            Backend::Local(s, _, _) => s.handoff_job(job, to),
         }
     }
 
     pub async fn jobs(&self) -> Result<Vec<Job>> {
         match self {
             Backend::Remote(c) => c.get("/v1/jobs").await,
-            Backend::Local(s, _) => Ok(s.jobs().iter().map(|j| (**j).clone()).collect()),
+            Backend::Local(s, _, _) => Ok(s.jobs().iter().map(|j| (**j).clone()).collect()),
         }
     }
 
     pub async fn job(&self, id: &str) -> Result<Job> {
         match self {
             Backend::Remote(c) => c.get(&format!("/v1/jobs/{id}")).await,
-            Backend::Local(s, _) => {
+            Backend::Local(s, _, _) => {
                 s.job(id)
                     .map(|j| (*j).clone())
                     .ok_or_else(|| Error::NotFound {

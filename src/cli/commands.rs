@@ -69,6 +69,8 @@ pub async fn run_cli(cli: Cli, config: Config) -> Result<i32> {
         }
         Command::Policy { cmd } => policy(&config, cmd),
         Command::Ledger { cmd } => super::ledger::run(&config, cmd).await,
+        Command::Approvals { cmd, token } => super::approvals::approvals(&config, cmd, token).await,
+        Command::Approvers { cmd } => super::approvals::approvers(&config, cmd).await,
     }
 }
 

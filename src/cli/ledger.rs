@@ -66,7 +66,7 @@ pub async fn run(config: &Config, cmd: LedgerCmd) -> Result<i32> {
                 LedgerCmd::Proof { seq } => {
                     let p: InclusionProof = match &b {
                         Backend::Remote(c) => c.get(&format!("/v1/ledger/proof/{seq}")).await?,
-                        Backend::Local(_, l) => l.proof(seq)?,
+                        Backend::Local(_, l, _) => l.proof(seq)?,
                     };
                     println!("{}", serde_json::to_string_pretty(&p).unwrap_or_default());
                     Ok(0)
@@ -96,7 +96,7 @@ async fn list(b: &Backend, f: &Filter) -> Result<Vec<Entry>> {
             q.append_pair("limit", &f.limit.unwrap_or(10_000).to_string());
             c.get(&format!("/v1/ledger?{}", q.finish())).await
         }
-        Backend::Local(_, l) => l.entries(f),
+        Backend::Local(_, l, _) => l.entries(f),
     }
 }
 
@@ -111,7 +111,7 @@ async fn export(b: &Backend, format: ExportFormat) -> Result<Vec<u8>> {
             };
             Ok(c.get_text(path).await?.into_bytes())
         }
-        Backend::Local(_, l) => {
+        Backend::Local(_, l, _) => {
             let mut out = Vec::new();
             if ocsf {
                 write_ocsf(l, &mut out)?;
@@ -210,6 +210,42 @@ pub fn describe(e: &Entry) -> String {
             s("from"),
             s("to")
         ),
+        "approval.created" => format!(
+            "{head} {} {} {} held for {} x {}: agent {} ({}, for {}) [job {}, {}]",
+            s("approval"),
+            s("method"),
+            s("url"),
+            d["required"]["count"],
+            d["required"]["role"].as_str().unwrap_or("?"),
+            s("agent"),
+            s("runtime"),
+            s("on_behalf_of"),
+            s("job"),
+            s("request_id"),
+        ),
+        "approval.decided" => format!(
+            "{head} {} {} by {}{} -> {}",
+            s("approval"),
+            if s("verdict") == "approve" {
+                "APPROVED"
+            } else {
+                "DENIED"
+            },
+            s("approver"),
+            match d["reason"].as_str() {
+                Some(r) if !r.is_empty() => format!(" ({r:?})"),
+                _ => String::new(),
+            },
+            s("state"),
+        ),
+        "approval.consumed" => format!(
+            "{head} {} released {} {} as {}",
+            s("approval"),
+            s("method"),
+            s("url"),
+            s("request_id"),
+        ),
+        "approval.expired" => format!("{head} {} expired undecided", s("approval")),
         "policy.loaded" => format!(
             "{head} revision {} ({})",
             s("revision").get(..12).unwrap_or("-"),

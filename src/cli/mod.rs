@@ -6,6 +6,7 @@
 //! server's admin API when one answers, and open the data dir directly when none runs
 //! (sled locks its directory, so only one process may hold it).
 
+mod approvals;
 mod backend;
 mod commands;
 mod ledger;
@@ -100,6 +101,25 @@ pub enum Command {
     Ledger {
         #[command(subcommand)]
         cmd: LedgerCmd,
+    },
+    /// Held requests: list, show, approve, deny, watch (through the running server).
+    Approvals {
+        #[command(subcommand)]
+        cmd: ApprovalsCmd,
+        /// Your approver token (default: CLAWSER_ADMIN_TOKEN, else the data dir's admin
+        /// token, which can read but not decide).
+        #[arg(
+            long,
+            global = true,
+            env = "CLAWSER_ADMIN_TOKEN",
+            hide_env_values = true
+        )]
+        token: Option<String>,
+    },
+    /// Approvers: the humans who decide held requests (admin API or data dir).
+    Approvers {
+        #[command(subcommand)]
+        cmd: ApproversCmd,
     },
     /// Policies in the policy directory.
     Policy {
@@ -226,6 +246,57 @@ pub enum LedgerCmd {
         #[arg(long)]
         key: Option<String>,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ApprovalsCmd {
+    /// List approvals (default: pending).
+    List {
+        /// pending | approved | denied | expired | consumed | all
+        #[arg(long, default_value = "pending")]
+        state: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one approval: the request, the agent, the policy's reasons, intent, evidence,
+    /// and who decided.
+    Show {
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Approve (needs an approver token with the required role).
+    Approve {
+        id: String,
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+    /// Deny: the held request gets 403 with your reason.
+    Deny {
+        id: String,
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+    /// Print approval events as they happen (until interrupted).
+    Watch,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ApproversCmd {
+    /// Add an approver and print its token (shown once).
+    Add {
+        id: String,
+        /// A role (repeatable), e.g. release-approver.
+        #[arg(long = "role", required = true)]
+        roles: Vec<String>,
+    },
+    /// Issue a fresh token (shown once; the previous one stops working).
+    Token { id: String },
+    /// List approvers.
+    List,
+    /// Revoke an approver: its token stops working at once.
+    Revoke { id: String },
 }
 
 #[derive(Debug, Subcommand)]

@@ -5,9 +5,11 @@
 //! Relative paths in a config file are resolved against the file's directory; the embedded
 //! defaults resolve against the working directory (`./data`, `./certs`, `./policies`).
 
+mod approvals;
 mod duration;
 mod raw;
 
+pub use approvals::{ApprovalsConfig, ApproverDecl, NotifyConfig, Webhook, WEBHOOK_EVENTS};
 pub use duration::parse_duration;
 
 use crate::error::{Error, Result};
@@ -37,6 +39,10 @@ pub struct ProxyConfig {
     pub redact_headers: Vec<String>,
     /// Query keys whose values are redacted.
     pub redact_query_keys: Vec<String>,
+    /// Longest a held request waits for its approval before the agent gets a 403.
+    pub hold_timeout: Duration,
+    /// Requests held at once; beyond, 503.
+    pub max_held: usize,
 }
 
 /// Admin endpoint.
@@ -139,6 +145,9 @@ pub struct Config {
     pub log_format: LogFormat,
     pub log_level: String,
     pub agents: Vec<AgentDecl>,
+    pub approvers: Vec<ApproverDecl>,
+    pub approvals: ApprovalsConfig,
+    pub notify: NotifyConfig,
 }
 
 impl Config {
@@ -266,6 +275,8 @@ impl Validator<'_> {
                 .map(|s| s.to_string())
                 .collect()
             })),
+            hold_timeout: self.duration("proxy.hold_timeout", p.hold_timeout, "110s")?,
+            max_held: self.positive("proxy.max_held", p.max_held, 1024)?,
         };
         let admin = AdminConfig {
             listen: self.addr("admin.listen", raw.admin.listen, "127.0.0.1:8081")?,
@@ -377,6 +388,9 @@ impl Validator<'_> {
             .enumerate()
             .map(|(i, a)| self.agent(i, a))
             .collect::<Result<Vec<_>>>()?;
+        let approvers = self.approvers(raw.approvers)?;
+        let approvals = self.approvals(raw.approvals)?;
+        let notify = self.notify(raw.notify)?;
         Ok(Config {
             source: self.source.to_string(),
             data_dir: self.path(raw.data_dir, "data"),
@@ -391,6 +405,9 @@ impl Validator<'_> {
             log_format,
             log_level: raw.log.level.unwrap_or_else(|| "info".to_string()),
             agents,
+            approvers,
+            approvals,
+            notify,
         })
     }
 

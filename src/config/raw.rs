@@ -28,6 +28,12 @@ pub struct RawConfig {
     pub log: RawLog,
     #[serde(default)]
     pub agents: Vec<RawAgent>,
+    #[serde(default)]
+    pub approvers: Vec<RawApprover>,
+    #[serde(default)]
+    pub approvals: RawApprovals,
+    #[serde(default)]
+    pub notify: RawNotify,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -43,6 +49,8 @@ pub struct RawProxy {
     pub passthrough_hosts: Option<Vec<String>>,
     pub redact_headers: Option<Vec<String>>,
     pub redact_query_keys: Option<Vec<String>>,
+    pub hold_timeout: Option<String>,
+    pub max_held: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -132,4 +140,37 @@ pub struct RawAgent {
     pub roles: Vec<String>,
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawApprover {
+    pub id: String,
+    #[serde(default)]
+    pub roles: Vec<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawApprovals {
+    pub ttl: Option<String>,
+    pub expire_interval: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawNotify {
+    #[serde(default)]
+    pub webhooks: Vec<RawWebhook>,
+    pub timeout: Option<String>,
+    pub max_attempts: Option<u32>,
+    pub retry_base: Option<String>,
+    pub queue: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWebhook {
+    pub url: String,
+    pub events: Option<Vec<String>>,
 }

@@ -25,6 +25,9 @@ fn example_file_documents_the_defaults() {
         format!("{:?}", de.environments)
     );
     assert_eq!(ex.admin.listen, de.admin.listen);
+    assert_eq!(format!("{:?}", ex.approvals), format!("{:?}", de.approvals));
+    assert_eq!(format!("{:?}", ex.notify), format!("{:?}", de.notify));
+    assert_eq!(ex.approvers, de.approvers);
     assert_eq!(ex.data_dir, de.data_dir);
 }
 
@@ -56,5 +59,46 @@ fn bad_values_are_rejected() {
     ] {
         let e = Config::from_yaml(yaml, "x.yaml", Path::new(".")).unwrap_err();
         assert!(e.to_string().contains(key), "{yaml}: {e}");
+    }
+}
+
+#[test]
+fn approvers_and_webhooks_are_validated() {
+    let ok = Config::from_yaml(
+        "approvers:\n  - id: bob\n    roles: [release-approver]\nnotify:\n  webhooks:\n    - url: http://127.0.0.1:9/hook\n      events: [approval.created]\n",
+        "t",
+        Path::new("."),
+    )
+    .unwrap();
+    assert_eq!(ok.approvers[0].roles, vec!["release-approver".to_string()]);
+    assert_eq!(
+        ok.notify.webhooks[0].events,
+        vec!["approval.created".to_string()]
+    );
+    assert_eq!(ok.proxy.hold_timeout, Duration::from_secs(110));
+    for (bad, key) in [
+        (
+            "approvers:\n  - id: bob\n    roles: []\n",
+            "approvers[0].roles",
+        ),
+        (
+            "approvers:\n  - id: bob\n    roles: [a]\n  - id: bob\n    roles: [a]\n",
+            "approvers[1].id",
+        ),
+        (
+            "notify:\n  webhooks:\n    - url: ftp://x/\n",
+            "notify.webhooks[0].url",
+        ),
+        (
+            "notify:\n  webhooks:\n    - url: http://x/\n      events: [request.decided]\n",
+            "notify.webhooks[0].events",
+        ),
+        ("proxy:\n  max_held: 0\n", "proxy.max_held"),
+        ("proxy:\n  hold_timeout: soon\n", "proxy.hold_timeout"),
+    ] {
+        let e = Config::from_yaml(bad, "t", Path::new("."))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(key), "{bad}: {e}");
     }
 }

@@ -1,12 +1,14 @@
-//! Who is calling: agents, their credentials, jobs and (later) grants and approvers.
+//! Who is calling: agents, their credentials, jobs, approvers and (later) grants.
 //!
 //! - `types.rs`: the stored records.
 //! - `token.rs`: random tokens (stored only as SHA-256), ids, Basic auth parsing.
 //! - `store.rs`: sled-backed store mirrored in memory.
 //! - `auth.rs`: the `Authenticator` the proxy asks on every request.
 //! - `admin_token.rs`: the bootstrap admin token of the admin API.
+//! - `approvers.rs`: the humans who decide held requests, with roles and admin tokens.
 
 mod admin_token;
+mod approvers;
 mod auth;
 mod store;
 pub mod token;
@@ -18,6 +20,7 @@ pub use admin_token::{read_token_file, AdminToken, ADMIN_TOKEN_FILE};
 pub fn token_file(data_dir: &std::path::Path) -> crate::error::Result<String> {
     read_token_file(&data_dir.join(ADMIN_TOKEN_FILE))
 }
+pub use approvers::{Approver, ApproverStore, IssuedApproverToken, NewApprover};
 pub use auth::{AuthFailure, Authenticator, Principal};
 pub use store::IdentityStore;
 pub use types::{

@@ -3,6 +3,7 @@
 //!
 //! - `connect.rs`: CONNECT, first-bytes sniffing, interception, passthrough.
 //! - `pipeline.rs`: identify -> check -> inspect -> decide -> forward; `Permitted<T>`.
+//! - `hold.rs`: holding a request until its approval is decided (or consumed by a retry).
 //! - `forward.rs`: the upstream client.
 //! - `body.rs`, `summary.rs`: bounded body inspection; redaction and header hygiene.
 //! - `respond.rs`: every response Clawser makes itself.
@@ -11,6 +12,7 @@
 mod body;
 mod connect;
 mod forward;
+pub mod hold;
 pub mod pipeline;
 mod record;
 pub mod respond;
@@ -31,6 +33,7 @@ use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 
+use crate::approval::ApprovalStore;
 use crate::ca::CertificateAuthority;
 use crate::config::{Environments, ProxyConfig};
 use crate::identity::Authenticator;
@@ -51,6 +54,10 @@ pub struct ProxyState {
     pub metrics: Arc<Metrics>,
     /// The work ledger; `None` only under the bench-only `CLAWSER_BENCH_NO_LEDGER`.
     pub ledger: Option<Ledger>,
+    /// Approvals: held requests open them and wait; identical retries consume them.
+    pub approvals: ApprovalStore,
+    /// Permits for held requests (`proxy.max_held`).
+    pub held: Arc<Semaphore>,
     /// HTTP/1.1 + h2 server for intercepted connections.
     inner_http: auto::Builder<TokioExecutor>,
 }
@@ -68,7 +75,9 @@ impl ProxyState {
         upstream_connect_timeout: Duration,
         metrics: Arc<Metrics>,
         ledger: Option<Ledger>,
+        approvals: ApprovalStore,
     ) -> ProxyState {
+        let held = Arc::new(Semaphore::new(config.max_held));
         let mut inner_http = auto::Builder::new(TokioExecutor::new());
         inner_http
             .http1()
@@ -94,6 +103,8 @@ impl ProxyState {
             upstream_connect_timeout,
             metrics,
             ledger,
+            held,
+            approvals,
             inner_http,
         }
     }

@@ -18,7 +18,8 @@ use super::summary::{
     header_bytes, redacted_headers, redacted_query, strip_for_upstream, strip_response,
 };
 use super::ProxyState;
-use super::{record, respond};
+use super::{hold, record, respond};
+use crate::approval::{Approval, ApprovalState};
 use crate::identity::{AuthFailure, Principal};
 use crate::model::{valid_host, Outcome, RequestSummary, TlsSummary};
 use crate::policy::{classify, Evaluated, PolicyInput};
@@ -37,6 +38,19 @@ impl<T> Permitted<T> {
 
 fn permit<T>(eval: &Evaluated, inner: T) -> Option<Permitted<T>> {
     (eval.decision.outcome == Outcome::Allow).then_some(Permitted { inner })
+}
+
+/// A held request released by the approval consumed for exactly it.
+fn permit_approved<T>(
+    eval: &Evaluated,
+    approval: &Approval,
+    fingerprint: &str,
+    inner: T,
+) -> Option<Permitted<T>> {
+    (eval.decision.outcome == Outcome::Hold
+        && approval.state == ApprovalState::Consumed
+        && approval.fingerprint == fingerprint)
+        .then_some(Permitted { inner })
 }
 
 /// How the connection carrying a request arrived.
@@ -199,6 +213,12 @@ pub async fn handle(
         }
     }
     *upstream_req.version_mut() = http::Version::HTTP_11;
+    let statements = (eval.decision.outcome == Outcome::Hold).then(|| {
+        (
+            hold::statement(upstream_req.headers(), hold::INTENT_HEADER),
+            hold::statement(upstream_req.headers(), hold::EVIDENCE_HEADER),
+        )
+    });
     strip_for_upstream(upstream_req.headers_mut());
     let rev = eval.revision.get(..12).unwrap_or("");
     let codes = eval.decision.codes();
@@ -225,7 +245,45 @@ pub async fn handle(
             );
         }
     }
-    let Some(permitted) = permit(&eval, upstream_req) else {
+    let permitted = match (eval.decision.outcome, statements) {
+        (Outcome::Hold, Some((intent, evidence))) => {
+            // 5b. Held: released only by an approval bound to exactly this request.
+            let fp = crate::approval::fingerprint(
+                &principal.agent.id,
+                principal.job.as_ref().map(|j| j.id.as_str()),
+                &summary.method,
+                &upstream_req.uri().to_string(),
+                &summary.body.sha256,
+            );
+            let held = hold::Held {
+                principal: &principal,
+                summary: &summary,
+                decision: &eval.decision,
+                fingerprint: &fp,
+                intent,
+                evidence,
+            };
+            match hold::hold(&state, held).await {
+                Ok(approval) => permit_approved(&eval, &approval, &fp, upstream_req),
+                Err(resp) => {
+                    let approval = resp
+                        .headers()
+                        .get(respond::APPROVAL_HEADER)
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("-")
+                        .to_string();
+                    line.emit(
+                        "hold",
+                        &format!("{codes};approval={approval}"),
+                        resp.status().as_u16(),
+                    );
+                    return *resp;
+                }
+            }
+        }
+        _ => permit(&eval, upstream_req),
+    };
+    let Some(permitted) = permitted else {
         line.emit(eval.decision.outcome.as_str(), &codes, 403);
         return respond::refused(&eval.decision, &request_id);
     };

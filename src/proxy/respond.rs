@@ -1,5 +1,5 @@
 //! Every response Clawser makes itself: JSON with `error`, `outcome`, `reasons`,
-//! `request_id` (and `approval_id` once approvals exist), plus `X-Clawser-Outcome`.
+//! `request_id` (and `approval_id` for held requests), plus `X-Clawser-Outcome`.
 //! A deny is a `Decision`, not an error; this is the one place it becomes HTTP.
 
 use http::{header, HeaderValue, Response, StatusCode};
@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use super::body::{full, ProxyBody};
 use crate::identity::AuthFailure;
-use crate::model::{Decision, Outcome, Reason};
+use crate::model::{Decision, Reason};
 
 /// The header naming what happened: allow (never on our own responses), hold, deny, error.
 pub const OUTCOME_HEADER: &str = "x-clawser-outcome";
@@ -18,7 +18,23 @@ struct Body<'a> {
     outcome: &'a str,
     reasons: &'a [Reason],
     request_id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    approval_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    approval: Option<ApprovalRef<'a>>,
 }
+
+#[derive(Serialize)]
+struct ApprovalRef<'a> {
+    id: &'a str,
+    state: &'a str,
+    required: &'a crate::approval::Required,
+    approved_by: Vec<&'a str>,
+    expires_at: &'a str,
+}
+
+/// The header naming the approval of a held request.
+pub const APPROVAL_HEADER: &str = "x-clawser-approval";
 
 fn json(
     status: StatusCode,
@@ -32,8 +48,19 @@ fn json(
         outcome,
         reasons,
         request_id,
+        approval_id: None,
+        approval: None,
     })
     .unwrap_or_default();
+    with_body(status, outcome, body, request_id)
+}
+
+fn with_body(
+    status: StatusCode,
+    outcome: &str,
+    body: Vec<u8>,
+    request_id: &str,
+) -> Response<ProxyBody> {
     let mut resp = Response::new(full(body));
     *resp.status_mut() = status;
     let h = resp.headers_mut();
@@ -51,50 +78,65 @@ fn json(
     resp
 }
 
-/// 403 for a deny, or for a hold while approvals are not available.
+/// 403 for a deny.
 pub fn refused(decision: &Decision, request_id: &str) -> Response<ProxyBody> {
-    match decision.outcome {
-        Outcome::Hold => {
-            let who = decision
-                .approvers
-                .as_ref()
-                .map(|a| format!("{} approver(s) with role {}", a.count, a.role))
-                .unwrap_or_else(|| "an approver".to_string());
-            let msg = format!(
-                "approval required: this request needs {who}, and Clawser does not hold requests for approval yet, so it was refused; do not retry it unchanged"
-            );
-            json(
-                StatusCode::FORBIDDEN,
-                "hold",
-                &msg,
-                &decision.reasons,
-                request_id,
+    let msg = decision
+        .reasons
+        .first()
+        .map(|r| {
+            format!(
+                "refused by policy: {}",
+                if r.message.is_empty() {
+                    &r.code
+                } else {
+                    &r.message
+                }
             )
-        }
-        _ => {
-            let msg = decision
-                .reasons
-                .first()
-                .map(|r| {
-                    format!(
-                        "refused by policy: {}",
-                        if r.message.is_empty() {
-                            &r.code
-                        } else {
-                            &r.message
-                        }
-                    )
-                })
-                .unwrap_or_else(|| "refused by policy".to_string());
-            json(
-                StatusCode::FORBIDDEN,
-                "deny",
-                &msg,
-                &decision.reasons,
-                request_id,
-            )
-        }
+        })
+        .unwrap_or_else(|| "refused by policy".to_string());
+    json(
+        StatusCode::FORBIDDEN,
+        "deny",
+        &msg,
+        &decision.reasons,
+        request_id,
+    )
+}
+
+/// 403 for a held request that was not released: denied, timed out (the approval stays
+/// pending; an identical retry after approval goes through once) or expired. The body and
+/// `X-Clawser-Approval` name the approval.
+pub fn held(
+    approval: &crate::approval::Approval,
+    decision: &Decision,
+    message: &str,
+    request_id: &str,
+) -> Response<ProxyBody> {
+    let body = serde_json::to_vec(&Body {
+        error: message,
+        outcome: "hold",
+        reasons: &decision.reasons,
+        request_id,
+        approval_id: Some(&approval.id),
+        approval: Some(ApprovalRef {
+            id: &approval.id,
+            state: approval.state.as_str(),
+            required: &approval.required,
+            approved_by: approval
+                .decisions
+                .iter()
+                .filter(|d| d.verdict == crate::approval::Verdict::Approve)
+                .map(|d| d.approver.as_str())
+                .collect(),
+            expires_at: &approval.expires_at,
+        }),
+    })
+    .unwrap_or_default();
+    let mut resp = with_body(StatusCode::FORBIDDEN, "hold", body, request_id);
+    if let Ok(v) = HeaderValue::from_str(&approval.id) {
+        resp.headers_mut().insert(APPROVAL_HEADER, v);
     }
+    resp
 }
 
 /// 407 with the Basic challenge (git sends credentials only after it).

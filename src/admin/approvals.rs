@@ -1,0 +1,196 @@
+//! Approval and approver routes of the admin API.
+//!
+//! ```text
+//! GET  /v1/approvals?state=pending        list (state: pending|approved|denied|expired|consumed|all)
+//! GET  /v1/approvals/{id}                 one approval
+//! POST /v1/approvals/{id}/approve         {"reason": "..."}   (approvers only)
+//! POST /v1/approvals/{id}/deny            {"reason": "..."}   (approvers only)
+//! GET  /v1/approvers                      list;  POST /v1/approvers {"id", "roles"}
+//! POST /v1/approvers/{id}/token           a fresh token, shown once (replaces the old one)
+//! POST /v1/approvers/{id}/revoke
+//! ```
+
+use http::{Method, Request, StatusCode};
+use hyper::body::Incoming;
+use serde::Deserialize;
+
+use super::{err, from_error, json, read_json, AdminResponse, AdminState, Caller};
+use crate::approval::{ApprovalState, ApproverRef, DecideError, Verdict};
+use crate::identity::NewApprover;
+
+/// Longest reason an approver may give (characters).
+pub const MAX_REASON_CHARS: usize = 2048;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DecideRequest {
+    #[serde(default)]
+    reason: String,
+}
+
+fn state_param(query: Option<&str>) -> Result<Option<ApprovalState>, String> {
+    let wanted = form_urlencoded::parse(query.unwrap_or("").as_bytes())
+        .find(|(k, _)| k == "state")
+        .map(|(_, v)| v.to_string());
+    Ok(match wanted.as_deref() {
+        None | Some("all") | Some("") => None,
+        Some("pending") => Some(ApprovalState::Pending),
+        Some("approved") => Some(ApprovalState::Approved),
+        Some("denied") => Some(ApprovalState::Denied),
+        Some("expired") => Some(ApprovalState::Expired),
+        Some("consumed") => Some(ApprovalState::Consumed),
+        Some(other) => {
+            return Err(format!(
+                "state {other:?} is not one of pending, approved, denied, expired, consumed, all"
+            ))
+        }
+    })
+}
+
+fn decide_error(e: DecideError) -> AdminResponse {
+    let status = match &e {
+        DecideError::NotFound(_) => StatusCode::NOT_FOUND,
+        DecideError::MissingRole(_) | DecideError::SelfApproval => StatusCode::FORBIDDEN,
+        DecideError::NotPending(_) | DecideError::Expired | DecideError::AlreadyDecided(_) => {
+            StatusCode::CONFLICT
+        }
+        DecideError::Store(inner) => return from_error(inner),
+    };
+    let code = match &e {
+        DecideError::NotFound(_) => "not_found",
+        DecideError::MissingRole(_) => "missing_role",
+        DecideError::SelfApproval => "self_approval",
+        DecideError::NotPending(_) => "not_pending",
+        DecideError::Expired => "expired",
+        DecideError::AlreadyDecided(_) => "already_decided",
+        DecideError::Store(_) => "internal",
+    };
+    err(status, code, &e.to_string())
+}
+
+/// Handles `/v1/approvals...` and `/v1/approvers...`.
+pub async fn handle(
+    state: &AdminState,
+    caller: &Caller,
+    req: Request<Incoming>,
+    segs: &[&str],
+) -> Result<AdminResponse, AdminResponse> {
+    let method = req.method().clone();
+    Ok(match (&method, segs) {
+        (&Method::GET, ["v1", "approvals"]) => match state_param(req.uri().query()) {
+            Ok(s) => json(StatusCode::OK, &state.approvals.list(s)),
+            Err(m) => err(StatusCode::BAD_REQUEST, "bad_state", &m),
+        },
+        (&Method::GET, ["v1", "approvals", id]) => match state.approvals.get(id) {
+            Some(a) => json(StatusCode::OK, &a),
+            None => err(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                &format!("approval {id:?} not found"),
+            ),
+        },
+        (&Method::POST, ["v1", "approvals", id, verb @ ("approve" | "deny")]) => {
+            let Caller::Approver(approver) = caller else {
+                return Err(err(
+                    StatusCode::FORBIDDEN,
+                    "not_an_approver",
+                    "only approvers decide approvals",
+                ));
+            };
+            let verdict = if *verb == "approve" {
+                Verdict::Approve
+            } else {
+                Verdict::Deny
+            };
+            let body: DecideRequest = read_json(req).await?;
+            if body.reason.chars().count() > MAX_REASON_CHARS {
+                return Err(err(
+                    StatusCode::BAD_REQUEST,
+                    "reason_too_long",
+                    &format!("a reason has at most {MAX_REASON_CHARS} characters"),
+                ));
+            }
+            let who = ApproverRef {
+                id: approver.id.clone(),
+                roles: approver.roles.clone(),
+            };
+            let (store, id) = (state.approvals.clone(), id.to_string());
+            // Deciding records a ledger entry (a durable write): off the async workers.
+            let decided = tokio::task::spawn_blocking(move || {
+                store.decide(
+                    &id,
+                    &who,
+                    verdict,
+                    body.reason.trim(),
+                    time::OffsetDateTime::now_utc(),
+                )
+            })
+            .await
+            .map_err(|e| {
+                err(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    &e.to_string(),
+                )
+            })?;
+            match decided {
+                Ok(a) => json(StatusCode::OK, &a),
+                Err(e) => decide_error(e),
+            }
+        }
+        (&Method::GET, ["v1", "approvers"]) => json(StatusCode::OK, &state.approvers.list()),
+        (&Method::GET, ["v1", "approvers", id]) => match state.approvers.get(id) {
+            Some(a) => json(StatusCode::OK, &a),
+            None => err(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                &format!("approver {id:?} not found"),
+            ),
+        },
+        (&Method::POST, ["v1", "approvers"]) => {
+            let new: NewApprover = read_json(req).await?;
+            json(
+                StatusCode::CREATED,
+                &state
+                    .approvers
+                    .add(new, caller.id())
+                    .map_err(|e| from_error(&e))?,
+            )
+        }
+        (&Method::POST, ["v1", "approvers", id, "token"]) => json(
+            StatusCode::CREATED,
+            &state
+                .approvers
+                .issue_token(id, caller.id())
+                .map_err(|e| from_error(&e))?,
+        ),
+        (&Method::POST, ["v1", "approvers", id, "revoke"]) => json(
+            StatusCode::OK,
+            &state
+                .approvers
+                .revoke(id, caller.id())
+                .map_err(|e| from_error(&e))?,
+        ),
+        _ => err(
+            StatusCode::NOT_FOUND,
+            "no_route",
+            &format!("no route for {method} /{}", segs.join("/")),
+        ),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn state_filter() {
+        assert_eq!(state_param(None), Ok(None));
+        assert_eq!(
+            state_param(Some("state=pending")),
+            Ok(Some(ApprovalState::Pending))
+        );
+        assert_eq!(state_param(Some("state=all")), Ok(None));
+        assert!(state_param(Some("state=nope")).is_err());
+    }
+}

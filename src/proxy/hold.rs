@@ -1,0 +1,337 @@
+//! Holding a request for approval (DESIGN.md section 5). A `hold` decision either finds an
+//! approved approval for the exact same request (fingerprint) and consumes it, or opens a
+//! new approval (persisted and recorded first) and waits up to `proxy.hold_timeout` for the
+//! approvers. Held requests are bounded by `proxy.max_held`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{HeaderMap, StatusCode};
+use tokio::sync::watch;
+
+use super::body::ProxyBody;
+use super::respond;
+use super::ProxyState;
+use crate::approval::{Approval, ApprovalState, NewApproval, Required, ReviewedRequest, Verdict};
+use crate::identity::Principal;
+use crate::model::{Decision, RequestSummary};
+
+/// Header with the agent's stated expected impact.
+pub const INTENT_HEADER: &str = "x-clawser-intent";
+/// Header with the agent's evidence (tests run, links).
+pub const EVIDENCE_HEADER: &str = "x-clawser-evidence";
+/// Longest intent or evidence kept (characters).
+pub const MAX_STATEMENT_CHARS: usize = 4096;
+
+/// What an agent said about its request, read before `X-Clawser-*` headers are stripped.
+pub fn statement(headers: &HeaderMap, name: &str) -> Option<String> {
+    let v = headers.get(name)?.to_str().ok()?.trim();
+    (!v.is_empty()).then(|| v.chars().take(MAX_STATEMENT_CHARS).collect())
+}
+
+/// How waiting for a decision ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Waited {
+    /// The approval left `pending` (approved, denied, expired...).
+    Decided(ApprovalState),
+    /// `hold_timeout` passed with the approval still pending.
+    TimedOut,
+}
+
+/// Waits until the watched approval is no longer pending, at most `timeout`.
+pub async fn wait_for_decision(
+    mut rx: watch::Receiver<ApprovalState>,
+    timeout: Duration,
+) -> Waited {
+    let waiting = async {
+        loop {
+            let s = *rx.borrow_and_update();
+            if s != ApprovalState::Pending {
+                return Waited::Decided(s);
+            }
+            if rx.changed().await.is_err() {
+                // The store dropped the watcher: read the final state once more.
+                let s = *rx.borrow();
+                return if s == ApprovalState::Pending {
+                    Waited::TimedOut
+                } else {
+                    Waited::Decided(s)
+                };
+            }
+        }
+    };
+    tokio::time::timeout(timeout, waiting)
+        .await
+        .unwrap_or(Waited::TimedOut)
+}
+
+/// The request as an approver sees it: URL with the redacted query.
+pub fn reviewed(summary: &RequestSummary) -> ReviewedRequest {
+    let mut url = format!(
+        "{}://{}:{}{}",
+        summary.scheme,
+        if summary.host.contains(':') {
+            format!("[{}]", summary.host)
+        } else {
+            summary.host.clone()
+        },
+        summary.port,
+        summary.path
+    );
+    let query: Vec<String> = summary
+        .query
+        .iter()
+        .flat_map(|(k, vs)| vs.iter().map(move |v| format!("{k}={v}")))
+        .collect();
+    if !query.is_empty() {
+        url.push('?');
+        url.push_str(&query.join("&"));
+    }
+    ReviewedRequest {
+        method: summary.method.clone(),
+        url,
+        body_size: summary.body.size,
+        body_sha256: summary.body.sha256.clone(),
+    }
+}
+
+/// Everything about a held request.
+pub struct Held<'a> {
+    pub principal: &'a Principal,
+    pub summary: &'a RequestSummary,
+    pub decision: &'a Decision,
+    pub fingerprint: &'a str,
+    pub intent: Option<String>,
+    pub evidence: Option<String>,
+}
+
+fn now() -> time::OffsetDateTime {
+    time::OffsetDateTime::now_utc()
+}
+
+/// Returns the consumed approval that releases this request, or the response the agent
+/// gets instead.
+pub async fn hold(state: &Arc<ProxyState>, h: Held<'_>) -> Result<Approval, Box<Response>> {
+    let rid = h.summary.id.as_str();
+    let store = state.approvals.clone();
+    // 1. An approval given for exactly this request (an earlier hold) releases it, once.
+    let (fp, rid_owned) = (h.fingerprint.to_string(), rid.to_string());
+    let s2 = store.clone();
+    match tokio::task::spawn_blocking(move || s2.consume(&fp, None, &rid_owned, now())).await {
+        Ok(Ok(Some(a))) => return Ok(a),
+        Ok(Ok(None)) => {}
+        Ok(Err(e)) => return Err(unavailable(rid, &e.to_string())),
+        Err(e) => return Err(unavailable(rid, &e.to_string())),
+    }
+    // 2. An approval must bind the whole body.
+    if h.summary.body.truncated {
+        return Err(Box::new(respond::error(
+            StatusCode::FORBIDDEN,
+            "hold_body_too_large",
+            &format!(
+                "this request needs approval, but its body is larger than proxy.max_inspect_bytes ({} bytes), so an approval could not be bound to it; it was refused",
+                state.config.max_inspect_bytes
+            ),
+            rid,
+        )));
+    }
+    // 3. Bounded.
+    let Ok(_permit) = state.held.clone().try_acquire_owned() else {
+        return Err(Box::new(respond::error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too_many_held",
+            &format!(
+                "too many requests are waiting for approval (proxy.max_held = {}); try again later",
+                state.config.max_held
+            ),
+            rid,
+        )));
+    };
+    // 4. The approval exists (persisted, recorded) before the request waits.
+    let required = h
+        .decision
+        .approvers
+        .clone()
+        .unwrap_or(crate::model::Approvers {
+            role: "approver".to_string(),
+            count: 1,
+            self_approval: false,
+        });
+    let new = NewApproval {
+        fingerprint: h.fingerprint.to_string(),
+        request: reviewed(h.summary),
+        agent: h.principal.agent.id.clone(),
+        on_behalf_of: h.principal.agent.on_behalf_of.clone(),
+        runtime: h.principal.agent.runtime.clone(),
+        job: h.principal.job.as_ref().map(|j| j.id.clone()),
+        reasons: h.decision.reasons.clone(),
+        required: Required {
+            role: required.role,
+            count: required.count.max(1),
+        },
+        intent: h.intent,
+        evidence: h.evidence,
+        allow_self_approval: required.self_approval,
+        request_id: rid.to_string(),
+    };
+    let s2 = store.clone();
+    let approval = match tokio::task::spawn_blocking(move || s2.create(new, now())).await {
+        Ok(Ok(a)) => a,
+        Ok(Err(e)) => return Err(unavailable(rid, &e.to_string())),
+        Err(e) => return Err(unavailable(rid, &e.to_string())),
+    };
+    let gauge = HeldGauge::new(state.metrics.clone());
+    let waited = match store.subscribe(&approval.id) {
+        Some(rx) => wait_for_decision(rx, state.config.hold_timeout).await,
+        None => Waited::TimedOut,
+    };
+    drop(gauge);
+    // 5. What the approvers said.
+    let current = store.get(&approval.id).unwrap_or(approval);
+    match waited {
+        Waited::Decided(ApprovalState::Approved) => {
+            let (fp, id, rid_owned) = (
+                h.fingerprint.to_string(),
+                current.id.clone(),
+                rid.to_string(),
+            );
+            let s2 = store.clone();
+            match tokio::task::spawn_blocking(move || s2.consume(&fp, Some(&id), &rid_owned, now()))
+                .await
+            {
+                Ok(Ok(Some(a))) => Ok(a),
+                Ok(Ok(None)) => Err(Box::new(respond::held(
+                    &current,
+                    h.decision,
+                    "this request was approved, but an identical request already used the approval, so it was not sent again",
+                    rid,
+                ))),
+                Ok(Err(e)) => Err(unavailable(rid, &e.to_string())),
+                Err(e) => Err(unavailable(rid, &e.to_string())),
+            }
+        }
+        Waited::Decided(ApprovalState::Denied) => {
+            let why = current
+                .decisions
+                .iter()
+                .rev()
+                .find(|d| d.verdict == Verdict::Deny)
+                .map(|d| {
+                    if d.reason.is_empty() {
+                        format!("refused by approver {}", d.approver)
+                    } else {
+                        format!("refused by approver {}: {}", d.approver, d.reason)
+                    }
+                })
+                .unwrap_or_else(|| "refused by an approver".to_string());
+            Err(Box::new(respond::held(
+                &current,
+                h.decision,
+                &format!("{why}; do not retry this request unchanged"),
+                rid,
+            )))
+        }
+        Waited::Decided(other) => Err(Box::new(respond::held(
+            &current,
+            h.decision,
+            &format!(
+                "approval {} is {}; this request was not sent",
+                current.id,
+                other.as_str()
+            ),
+            rid,
+        ))),
+        Waited::TimedOut => Err(Box::new(respond::held(
+            &current,
+            h.decision,
+            &format!(
+                "a human must approve this request before it can proceed (approval {}); it was not sent. Ask your user to approve {} and then send exactly the same request again.",
+                current.id, current.id
+            ),
+            rid,
+        ))),
+    }
+}
+
+type Response = http::Response<ProxyBody>;
+
+/// Counts a held request for `/metrics` while it lives, also when the agent disconnects
+/// (the future is dropped).
+struct HeldGauge(Arc<crate::metrics::Metrics>);
+
+impl HeldGauge {
+    fn new(m: Arc<crate::metrics::Metrics>) -> HeldGauge {
+        m.held(1);
+        HeldGauge(m)
+    }
+}
+
+impl Drop for HeldGauge {
+    fn drop(&mut self) {
+        self.0.held(-1);
+    }
+}
+
+fn unavailable(rid: &str, e: &str) -> Box<Response> {
+    tracing::error!(
+        error = e,
+        request_id = rid,
+        "approval store failed; held request refused"
+    );
+    Box::new(respond::error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "approval_unavailable",
+        "the approval could not be recorded, so this request was not sent",
+        rid,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn waits_until_decided_or_timeout() {
+        let (tx, rx) = watch::channel(ApprovalState::Pending);
+        let waiter = tokio::spawn(wait_for_decision(rx, Duration::from_secs(110)));
+        tokio::time::sleep(Duration::from_secs(100)).await;
+        // A partial approval (1 of 2) notifies without leaving pending.
+        tx.send(ApprovalState::Pending).unwrap();
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        tx.send(ApprovalState::Approved).unwrap();
+        assert_eq!(
+            waiter.await.unwrap(),
+            Waited::Decided(ApprovalState::Approved)
+        );
+
+        let (_tx, rx) = watch::channel(ApprovalState::Pending);
+        let start = tokio::time::Instant::now();
+        assert_eq!(
+            wait_for_decision(rx, Duration::from_secs(110)).await,
+            Waited::TimedOut
+        );
+        assert_eq!(start.elapsed(), Duration::from_secs(110));
+
+        // Decided and the watcher dropped before the waiter looked.
+        let (tx, rx) = watch::channel(ApprovalState::Pending);
+        tx.send(ApprovalState::Denied).unwrap();
+        drop(tx);
+        assert_eq!(
+            wait_for_decision(rx, Duration::from_secs(1)).await,
+            Waited::Decided(ApprovalState::Denied)
+        );
+    }
+
+    #[test]
+    fn statements_are_trimmed_and_bounded() {
+        let mut h = HeaderMap::new();
+        h.insert(INTENT_HEADER, "  merge PR 7  ".parse().unwrap());
+        h.insert(EVIDENCE_HEADER, "x".repeat(5000).parse().unwrap());
+        assert_eq!(statement(&h, INTENT_HEADER).as_deref(), Some("merge PR 7"));
+        assert_eq!(
+            statement(&h, EVIDENCE_HEADER).unwrap().len(),
+            MAX_STATEMENT_CHARS
+        );
+        assert_eq!(statement(&h, "x-missing"), None);
+    }
+}

@@ -1,0 +1,269 @@
+//! The approval inbox in a real browser: Debian's Chromium, headless, driven through
+//! ChromeDriver's WebDriver API. It logs in with an approver token, sees a held request
+//! appear live, approves it, and the agent's request completes.
+//!
+//! Needs `chromium` and `chromedriver` (`.ci/run` installs them); set CHROMEDRIVER /
+//! CHROMIUM to other paths. Without them the test fails (it must be able to fail), unless
+//! CLAWSER_SKIP_BROWSER=1 says to skip it on purpose.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use common::{base_config, curl, Server, Upstream, INHERITED_NETWORK_VARS};
+use serde_json::{json, Value};
+
+const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
+
+struct Driver {
+    child: std::process::Child,
+    base: String,
+    session: String,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("curl")
+            .args([
+                "-s",
+                "-X",
+                "DELETE",
+                &format!("{}/session/{}", self.base, self.session),
+            ])
+            .output();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn wd(base: &str, method: &str, path: &str, body: Option<Value>) -> Value {
+    let url = format!("{base}{path}");
+    let data = body.map(|b| b.to_string());
+    let mut args = vec![
+        "-X",
+        method,
+        "-H",
+        "Content-Type: application/json",
+        url.as_str(),
+    ];
+    if let Some(d) = &data {
+        args.extend(["-d", d.as_str()]);
+    }
+    let (_, text) = curl(&HashMap::new(), &args).await;
+    serde_json::from_str(&text).unwrap_or_else(|_| panic!("webdriver {method} {path}: {text}"))
+}
+
+impl Driver {
+    async fn start(profile: &std::path::Path) -> Driver {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let driver =
+            std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "/usr/bin/chromedriver".into());
+        let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+        let mut cmd = std::process::Command::new(&driver);
+        cmd.arg(format!("--port={port}"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        for k in INHERITED_NETWORK_VARS {
+            cmd.env_remove(k);
+        }
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {driver} ({e}); install chromium and chromium-driver, or set CLAWSER_SKIP_BROWSER=1"));
+        let base = format!("http://127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let (code, _) = curl(&HashMap::new(), &[&format!("{base}/status")]).await;
+            if code == 200 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "chromedriver did not come up");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let caps = json!({"capabilities": {"alwaysMatch": {
+            "browserName": "chrome",
+            "goog:chromeOptions": {
+                "binary": chromium,
+                "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                         "--disable-background-networking", "--no-first-run", "--no-default-browser-check",
+                         "--no-proxy-server", format!("--user-data-dir={}", profile.display())]
+            }
+        }}});
+        let v = wd(&base, "POST", "/session", Some(caps)).await;
+        let session = v["value"]["sessionId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no session: {v}"))
+            .to_string();
+        Driver {
+            child,
+            base,
+            session,
+        }
+    }
+
+    async fn call(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+        wd(
+            &self.base,
+            method,
+            &format!("/session/{}{path}", self.session),
+            body,
+        )
+        .await
+    }
+
+    async fn goto(&self, url: &str) {
+        self.call("POST", "/url", Some(json!({"url": url}))).await;
+    }
+
+    /// Waits for an element matching `css` (the page updates live).
+    async fn find(&self, css: &str, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let v = self
+                .call(
+                    "POST",
+                    "/element",
+                    Some(json!({"using": "css selector", "value": css})),
+                )
+                .await;
+            if let Some(id) = v["value"][ELEMENT].as_str() {
+                return id.to_string();
+            }
+            assert!(Instant::now() < deadline, "no element {css}: {v}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn type_into(&self, el: &str, text: &str) {
+        self.call(
+            "POST",
+            &format!("/element/{el}/value"),
+            Some(json!({"text": text})),
+        )
+        .await;
+    }
+
+    async fn click(&self, el: &str) {
+        self.call("POST", &format!("/element/{el}/click"), Some(json!({})))
+            .await;
+    }
+
+    async fn text(&self, el: &str) -> String {
+        self.call("GET", &format!("/element/{el}/text"), None).await["value"]
+            .as_str()
+            .unwrap_or("")
+            .to_string()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn approve_a_held_request_in_the_web_page() {
+    if std::env::var("CLAWSER_SKIP_BROWSER").as_deref() == Ok("1") {
+        eprintln!("CLAWSER_SKIP_BROWSER=1: browser test skipped");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let upstream = Upstream::start(tmp.path()).await;
+    let cfg = format!(
+        "{}approvers:\n  - id: bob\n    roles: [release-approver]\n",
+        base_config(tmp.path(), &upstream, "")
+    );
+    let server = Server::start(tmp.path(), &cfg);
+    let env = server.env_for("dev", None);
+    let out = server.cli_ok(&["approvers", "token", "bob"]);
+    let token = out
+        .lines()
+        .find_map(|l| l.strip_prefix("token:"))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap()
+        .to_string();
+
+    let driver = Driver::start(&tmp.path().join("chromium-profile")).await;
+    driver.goto(&format!("http://{}/", server.admin)).await;
+    let field = driver.find("#token", Duration::from_secs(10)).await;
+    driver.type_into(&field, &token).await;
+    driver
+        .click(&driver.find("#login", Duration::from_secs(5)).await)
+        .await;
+    driver
+        .find("#inbox-view:not(.hidden)", Duration::from_secs(10))
+        .await;
+    let who = driver
+        .text(&driver.find("#whoami", Duration::from_secs(5)).await)
+        .await;
+    assert!(who.contains("bob"), "{who}");
+
+    // The agent's request is held after the page is open: it appears live.
+    let agent = {
+        let (env, url) = (env.clone(), upstream.url("/prod/deploy"));
+        tokio::spawn(async move {
+            curl(
+                &env,
+                &[
+                    "-X",
+                    "POST",
+                    "-d",
+                    "{}",
+                    "-H",
+                    "X-Clawser-Intent: roll out 2.0",
+                    url.as_str(),
+                ],
+            )
+            .await
+        })
+    };
+    let card = driver
+        .find(".approval[data-state=pending]", Duration::from_secs(20))
+        .await;
+    let text = driver.text(&card).await;
+    for want in [
+        "POST",
+        "/prod/deploy",
+        "dev",
+        "alice",
+        "claude-code",
+        "production_write",
+        "roll out 2.0",
+    ] {
+        assert!(text.contains(want), "{want} not shown in: {text}");
+    }
+    assert_eq!(upstream.hits(), 0);
+    let reason = driver
+        .find(
+            ".approval[data-state=pending] input.reason",
+            Duration::from_secs(5),
+        )
+        .await;
+    driver.type_into(&reason, "checked in the browser").await;
+    driver
+        .click(
+            &driver
+                .find(
+                    ".approval[data-state=pending] button.approve",
+                    Duration::from_secs(5),
+                )
+                .await,
+        )
+        .await;
+
+    let (code, body) = tokio::time::timeout(Duration::from_secs(20), agent)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(upstream.hits(), 1);
+    // The page shows it decided.
+    let done = driver
+        .find(
+            "#recent .approval[data-state=consumed]",
+            Duration::from_secs(10),
+        )
+        .await;
+    assert!(driver.text(&done).await.contains("checked in the browser"));
+}
