@@ -22,7 +22,7 @@ use hyper_util::rt::TokioIo;
 use serde_json::Value;
 use tokio::net::{TcpListener, TcpStream};
 
-type Seen = Arc<Mutex<HashMap<String, Instant>>>;
+type Seen = Arc<(Mutex<HashMap<String, Instant>>, tokio::sync::Notify)>;
 
 async fn upstream() -> (SocketAddr, Seen) {
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -37,9 +37,10 @@ async fn upstream() -> (SocketAddr, Seen) {
                 let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
                     let s = s.clone();
                     async move {
-                        s.lock()
+                        s.0.lock()
                             .unwrap()
                             .insert(req.uri().path().to_string(), Instant::now());
+                        s.1.notify_waiters();
                         Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(
                             Bytes::from_static(b"ok"),
                         )))
@@ -234,6 +235,7 @@ approvers:
     let per_held = (after.saturating_sub(before)) as f64 * 1024.0 / n as f64;
 
     let mut lat = Vec::with_capacity(n);
+    let mut call = Vec::with_capacity(n);
     for a in &pending {
         let id = a["id"].as_str().unwrap();
         let path = a["request"]["url"]
@@ -252,13 +254,17 @@ approvers:
             "{}",
         )
         .await;
+        call.push(t0.elapsed());
         let got = loop {
-            if let Some(t) = seen.lock().unwrap().get(path) {
+            let arrived = seen.1.notified();
+            if let Some(t) = seen.0.lock().unwrap().get(path) {
                 break *t;
             }
-            tokio::task::yield_now().await;
+            // Woken by the upstream (no polling: the machine's two cores are shared).
             assert!(
-                t0.elapsed() < Duration::from_secs(10),
+                tokio::time::timeout(Duration::from_secs(10), arrived)
+                    .await
+                    .is_ok(),
                 "{path} not forwarded"
             );
         };
@@ -273,6 +279,7 @@ approvers:
         }
     }
     lat.sort();
+    call.sort();
     println!(
         "held requests:        {n} (all held after {:.2} s), {ok} forwarded after approval",
         all_held.as_secs_f64()
@@ -288,6 +295,11 @@ approvers:
         pct(&lat, 0.5).as_secs_f64() * 1e3,
         pct(&lat, 0.99).as_secs_f64() * 1e3,
         lat.last().unwrap().as_secs_f64() * 1e3
+    );
+    println!(
+        "approve call alone:   p50 {:.2} ms, p99 {:.2} ms (admin API round trip on a new connection, decision recorded durably)",
+        pct(&call, 0.5).as_secs_f64() * 1e3,
+        pct(&call, 0.99).as_secs_f64() * 1e3
     );
     let _ = child.kill();
     let _ = child.wait();

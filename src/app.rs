@@ -209,6 +209,7 @@ impl App {
             self.metrics.clone(),
             self.ledger.clone(),
             self.approvals.clone(),
+            self.bus.clone(),
         ));
         let admin_state = Arc::new(AdminState {
             identity: self.identity.clone(),

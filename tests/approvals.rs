@@ -219,6 +219,27 @@ async fn hold_then_approve_forwards_exactly_once() {
 async fn hold_then_deny_is_a_403_with_the_reason() {
     let g = gate("", "").await;
     let bob = approver_token(&g.server, "bob");
+    // `clawser approvals watch` prints the events as they happen.
+    let mut watch = std::process::Command::new(common::BIN)
+        .arg("-c")
+        .arg(&g.server.config)
+        .args(["approvals", "watch"])
+        .env("CLAWSER_ADMIN_TOKEN", &bob)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let stdout = watch.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for l in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(l);
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await; // subscribed before the hold
     let req = agent_request(&g.env, "POST", g.upstream.url("/prod/deploy"), "{}", &[]);
     let id = pending(&g.server, &bob, 1).await[0]["id"]
         .as_str()
@@ -246,6 +267,38 @@ async fn hold_then_deny_is_a_403_with_the_reason() {
         .to_ascii_lowercase()
         .contains(&format!("x-clawser-approval: {id}")));
     assert_eq!(g.upstream.hits(), 0);
+    let mut lines = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !lines
+        .iter()
+        .any(|l: &String| l.contains("approval.decided"))
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "watch printed {lines:?}"
+        );
+        if let Ok(l) = rx.recv_timeout(Duration::from_millis(100)) {
+            lines.push(l);
+        }
+    }
+    let _ = watch.kill();
+    let _ = watch.wait();
+    let created = lines
+        .iter()
+        .find(|l| l.contains("approval.created"))
+        .unwrap();
+    assert!(
+        created.contains(&id) && created.contains("/prod/deploy") && created.contains("agent=dev"),
+        "{created}"
+    );
+    let decided = lines
+        .iter()
+        .find(|l| l.contains("approval.decided"))
+        .unwrap();
+    assert!(
+        decided.contains("state=denied") && decided.contains("by=bob"),
+        "{decided}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

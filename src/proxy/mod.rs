@@ -36,6 +36,7 @@ use tokio::sync::{watch, Semaphore};
 use crate::approval::ApprovalStore;
 use crate::ca::CertificateAuthority;
 use crate::config::{Environments, ProxyConfig};
+use crate::events::EventBus;
 use crate::identity::Authenticator;
 use crate::ledger::Ledger;
 use crate::metrics::Metrics;
@@ -56,6 +57,8 @@ pub struct ProxyState {
     pub ledger: Option<Ledger>,
     /// Approvals: held requests open them and wait; identical retries consume them.
     pub approvals: ApprovalStore,
+    /// The live event stream (`request.decided` is published when someone listens).
+    pub events: EventBus,
     /// Permits for held requests (`proxy.max_held`).
     pub held: Arc<Semaphore>,
     /// HTTP/1.1 + h2 server for intercepted connections.
@@ -76,6 +79,7 @@ impl ProxyState {
         metrics: Arc<Metrics>,
         ledger: Option<Ledger>,
         approvals: ApprovalStore,
+        events: EventBus,
     ) -> ProxyState {
         let held = Arc::new(Semaphore::new(config.max_held));
         let mut inner_http = auto::Builder::new(TokioExecutor::new());
@@ -105,6 +109,7 @@ impl ProxyState {
             ledger,
             held,
             approvals,
+            events,
             inner_http,
         }
     }

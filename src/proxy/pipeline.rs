@@ -234,7 +234,12 @@ pub async fn handle(
     // 5a. Write-ahead: the decision is durable in the ledger before anything is forwarded.
     if let Some(ledger) = &state.ledger {
         let entry = record::decided(&principal, &summary, &env, &eval);
-        if let Err(e) = ledger.append("request.decided", entry).await {
+        let live = state.events.has_subscribers().then(|| entry.clone());
+        let appended = ledger.append("request.decided", entry).await;
+        if let (Ok(seq), Some(data)) = (&appended, live) {
+            state.events.publish("request.decided", Some(*seq), data);
+        }
+        if let Err(e) = appended {
             tracing::error!(error = %e, request_id, "ledger append failed; request refused (fail closed)");
             line.emit("deny", "ledger_unavailable", 503);
             return respond::error(
@@ -245,6 +250,7 @@ pub async fn handle(
             );
         }
     }
+    let mut released_by: Option<String> = None;
     let permitted = match (eval.decision.outcome, statements) {
         (Outcome::Hold, Some((intent, evidence))) => {
             // 5b. Held: released only by an approval bound to exactly this request.
@@ -264,7 +270,10 @@ pub async fn handle(
                 evidence,
             };
             match hold::hold(&state, held).await {
-                Ok(approval) => permit_approved(&eval, &approval, &fp, upstream_req),
+                Ok(approval) => {
+                    released_by = Some(approval.id.clone());
+                    permit_approved(&eval, &approval, &fp, upstream_req)
+                }
                 Err(resp) => {
                     let approval = resp
                         .headers()
@@ -290,7 +299,10 @@ pub async fn handle(
     match state.upstream.forward(permitted).await {
         Ok(resp) => {
             let status = resp.status().as_u16();
-            line.emit("allow", &codes, status);
+            match &released_by {
+                Some(id) => line.emit("allow", &format!("{codes};approval={id}"), status),
+                None => line.emit("allow", &codes, status),
+            }
             let (mut parts, body) = resp.into_parts();
             strip_response(&mut parts.headers);
             let done = record::on_complete(
