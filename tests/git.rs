@@ -58,7 +58,7 @@ fn head(bare: &Path) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn clone_and_push_through_the_proxy_staging_allowed_production_refused() {
+async fn clone_and_push_through_the_proxy_production_push_held_until_approved() {
     // Production pushes are held; nobody approves within the (short) hold timeout.
     let w = World::with_proxy_extra("  hold_timeout: 1s\n").await;
     let tmp = w.tmp.path();
@@ -116,4 +116,44 @@ async fn clone_and_push_through_the_proxy_staging_allowed_production_refused() {
         log.contains("git-receive-pack") && log.contains("production_write"),
         "{log}"
     );
+
+    // A release approver approves the held push; git's identical retry goes through once.
+    let out = w
+        .server
+        .cli_ok(&["approvers", "add", "bob", "--role", "release-approver"]);
+    let bob = out
+        .lines()
+        .find_map(|l| l.strip_prefix("token:"))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap()
+        .to_string();
+    let list: serde_json::Value =
+        serde_json::from_str(
+            &w.server
+                .cli_ok(&["approvals", "list", "--json", "--token", &bob]),
+        )
+        .unwrap();
+    let push = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| {
+            a["request"]["url"]
+                .as_str()
+                .unwrap()
+                .ends_with("/git-receive-pack")
+        })
+        .unwrap();
+    let id = push["id"].as_str().unwrap();
+    w.server.cli_ok(&[
+        "approvals",
+        "approve",
+        id,
+        "--reason",
+        "release",
+        "--token",
+        &bob,
+    ]);
+    ok(&git(&env, &work, &["push", "origin", "main"]).await);
+    assert_ne!(head(&prod), before, "the approved push landed");
 }
