@@ -761,3 +761,40 @@ async fn webhooks_are_told_with_retries() {
         .iter()
         .all(|v| v["event"] == "approval.created" || v["event"] == "approval.decided"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn expired_approvals_are_recorded_and_release_nothing() {
+    let g = gate(
+        "  hold_timeout: 5s\n",
+        "approvals:\n  ttl: 1s\n  expire_interval: 100ms\n",
+    )
+    .await;
+    let bob = approver_token(&g.server, "bob");
+    // The approval expires while the request waits: the agent is told, nothing is sent.
+    let (code, body, _) = agent_request(&g.env, "POST", g.upstream.url("/prod/x"), "{}", &[])
+        .await
+        .unwrap();
+    assert_eq!(code, 403, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    let id = v["approval_id"].as_str().unwrap().to_string();
+    assert!(v["error"].as_str().unwrap().contains("expired"), "{body}");
+    let (_, a) = admin(&g.server, "GET", &format!("/v1/approvals/{id}"), &bob, None).await;
+    assert_eq!(a["state"], "expired");
+    let (code, v) = admin(
+        &g.server,
+        "POST",
+        &format!("/v1/approvals/{id}/approve"),
+        &bob,
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(
+        (code, v["error"]["code"].as_str()),
+        (409, Some("not_pending")),
+        "{v}"
+    );
+    assert!(ledger_kinds(&g.server)
+        .iter()
+        .any(|k| k == "approval.expired"));
+    assert_eq!(g.upstream.hits(), 0);
+}
