@@ -149,7 +149,12 @@ impl App {
             bus: bus.clone(),
         }));
         let approvers = ApproverStore::open(&db, &config.approvers, sink.clone())?;
-        let approvals = ApprovalStore::open(&db, config.approvals.ttl, sink.clone())?;
+        let approvals = ApprovalStore::open(
+            &db,
+            config.approvals.ttl,
+            config.approvals.max_pending_per_agent,
+            sink.clone(),
+        )?;
         let identity = IdentityStore::open_recorded(db, &config.agents, sink.clone())?;
         let admin_token = AdminToken::load_or_create(&config.data_dir)?;
         let policy = Arc::new(PolicyEngine::load_recorded(

@@ -20,6 +20,17 @@ use crate::config::{NotifyConfig, UpstreamConfig, Webhook};
 use crate::error::Result;
 use crate::events::Event;
 
+/// How a receiver is named in logs: scheme and host only (webhook URLs often carry a secret
+/// in their path, as Slack's do).
+fn receiver(url: &http::Uri) -> String {
+    format!(
+        "{}://{}{}",
+        url.scheme_str().unwrap_or("?"),
+        url.host().unwrap_or("?"),
+        url.port_u16().map(|p| format!(":{p}")).unwrap_or_default()
+    )
+}
+
 type HookClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
 
 /// Delivers events to the configured webhooks.
@@ -140,7 +151,7 @@ impl Notifier {
             };
             for hook in me.hooks.iter().filter(|h| h.events.contains(&event.kind)) {
                 let Ok(permit) = me.queue.clone().try_acquire_owned() else {
-                    tracing::warn!(url = %hook.url, event = %event.kind, "webhook queue full (notify.queue); event dropped for this receiver");
+                    tracing::warn!(receiver = %receiver(&hook.url), event = %event.kind, "webhook queue full (notify.queue); event dropped for this receiver");
                     continue;
                 };
                 let (me, hook, event) = (me.clone(), hook.clone(), event.clone());
@@ -164,13 +175,13 @@ impl Notifier {
                 .header("x-clawser-event", event.kind.as_str())
                 .body(Full::new(body.clone()));
             let Ok(req) = req else {
-                tracing::error!(url = %hook.url, "webhook request could not be built");
+                tracing::error!(receiver = %receiver(&hook.url), "webhook request could not be built");
                 return;
             };
             let outcome = tokio::time::timeout(self.timeout, self.client.request(req)).await;
             let why = match outcome {
                 Ok(Ok(resp)) if resp.status().is_success() => {
-                    tracing::debug!(url = %hook.url, event = %event.kind, attempt, "webhook delivered");
+                    tracing::debug!(receiver = %receiver(&hook.url), event = %event.kind, attempt, "webhook delivered");
                     return;
                 }
                 Ok(Ok(resp)) => format!("status {}", resp.status()),
@@ -178,10 +189,10 @@ impl Notifier {
                 Err(_) => "timed out".to_string(),
             };
             if attempt == self.max_attempts {
-                tracing::warn!(url = %hook.url, event = %event.kind, attempts = attempt, error = %why, "webhook delivery failed; giving up");
+                tracing::warn!(receiver = %receiver(&hook.url), event = %event.kind, attempts = attempt, error = %why, "webhook delivery failed; giving up");
                 return;
             }
-            tracing::info!(url = %hook.url, event = %event.kind, attempt, error = %why, retry_in_ms = delay.as_millis() as u64, "webhook delivery failed; retrying");
+            tracing::info!(receiver = %receiver(&hook.url), event = %event.kind, attempt, error = %why, retry_in_ms = delay.as_millis() as u64, "webhook delivery failed; retrying");
             tokio::time::sleep(delay).await;
             delay = delay.saturating_mul(2);
         }
@@ -208,6 +219,10 @@ mod tests {
         assert!(text.contains("PUT https://api.github.com:443/repos/a/b/pulls/7/merge"));
         assert!(text.contains("release approver"));
         assert_eq!(p["event"], "approval.created");
+        let secret: http::Uri = "https://user:pw@hooks.example.com:8443/services/T0/B0/XyZsecret"
+            .parse()
+            .unwrap();
+        assert_eq!(receiver(&secret), "https://hooks.example.com:8443");
         let d = Event {
             kind: "approval.decided".into(),
             seq: None,

@@ -68,6 +68,21 @@ fn decide_error(e: DecideError) -> AdminResponse {
     err(status, code, &e.to_string())
 }
 
+/// Runs a store change (a durable write) off the async workers.
+async fn off_worker<T: Send + 'static>(
+    f: impl FnOnce() -> crate::error::Result<T> + Send + 'static,
+) -> Result<T, AdminResponse> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(from_error(&e)),
+        Err(e) => Err(err(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            &e.to_string(),
+        )),
+    }
+}
+
 /// Handles `/v1/approvals...` and `/v1/approvers...`.
 pub async fn handle(
     state: &AdminState,
@@ -149,28 +164,32 @@ pub async fn handle(
         },
         (&Method::POST, ["v1", "approvers"]) => {
             let new: NewApprover = read_json(req).await?;
+            let (store, by) = (state.approvers.clone(), caller.id().to_string());
+            let added = off_worker(move || store.add(new, &by)).await?;
+            json(StatusCode::CREATED, &added)
+        }
+        (&Method::POST, ["v1", "approvers", id, "token"]) => {
+            let (store, by, id) = (
+                state.approvers.clone(),
+                caller.id().to_string(),
+                id.to_string(),
+            );
             json(
                 StatusCode::CREATED,
-                &state
-                    .approvers
-                    .add(new, caller.id())
-                    .map_err(|e| from_error(&e))?,
+                &off_worker(move || store.issue_token(&id, &by)).await?,
             )
         }
-        (&Method::POST, ["v1", "approvers", id, "token"]) => json(
-            StatusCode::CREATED,
-            &state
-                .approvers
-                .issue_token(id, caller.id())
-                .map_err(|e| from_error(&e))?,
-        ),
-        (&Method::POST, ["v1", "approvers", id, "revoke"]) => json(
-            StatusCode::OK,
-            &state
-                .approvers
-                .revoke(id, caller.id())
-                .map_err(|e| from_error(&e))?,
-        ),
+        (&Method::POST, ["v1", "approvers", id, "revoke"]) => {
+            let (store, by, id) = (
+                state.approvers.clone(),
+                caller.id().to_string(),
+                id.to_string(),
+            );
+            json(
+                StatusCode::OK,
+                &off_worker(move || store.revoke(&id, &by)).await?,
+            )
+        }
         _ => err(
             StatusCode::NOT_FOUND,
             "no_route",

@@ -43,8 +43,12 @@ impl Body for SseBody {
     }
 }
 
-/// The streaming response; a task feeds it until the client goes away.
-pub fn stream(bus: &EventBus) -> AdminResponse {
+/// Whether the caller of a stream may still see events (re-checked on every event and
+/// keep-alive, so a revoked approver's open stream ends).
+pub type StillAuthorized = Box<dyn Fn() -> bool + Send + Sync>;
+
+/// The streaming response; a task feeds it until the client goes away or loses access.
+pub fn stream(bus: &EventBus, authorized: StillAuthorized) -> AdminResponse {
     let mut events = bus.subscribe();
     let (tx, rx) = mpsc::channel::<Bytes>(FRAMES);
     tokio::spawn(async move {
@@ -69,7 +73,7 @@ pub fn stream(bus: &EventBus) -> AdminResponse {
                 _ = keepalive.tick() => Bytes::from_static(b": keepalive\n\n"),
                 _ = tx.closed() => return,
             };
-            if tx.send(out).await.is_err() {
+            if !authorized() || tx.send(out).await.is_err() {
                 return;
             }
         }
@@ -92,7 +96,12 @@ mod tests {
     #[tokio::test]
     async fn frames_follow_the_bus() {
         let bus = EventBus::new(8);
-        let resp = stream(&bus);
+        let allowed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let a2 = allowed.clone();
+        let resp = stream(
+            &bus,
+            Box::new(move || a2.load(std::sync::atomic::Ordering::SeqCst)),
+        );
         let mut body = resp.into_body();
         let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
         assert!(first.starts_with(b": clawser events"));
@@ -105,5 +114,9 @@ mod tests {
         let text = String::from_utf8(f.to_vec()).unwrap();
         assert!(text.starts_with("event: approval.created\ndata: {"));
         assert!(text.contains("\"apr_1\"") && text.ends_with("\n\n"));
+        // Access revoked: the stream ends at the next event.
+        allowed.store(false, std::sync::atomic::Ordering::SeqCst);
+        bus.publish("approval.decided", Some(4), serde_json::json!({}));
+        assert!(body.frame().await.is_none());
     }
 }

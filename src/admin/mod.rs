@@ -280,7 +280,14 @@ async fn handle(state: Arc<AdminState>, req: Request<Incoming>) -> AdminResponse
                 Caller::Admin => serde_json::json!({"id": "admin", "kind": "admin", "roles": []}),
                 Caller::Approver(a) => serde_json::json!({"id": a.id, "kind": "approver", "roles": a.roles}),
             }),
-            (&Method::GET, ["v1", "events"]) => events::stream(&state.bus),
+            (&Method::GET, ["v1", "events"]) => events::stream(&state.bus, match &caller {
+                Caller::Admin => Box::new(|| true),
+                Caller::Approver(a) => {
+                    let (store, id, issued) = (state.approvers.clone(), a.id.clone(), a.token_issued_at.clone());
+                    // Revoked, or its token replaced: the stream ends.
+                    Box::new(move || store.get(&id).is_some_and(|now| now.revoked_at.is_none() && now.token_issued_at == issued))
+                }
+            }),
             (_, ["v1", "approvals" | "approvers", ..]) => approvals::handle(&state, &caller, req, &segs).await?,
             (&Method::GET, ["v1", "ledger", rest @ ..]) => {
                 let (ledger, rest, query) = (state.ledger.clone(), rest.iter().map(|s| s.to_string()).collect::<Vec<String>>(), req.uri().query().map(str::to_string));

@@ -1,18 +1,33 @@
-//! The approval fingerprint: SHA-256 over agent, job, method, URL and body hash, each
-//! length-prefixed and under a version tag, so an approval releases exactly the request that
-//! was reviewed and no other.
+//! The approval fingerprint: SHA-256 over agent, job, method, URL, body hash and the
+//! headers that change what a request means (content type and encoding, method overrides),
+//! each length-prefixed and under a version tag, so an approval releases exactly the request
+//! that was reviewed and no other.
 
-/// Hex SHA-256 fingerprint of a request for approval binding.
+/// Request headers bound into the fingerprint: a retry that changes one of them is a
+/// different request. (Headers that vary per attempt, such as dates or signatures, are not.)
+pub const FINGERPRINT_HEADERS: &[&str] = &[
+    "content-type",
+    "content-encoding",
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+];
+
+/// Hex SHA-256 fingerprint of a request for approval binding. `headers` are the values of
+/// [`FINGERPRINT_HEADERS`] present on the request (name, value), in that order.
 pub fn fingerprint(
     agent: &str,
     job: Option<&str>,
     method: &str,
     url: &str,
     body_sha256: &str,
+    headers: &[(&str, &str)],
 ) -> String {
     let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
     ctx.update(b"clawser-approval-v1\n");
-    for field in [agent, job.unwrap_or(""), method, url, body_sha256] {
+    let fixed = [agent, job.unwrap_or(""), method, url, body_sha256];
+    let varying = headers.iter().flat_map(|(n, v)| [*n, *v]);
+    for field in fixed.into_iter().chain(varying) {
         ctx.update(&(field.len() as u64).to_be_bytes());
         ctx.update(field.as_bytes());
     }
@@ -31,6 +46,7 @@ mod tests {
             "POST",
             "https://api.github.com:443/repos/a/b/merges",
             "ab",
+            &[],
         );
         assert_eq!(base.len(), 64);
         assert_eq!(
@@ -40,7 +56,8 @@ mod tests {
                 Some("job_1"),
                 "POST",
                 "https://api.github.com:443/repos/a/b/merges",
-                "ab"
+                "ab",
+                &[]
             )
         );
         for other in [
@@ -50,6 +67,7 @@ mod tests {
                 "POST",
                 "https://api.github.com:443/repos/a/b/merges",
                 "ab",
+                &[],
             ),
             fingerprint(
                 "oc-1",
@@ -57,6 +75,7 @@ mod tests {
                 "POST",
                 "https://api.github.com:443/repos/a/b/merges",
                 "ab",
+                &[],
             ),
             fingerprint(
                 "oc-1",
@@ -64,6 +83,7 @@ mod tests {
                 "PUT",
                 "https://api.github.com:443/repos/a/b/merges",
                 "ab",
+                &[],
             ),
             fingerprint(
                 "oc-1",
@@ -71,6 +91,7 @@ mod tests {
                 "POST",
                 "https://api.github.com:443/repos/a/b/merge",
                 "ab",
+                &[],
             ),
             fingerprint(
                 "oc-1",
@@ -78,6 +99,15 @@ mod tests {
                 "POST",
                 "https://api.github.com:443/repos/a/b/merges",
                 "ac",
+                &[],
+            ),
+            fingerprint(
+                "oc-1",
+                Some("job_1"),
+                "POST",
+                "https://api.github.com:443/repos/a/b/merges",
+                "ab",
+                &[("x-http-method-override", "DELETE")],
             ),
             // Moving a byte between fields changes the fingerprint (length prefixes).
             fingerprint(
@@ -86,6 +116,7 @@ mod tests {
                 "POST",
                 "https://api.github.com:443/repos/a/b/merges",
                 "ab",
+                &[],
             ),
         ] {
             assert_ne!(base, other);

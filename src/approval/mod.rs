@@ -13,8 +13,8 @@ mod fingerprint;
 mod store;
 mod types;
 
-pub use fingerprint::fingerprint;
-pub use store::{ApprovalStore, DecideError};
+pub use fingerprint::{fingerprint, FINGERPRINT_HEADERS};
+pub use store::{ApprovalStore, DecideError, OpenError, Opened, Requirement};
 pub use types::{
     Approval, ApprovalDecision, ApprovalState, ApproverRef, NewApproval, Required, ReviewedRequest,
     Verdict,

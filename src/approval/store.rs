@@ -41,17 +41,77 @@ struct Inner {
     watchers: HashMap<String, watch::Sender<ApprovalState>>,
 }
 
+/// Why a held request could not open (or join) an approval.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("agent {agent} already has {max} pending approvals (approvals.max_pending_per_agent)")]
+    TooManyPending { agent: String, max: usize },
+    #[error(transparent)]
+    Store(#[from] Error),
+}
+
+/// What the current policy requires of an approval that releases a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Requirement {
+    pub role: String,
+    pub count: u32,
+    pub self_approval: bool,
+}
+
+impl Requirement {
+    /// True when `a`'s approvals meet this requirement: `count` distinct approvers of `role`,
+    /// not counting the human the agent acts for unless self-approval is allowed now.
+    pub fn met_by(&self, a: &Approval) -> bool {
+        let approvals = a
+            .decisions
+            .iter()
+            .filter(|d| d.verdict == Verdict::Approve)
+            .filter(|d| self.self_approval || d.approver != a.on_behalf_of)
+            .count() as u32;
+        a.required.role == self.role && approvals >= self.count.max(1)
+    }
+}
+
+/// A held request's approval: newly opened, or an identical request's pending one joined.
+#[derive(Debug, Clone)]
+pub enum Opened {
+    Created(Approval),
+    Joined(Approval),
+}
+
+impl Opened {
+    /// The approval either way.
+    pub fn approval(&self) -> &Approval {
+        match self {
+            Opened::Created(a) | Opened::Joined(a) => a,
+        }
+    }
+}
+
 /// Approvals, shared by the proxy (hold, consume) and the admin API (decide).
+///
+/// Locking: `inner` guards the in-memory map and is held only for memory operations, so
+/// readers (the proxy, the API) never wait for the disk. `writes` serializes changes; a
+/// change is recorded in the ledger, then persisted in sled, then made visible and
+/// announced to waiters, and is rolled back if recording or persisting fails.
 #[derive(Clone)]
 pub struct ApprovalStore {
     tree: sled::Tree,
     inner: Arc<Mutex<Inner>>,
+    writes: Arc<Mutex<()>>,
     sink: Option<Arc<dyn EventSink>>,
     ttl: Duration,
+    max_pending_per_agent: usize,
 }
 
 fn parse_time(s: &str) -> OffsetDateTime {
     OffsetDateTime::parse(s, &Rfc3339).unwrap_or(OffsetDateTime::UNIX_EPOCH)
+}
+
+fn oldest_first(a: &Approval, b: &Approval) -> std::cmp::Ordering {
+    parse_time(&a.created_at)
+        .cmp(&parse_time(&b.created_at))
+        .then(a.id.cmp(&b.id))
 }
 
 impl ApprovalStore {
@@ -59,6 +119,7 @@ impl ApprovalStore {
     pub fn open(
         db: &sled::Db,
         ttl: std::time::Duration,
+        max_pending_per_agent: usize,
         sink: Option<Arc<dyn EventSink>>,
     ) -> Result<ApprovalStore> {
         let tree = db.open_tree(APPROVALS)?;
@@ -75,8 +136,10 @@ impl ApprovalStore {
                 approvals,
                 watchers: HashMap::new(),
             })),
+            writes: Arc::new(Mutex::new(())),
             sink,
             ttl: Duration::try_from(ttl).unwrap_or(Duration::hours(24)),
+            max_pending_per_agent,
         })
     }
 
@@ -84,11 +147,8 @@ impl ApprovalStore {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn persist(&self, a: &Approval) -> Result<()> {
-        let bytes = serde_json::to_vec(a).map_err(|e| Error::Store(e.to_string()))?;
-        self.tree.insert(a.id.as_bytes(), bytes)?;
-        self.tree.flush()?;
-        Ok(())
+    fn write_lock(&self) -> MutexGuard<'_, ()> {
+        self.writes.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn record(&self, kind: &str, a: &Approval, extra: serde_json::Value) -> Result<()> {
@@ -106,9 +166,25 @@ impl ApprovalStore {
         Ok(())
     }
 
-    /// Opens a pending approval, persisted and recorded before anyone waits on it.
-    pub fn create(&self, new: NewApproval, now: OffsetDateTime) -> Result<Approval> {
-        let a = Approval {
+    /// Records, persists, then publishes a change (the caller holds the write lock).
+    fn commit(&self, kind: &str, a: &Approval, extra: serde_json::Value) -> Result<()> {
+        self.record(kind, a, extra)?;
+        let bytes = serde_json::to_vec(a).map_err(|e| Error::Store(e.to_string()))?;
+        self.tree.insert(a.id.as_bytes(), bytes)?;
+        self.tree.flush()?;
+        let mut inner = self.lock();
+        if let Some(w) = inner.watchers.get(&a.id) {
+            let _ = w.send(a.state);
+        }
+        if a.state != ApprovalState::Pending {
+            inner.watchers.remove(&a.id);
+        }
+        inner.approvals.insert(a.id.clone(), a.clone());
+        Ok(())
+    }
+
+    fn new_approval(&self, new: NewApproval, now: OffsetDateTime) -> Result<Approval> {
+        Ok(Approval {
             id: crate::identity::token::new_id("apr")?,
             state: ApprovalState::Pending,
             fingerprint: new.fingerprint,
@@ -126,16 +202,56 @@ impl ApprovalStore {
             request_id: new.request_id,
             created_at: format_rfc3339(now),
             expires_at: format_rfc3339(now + self.ttl),
-        };
-        self.persist(&a)?;
-        self.record(
-            "approval.created",
-            &a,
-            json!({"request_id": a.request_id, "reasons": a.reasons, "intent": a.intent, "evidence": a.evidence, "expires_at": a.expires_at}),
-        )?;
-        let mut inner = self.lock();
-        inner.approvals.insert(a.id.clone(), a.clone());
+        })
+    }
+
+    fn created_extra(a: &Approval) -> serde_json::Value {
+        json!({"request_id": a.request_id, "reasons": a.reasons, "intent": a.intent, "evidence": a.evidence, "expires_at": a.expires_at})
+    }
+
+    /// Opens a pending approval, recorded and persisted before anyone waits on it.
+    pub fn create(&self, new: NewApproval, now: OffsetDateTime) -> Result<Approval> {
+        let _w = self.write_lock();
+        let a = self.new_approval(new, now)?;
+        self.commit("approval.created", &a, Self::created_extra(&a))?;
         Ok(a)
+    }
+
+    /// For a held request: joins the pending, unexpired approval of an identical request
+    /// (same fingerprint) if there is one, so retries do not multiply approvals; else opens
+    /// one, up to `max_pending_per_agent` pending approvals per agent.
+    pub fn open_for(&self, new: NewApproval, now: OffsetDateTime) -> Result<Opened, OpenError> {
+        let _w = self.write_lock();
+        {
+            let inner = self.lock();
+            let mut same: Vec<&Approval> = inner
+                .approvals
+                .values()
+                .filter(|a| {
+                    a.fingerprint == new.fingerprint
+                        && a.state == ApprovalState::Pending
+                        && now <= parse_time(&a.expires_at)
+                })
+                .collect();
+            same.sort_by(|a, b| oldest_first(a, b));
+            if let Some(a) = same.first() {
+                return Ok(Opened::Joined((*a).clone()));
+            }
+            let pending = inner
+                .approvals
+                .values()
+                .filter(|a| a.agent == new.agent && a.state == ApprovalState::Pending)
+                .count();
+            if pending >= self.max_pending_per_agent {
+                return Err(OpenError::TooManyPending {
+                    agent: new.agent,
+                    max: self.max_pending_per_agent,
+                });
+            }
+        }
+        let a = self.new_approval(new, now)?;
+        self.commit("approval.created", &a, Self::created_extra(&a))?;
+        Ok(Opened::Created(a))
     }
 
     /// One approval.
@@ -152,7 +268,7 @@ impl ApprovalStore {
             .filter(|a| state.is_none_or(|s| a.state == s))
             .cloned()
             .collect();
-        v.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id)));
+        v.sort_by(oldest_first);
         v
     }
 
@@ -160,6 +276,10 @@ impl ApprovalStore {
     pub fn subscribe(&self, id: &str) -> Option<watch::Receiver<ApprovalState>> {
         let mut inner = self.lock();
         let state = inner.approvals.get(id)?.state;
+        if state != ApprovalState::Pending {
+            // Decided already: nothing will change; keep no sender around for it.
+            return Some(watch::channel(state).1);
+        }
         Some(
             inner
                 .watchers
@@ -167,16 +287,6 @@ impl ApprovalStore {
                 .or_insert_with(|| watch::channel(state).0)
                 .subscribe(),
         )
-    }
-
-    fn set(&self, inner: &mut Inner, a: Approval) {
-        if let Some(w) = inner.watchers.get(&a.id) {
-            let _ = w.send(a.state);
-        }
-        if a.state != ApprovalState::Pending {
-            inner.watchers.remove(&a.id);
-        }
-        inner.approvals.insert(a.id.clone(), a);
     }
 
     /// Records one approver's verdict. Any deny refuses; `required.count` distinct approvers
@@ -190,20 +300,16 @@ impl ApprovalStore {
         reason: &str,
         now: OffsetDateTime,
     ) -> Result<Approval, DecideError> {
-        let mut inner = self.lock();
-        let mut a = inner
-            .approvals
+        let _w = self.write_lock();
+        let mut a = self
             .get(id)
-            .cloned()
             .ok_or_else(|| DecideError::NotFound(id.to_string()))?;
         if a.state != ApprovalState::Pending {
             return Err(DecideError::NotPending(a.state));
         }
         if now > parse_time(&a.expires_at) {
             a.state = ApprovalState::Expired;
-            self.persist(&a)?;
-            self.record("approval.expired", &a, json!({}))?;
-            self.set(&mut inner, a);
+            self.commit("approval.expired", &a, json!({}))?;
             return Err(DecideError::Expired);
         }
         if !approver.roles.iter().any(|r| r == &a.required.role) {
@@ -231,18 +337,17 @@ impl ApprovalStore {
             Verdict::Approve if approvals >= a.required.count.max(1) => ApprovalState::Approved,
             Verdict::Approve => ApprovalState::Pending,
         };
-        self.persist(&a)?;
-        self.record(
+        self.commit(
             "approval.decided",
             &a,
             json!({"approver": approver.id, "verdict": verdict, "reason": reason, "approvals": approvals}),
         )?;
-        self.set(&mut inner, a.clone());
         Ok(a)
     }
 
-    /// Takes the approved, unexpired approval for `fingerprint`, if any, and marks it consumed:
-    /// an approval releases the request it approved exactly once.
+    /// Takes the approved, unexpired approval for `fingerprint` that meets `need` (what the
+    /// policy requires now), if any, and marks it consumed: an approval releases the request
+    /// it approved exactly once.
     ///
     /// `only` restricts it to one approval (the one a held request waited on); `request_id`
     /// names the request it released in the `approval.consumed` entry.
@@ -250,35 +355,40 @@ impl ApprovalStore {
         &self,
         fingerprint: &str,
         only: Option<&str>,
+        need: &Requirement,
         request_id: &str,
         now: OffsetDateTime,
     ) -> Result<Option<Approval>> {
-        let mut inner = self.lock();
-        let found = inner
-            .approvals
-            .values()
-            .filter(|a| {
-                a.fingerprint == fingerprint
-                    && only.is_none_or(|id| a.id == id)
-                    && a.state == ApprovalState::Approved
-                    && now <= parse_time(&a.expires_at)
-            })
-            .min_by(|a, b| a.created_at.cmp(&b.created_at))
-            .cloned();
+        let _w = self.write_lock();
+        let found = {
+            let inner = self.lock();
+            let mut v: Vec<&Approval> = inner
+                .approvals
+                .values()
+                .filter(|a| {
+                    a.fingerprint == fingerprint
+                        && only.is_none_or(|id| a.id == id)
+                        && a.state == ApprovalState::Approved
+                        && now <= parse_time(&a.expires_at)
+                        && need.met_by(a)
+                })
+                .collect();
+            v.sort_by(|a, b| oldest_first(a, b));
+            v.first().map(|a| (*a).clone())
+        };
         let Some(mut a) = found else {
             return Ok(None);
         };
         a.state = ApprovalState::Consumed;
-        self.persist(&a)?;
-        self.record("approval.consumed", &a, json!({"request_id": request_id}))?;
-        self.set(&mut inner, a.clone());
+        self.commit("approval.consumed", &a, json!({"request_id": request_id}))?;
         Ok(Some(a))
     }
 
     /// Marks pending approvals past their TTL as expired (recorded); returns them.
     pub fn expire(&self, now: OffsetDateTime) -> Result<Vec<Approval>> {
-        let mut inner = self.lock();
-        let due: Vec<Approval> = inner
+        let _w = self.write_lock();
+        let due: Vec<Approval> = self
+            .lock()
             .approvals
             .values()
             .filter(|a| {
@@ -290,9 +400,7 @@ impl ApprovalStore {
         let mut out = Vec::new();
         for mut a in due {
             a.state = ApprovalState::Expired;
-            self.persist(&a)?;
-            self.record("approval.expired", &a, json!({}))?;
-            self.set(&mut inner, a.clone());
+            self.commit("approval.expired", &a, json!({}))?;
             out.push(a);
         }
         Ok(out)

@@ -26,6 +26,7 @@ fn new_approval(count: u32) -> NewApproval {
             "PUT",
             "https://api.github.com:443/repos/acme/api/pulls/7/merge",
             "44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a",
+            &[],
         ),
         request: ReviewedRequest {
             method: "PUT".into(),
@@ -63,6 +64,7 @@ fn store() -> (tempfile::TempDir, sled::Db, ApprovalStore, Arc<Events>) {
     let s = ApprovalStore::open(
         &db,
         std::time::Duration::from_secs(3600),
+        100,
         Some(events.clone()),
     )
     .unwrap();
@@ -149,7 +151,7 @@ fn an_approval_releases_its_request_once_and_no_other() {
     let (_d, _db, s, _) = store();
     let a = s.create(new_approval(1), t0()).unwrap();
     assert!(
-        s.consume(&a.fingerprint, None, "req_1", t0())
+        s.consume(&a.fingerprint, None, &need(), "req_1", t0())
             .unwrap()
             .is_none(),
         "pending is not consumable"
@@ -162,15 +164,19 @@ fn an_approval_releases_its_request_once_and_no_other() {
         "PUT",
         "https://api.github.com:443/repos/acme/api/pulls/8/merge",
         &a.request.body_sha256,
+        &[],
     );
-    assert!(s.consume(&other, None, "req_1", t0()).unwrap().is_none());
+    assert!(s
+        .consume(&other, None, &need(), "req_1", t0())
+        .unwrap()
+        .is_none());
     let used = s
-        .consume(&a.fingerprint, None, "req_1", t0())
+        .consume(&a.fingerprint, None, &need(), "req_1", t0())
         .unwrap()
         .unwrap();
     assert_eq!(used.state, ApprovalState::Consumed);
     assert!(
-        s.consume(&a.fingerprint, None, "req_1", t0())
+        s.consume(&a.fingerprint, None, &need(), "req_1", t0())
             .unwrap()
             .is_none(),
         "only once"
@@ -191,7 +197,7 @@ fn approvals_expire() {
     s.decide(&b.id, &approver("bob"), Verdict::Approve, "", t0())
         .unwrap();
     assert!(
-        s.consume(&b.fingerprint, None, "req_1", later)
+        s.consume(&b.fingerprint, None, &need(), "req_1", later)
             .unwrap()
             .is_none(),
         "an approval past its TTL releases nothing"
@@ -206,7 +212,7 @@ fn pending_approvals_survive_a_restart() {
     drop(s);
     drop(db);
     let db = sled::open(d.path().join("db")).unwrap();
-    let s = ApprovalStore::open(&db, std::time::Duration::from_secs(3600), None).unwrap();
+    let s = ApprovalStore::open(&db, std::time::Duration::from_secs(3600), 100, None).unwrap();
     let again = s.get(&a.id).unwrap();
     assert_eq!(again.state, ApprovalState::Pending);
     assert_eq!(s.list(Some(ApprovalState::Pending)).len(), 1);
@@ -231,4 +237,72 @@ async fn a_waiting_request_sees_the_decision() {
     });
     rx.changed().await.unwrap();
     assert_eq!(*rx.borrow(), ApprovalState::Approved);
+}
+
+fn need() -> Requirement {
+    Requirement {
+        role: "release-approver".into(),
+        count: 1,
+        self_approval: false,
+    }
+}
+
+#[test]
+fn identical_requests_join_one_pending_approval_up_to_a_limit() {
+    let d = tempfile::tempdir().unwrap();
+    let db = sled::open(d.path().join("db")).unwrap();
+    let s = ApprovalStore::open(&db, std::time::Duration::from_secs(3600), 2, None).unwrap();
+    let first = s.open_for(new_approval(1), t0()).unwrap();
+    assert!(matches!(first, Opened::Created(_)));
+    let again = s.open_for(new_approval(1), t0()).unwrap();
+    assert!(matches!(again, Opened::Joined(_)));
+    assert_eq!(again.approval().id, first.approval().id);
+    let mut other = new_approval(1);
+    other.fingerprint = "f2".into();
+    assert!(matches!(
+        s.open_for(other, t0()).unwrap(),
+        Opened::Created(_)
+    ));
+    let mut third = new_approval(1);
+    third.fingerprint = "f3".into();
+    assert!(matches!(
+        s.open_for(third, t0()),
+        Err(OpenError::TooManyPending { max: 2, .. })
+    ));
+}
+
+#[test]
+fn an_approval_releases_only_what_the_policy_requires_now() {
+    let (_d, _db, s, _) = store();
+    let mut selfish = new_approval(1);
+    selfish.allow_self_approval = true;
+    let a = s.create(selfish, t0()).unwrap();
+    s.decide(&a.id, &approver("alice"), Verdict::Approve, "mine", t0())
+        .unwrap();
+    // The policy no longer allows self-approval: alice's own approval does not count.
+    assert!(s
+        .consume(&a.fingerprint, None, &need(), "req_2", t0())
+        .unwrap()
+        .is_none());
+    // Nor does an approval for another role, or fewer approvers than now required.
+    let mut other_role = need();
+    other_role.self_approval = true;
+    other_role.role = "sre".into();
+    assert!(s
+        .consume(&a.fingerprint, None, &other_role, "req_2", t0())
+        .unwrap()
+        .is_none());
+    let mut two = need();
+    two.self_approval = true;
+    two.count = 2;
+    assert!(s
+        .consume(&a.fingerprint, None, &two, "req_2", t0())
+        .unwrap()
+        .is_none());
+    let mut same = need();
+    same.self_approval = true;
+    assert!(s
+        .consume(&a.fingerprint, None, &same, "req_2", t0())
+        .unwrap()
+        .is_some());
 }

@@ -21,6 +21,8 @@ pub struct ApprovalsConfig {
     pub ttl: Duration,
     /// How often expired approvals are marked and recorded.
     pub expire_interval: Duration,
+    /// Pending approvals one agent may have open; beyond, its held requests get 429.
+    pub max_pending_per_agent: usize,
 }
 
 /// Events a webhook can receive.
@@ -88,6 +90,11 @@ impl Validator<'_> {
                 "approvals.expire_interval",
                 raw.expire_interval,
                 "10s",
+            )?,
+            max_pending_per_agent: self.positive(
+                "approvals.max_pending_per_agent",
+                raw.max_pending_per_agent,
+                100,
             )?,
         })
     }

@@ -449,8 +449,12 @@ impl Validator<'_> {
                 format!("{runtime:?} is not one of {}", RUNTIMES.join(", ")),
             ));
         }
+        let on_behalf_of = a.on_behalf_of.unwrap_or_else(|| a.id.clone());
+        // The same namespace as approver ids: self-approval is refused by comparing them.
+        crate::identity::validate_slug(&on_behalf_of)
+            .map_err(|m| self.err(&format!("{key}.on_behalf_of"), m))?;
         Ok(AgentDecl {
-            on_behalf_of: a.on_behalf_of.unwrap_or_else(|| a.id.clone()),
+            on_behalf_of,
             id: a.id,
             runtime,
             roles: a.roles,

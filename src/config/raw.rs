@@ -155,6 +155,7 @@ pub struct RawApprover {
 pub struct RawApprovals {
     pub ttl: Option<String>,
     pub expire_interval: Option<String>,
+    pub max_pending_per_agent: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -67,6 +67,8 @@ struct State {
 pub struct ApproverStore {
     tree: sled::Tree,
     state: Arc<RwLock<State>>,
+    /// Serializes changes (read, record, persist, publish) so none undoes another.
+    writes: Arc<std::sync::Mutex<()>>,
     sink: Option<Arc<dyn EventSink>>,
 }
 
@@ -91,12 +93,28 @@ impl ApproverStore {
         let store = ApproverStore {
             tree,
             state: Arc::new(RwLock::new(state)),
+            writes: Arc::new(std::sync::Mutex::new(())),
             sink,
         };
         for d in declared {
             store.upsert_declared(d)?;
         }
+        // An approver removed from the config loses its access.
+        let gone: Vec<String> = store
+            .list()
+            .into_iter()
+            .filter(|a| a.source == "config" && a.revoked_at.is_none())
+            .filter(|a| !declared.iter().any(|d| d.id == a.id))
+            .map(|a| a.id)
+            .collect();
+        for id in gone {
+            store.revoke(&id, "config")?;
+        }
         Ok(store)
+    }
+
+    fn write_lock(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.writes.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn read(&self) -> RwLockReadGuard<'_, State> {
@@ -122,6 +140,7 @@ impl ApproverStore {
     }
 
     fn upsert_declared(&self, d: &ApproverDecl) -> Result<()> {
+        let _w = self.write_lock();
         let existing = self.read().approvers.get(&d.id).cloned();
         let mut s = existing.clone().unwrap_or_else(|| Stored {
             approver: Approver {
@@ -136,6 +155,8 @@ impl ApproverStore {
         });
         s.approver.roles = d.roles.clone();
         s.approver.source = "config".to_string();
+        // Declared means active; a revocation took its token, which stays gone.
+        s.approver.revoked_at = None;
         if existing.as_ref().map(|e| &e.approver) != Some(&s.approver) {
             self.persist(&s)?;
             self.emit(
@@ -166,6 +187,7 @@ impl ApproverStore {
 
     /// Adds an approver (no token yet: issue one with [`ApproverStore::issue_token`]).
     pub fn add(&self, new: NewApprover, by: &str) -> Result<Approver> {
+        let _w = self.write_lock();
         validate_slug(&new.id).map_err(|m| Error::Invalid(format!("approver id: {m}")))?;
         if new.roles.is_empty() {
             return Err(Error::Invalid(
@@ -204,6 +226,7 @@ impl ApproverStore {
 
     /// Issues a fresh token for `id`, replacing any previous one; the token is shown once.
     pub fn issue_token(&self, id: &str, by: &str) -> Result<IssuedApproverToken> {
+        let _w = self.write_lock();
         let mut s = self
             .read()
             .approvers
@@ -238,6 +261,7 @@ impl ApproverStore {
 
     /// Revokes an approver: its token stops working at once.
     pub fn revoke(&self, id: &str, by: &str) -> Result<Approver> {
+        let _w = self.write_lock();
         let mut s = self
             .read()
             .approvers
@@ -306,6 +330,16 @@ mod tests {
         again.revoke("bob", "admin").unwrap();
         assert!(again.authenticate(&t2).is_none());
         assert!(again.issue_token("bob", "admin").is_err());
+        // Removed from the config: revoked; declared again: active, but with no token until
+        // a new one is issued.
+        let back = ApproverStore::open(&db, &decl, None).unwrap();
+        let t3 = back.issue_token("bob", "admin").unwrap().token;
+        let without = ApproverStore::open(&db, &[], None).unwrap();
+        assert!(without.authenticate(&t3).is_none());
+        assert!(without.get("bob").unwrap().revoked_at.is_some());
+        let redeclared = ApproverStore::open(&db, &decl, None).unwrap();
+        assert!(redeclared.authenticate(&t3).is_none());
+        assert!(redeclared.get("bob").unwrap().revoked_at.is_none());
     }
 
     #[test]

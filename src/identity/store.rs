@@ -159,8 +159,11 @@ impl IdentityStore {
         if self.agent(&new.id).is_some() {
             return Err(Error::Invalid(format!("agent {:?} already exists", new.id)));
         }
+        let on_behalf_of = new.on_behalf_of.unwrap_or_else(|| new.id.clone());
+        // The same namespace as approver ids: self-approval is refused by comparing them.
+        validate_slug(&on_behalf_of).map_err(|m| Error::Invalid(format!("on_behalf_of: {m}")))?;
         let agent = Agent {
-            on_behalf_of: new.on_behalf_of.unwrap_or_else(|| new.id.clone()),
+            on_behalf_of,
             id: new.id,
             runtime: new.runtime,
             roles: new.roles,

@@ -12,7 +12,10 @@ use tokio::sync::watch;
 use super::body::ProxyBody;
 use super::respond;
 use super::ProxyState;
-use crate::approval::{Approval, ApprovalState, NewApproval, Required, ReviewedRequest, Verdict};
+use crate::approval::{
+    fingerprint, Approval, ApprovalState, NewApproval, OpenError, Required, Requirement,
+    ReviewedRequest, Verdict, FINGERPRINT_HEADERS,
+};
 use crate::identity::Principal;
 use crate::model::{Decision, RequestSummary};
 
@@ -95,36 +98,101 @@ pub fn reviewed(summary: &RequestSummary) -> ReviewedRequest {
     }
 }
 
-/// Everything about a held request.
-pub struct Held<'a> {
-    pub principal: &'a Principal,
-    pub summary: &'a RequestSummary,
-    pub decision: &'a Decision,
-    pub fingerprint: &'a str,
+/// What a held request is bound to and what the agent said about it, captured before the
+/// `X-Clawser-*` headers are stripped.
+pub struct Captured {
+    pub fingerprint: String,
     pub intent: Option<String>,
     pub evidence: Option<String>,
+}
+
+impl Captured {
+    /// Fingerprint over agent, job, method, the full URL as received (unredacted: the
+    /// approval binds what is sent, the approver sees the redacted form), body SHA-256 and
+    /// [`FINGERPRINT_HEADERS`].
+    pub fn of(
+        principal: &Principal,
+        summary: &RequestSummary,
+        uri: &http::Uri,
+        headers: &HeaderMap,
+    ) -> Captured {
+        let values: Vec<(&str, &str)> = FINGERPRINT_HEADERS
+            .iter()
+            .filter_map(|n| Some((*n, headers.get(*n)?.to_str().unwrap_or("<binary>"))))
+            .collect();
+        Captured {
+            fingerprint: fingerprint(
+                &principal.agent.id,
+                principal.job.as_ref().map(|j| j.id.as_str()),
+                &summary.method,
+                &uri.to_string(),
+                &summary.body.sha256,
+                &values,
+            ),
+            intent: statement(headers, INTENT_HEADER),
+            evidence: statement(headers, EVIDENCE_HEADER),
+        }
+    }
 }
 
 fn now() -> time::OffsetDateTime {
     time::OffsetDateTime::now_utc()
 }
 
+/// Runs a store operation off the async workers (it may wait for a durable write).
+async fn blocking<T: Send + 'static>(
+    rid: &str,
+    f: impl FnOnce() -> Result<T, String> + Send + 'static,
+) -> Result<T, Box<Response>> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(unavailable(rid, &e)),
+        Err(e) => Err(unavailable(rid, &e.to_string())),
+    }
+}
+
 /// Returns the consumed approval that releases this request, or the response the agent
 /// gets instead.
-pub async fn hold(state: &Arc<ProxyState>, h: Held<'_>) -> Result<Approval, Box<Response>> {
-    let rid = h.summary.id.as_str();
+pub async fn hold(
+    state: &Arc<ProxyState>,
+    principal: &Principal,
+    summary: &RequestSummary,
+    decision: &Decision,
+    held: Captured,
+) -> Result<Approval, Box<Response>> {
+    let rid = summary.id.as_str();
     let store = state.approvals.clone();
-    // 1. An approval given for exactly this request (an earlier hold) releases it, once.
-    let (fp, rid_owned) = (h.fingerprint.to_string(), rid.to_string());
-    let s2 = store.clone();
-    match tokio::task::spawn_blocking(move || s2.consume(&fp, None, &rid_owned, now())).await {
-        Ok(Ok(Some(a))) => return Ok(a),
-        Ok(Ok(None)) => {}
-        Ok(Err(e)) => return Err(unavailable(rid, &e.to_string())),
-        Err(e) => return Err(unavailable(rid, &e.to_string())),
+    let required = decision
+        .approvers
+        .clone()
+        .unwrap_or(crate::model::Approvers {
+            role: "approver".to_string(),
+            count: 1,
+            self_approval: false,
+        });
+    let need = Requirement {
+        role: required.role.clone(),
+        count: required.count.max(1),
+        self_approval: required.self_approval,
+    };
+    // 1. An approval given for exactly this request (an earlier hold), meeting what the
+    //    policy requires now, releases it once.
+    let (s2, fp, n2, r2) = (
+        store.clone(),
+        held.fingerprint.clone(),
+        need.clone(),
+        rid.to_string(),
+    );
+    if let Some(a) = blocking(rid, move || {
+        s2.consume(&fp, None, &n2, &r2, now())
+            .map_err(|e| e.to_string())
+    })
+    .await?
+    {
+        return Ok(a);
     }
     // 2. An approval must bind the whole body.
-    if h.summary.body.truncated {
+    if summary.body.truncated {
         return Err(Box::new(respond::error(
             StatusCode::FORBIDDEN,
             "hold_body_too_large",
@@ -147,39 +215,40 @@ pub async fn hold(state: &Arc<ProxyState>, h: Held<'_>) -> Result<Approval, Box<
             rid,
         )));
     };
-    // 4. The approval exists (persisted, recorded) before the request waits.
-    let required = h
-        .decision
-        .approvers
-        .clone()
-        .unwrap_or(crate::model::Approvers {
-            role: "approver".to_string(),
-            count: 1,
-            self_approval: false,
-        });
+    // 4. The approval exists (recorded, persisted) before the request waits; an identical
+    //    request's pending approval is joined rather than duplicated.
     let new = NewApproval {
-        fingerprint: h.fingerprint.to_string(),
-        request: reviewed(h.summary),
-        agent: h.principal.agent.id.clone(),
-        on_behalf_of: h.principal.agent.on_behalf_of.clone(),
-        runtime: h.principal.agent.runtime.clone(),
-        job: h.principal.job.as_ref().map(|j| j.id.clone()),
-        reasons: h.decision.reasons.clone(),
+        fingerprint: held.fingerprint.clone(),
+        request: reviewed(summary),
+        agent: principal.agent.id.clone(),
+        on_behalf_of: principal.agent.on_behalf_of.clone(),
+        runtime: principal.agent.runtime.clone(),
+        job: principal.job.as_ref().map(|j| j.id.clone()),
+        reasons: decision.reasons.clone(),
         required: Required {
             role: required.role,
             count: required.count.max(1),
         },
-        intent: h.intent,
-        evidence: h.evidence,
+        intent: held.intent,
+        evidence: held.evidence,
         allow_self_approval: required.self_approval,
         request_id: rid.to_string(),
     };
     let s2 = store.clone();
-    let approval = match tokio::task::spawn_blocking(move || s2.create(new, now())).await {
-        Ok(Ok(a)) => a,
-        Ok(Err(e)) => return Err(unavailable(rid, &e.to_string())),
+    let opened = match tokio::task::spawn_blocking(move || s2.open_for(new, now())).await {
+        Ok(Ok(o)) => o,
+        Ok(Err(OpenError::TooManyPending { agent, max })) => {
+            return Err(Box::new(respond::error(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_pending",
+                &format!("agent {agent} already has {max} requests waiting for approval (approvals.max_pending_per_agent); wait for a human to decide them"),
+                rid,
+            )))
+        }
+        Ok(Err(OpenError::Store(e))) => return Err(unavailable(rid, &e.to_string())),
         Err(e) => return Err(unavailable(rid, &e.to_string())),
     };
+    let approval = opened.approval().clone();
     let gauge = HeldGauge::new(state.metrics.clone());
     let waited = match store.subscribe(&approval.id) {
         Some(rx) => wait_for_decision(rx, state.config.hold_timeout).await,
@@ -190,24 +259,29 @@ pub async fn hold(state: &Arc<ProxyState>, h: Held<'_>) -> Result<Approval, Box<
     let current = store.get(&approval.id).unwrap_or(approval);
     match waited {
         Waited::Decided(ApprovalState::Approved) => {
-            let (fp, id, rid_owned) = (
-                h.fingerprint.to_string(),
+            // The credential may have been revoked while the request waited.
+            if let Err(failure) = state.auth.revalidate(&principal.credential_id) {
+                return Err(Box::new(respond::auth_required(&failure, rid)));
+            }
+            let (s2, fp, id, r2) = (
+                store.clone(),
+                held.fingerprint.clone(),
                 current.id.clone(),
                 rid.to_string(),
             );
-            let s2 = store.clone();
-            match tokio::task::spawn_blocking(move || s2.consume(&fp, Some(&id), &rid_owned, now()))
-                .await
+            match blocking(rid, move || {
+                s2.consume(&fp, Some(&id), &need, &r2, now())
+                    .map_err(|e| e.to_string())
+            })
+            .await?
             {
-                Ok(Ok(Some(a))) => Ok(a),
-                Ok(Ok(None)) => Err(Box::new(respond::held(
+                Some(a) => Ok(a),
+                None => Err(Box::new(respond::held(
                     &current,
-                    h.decision,
-                    "this request was approved, but an identical request already used the approval, so it was not sent again",
+                    decision,
+                    "this request was approved, but the approval was already used by an identical request or no longer meets the policy, so it was not sent",
                     rid,
                 ))),
-                Ok(Err(e)) => Err(unavailable(rid, &e.to_string())),
-                Err(e) => Err(unavailable(rid, &e.to_string())),
             }
         }
         Waited::Decided(ApprovalState::Denied) => {
@@ -226,14 +300,14 @@ pub async fn hold(state: &Arc<ProxyState>, h: Held<'_>) -> Result<Approval, Box<
                 .unwrap_or_else(|| "refused by an approver".to_string());
             Err(Box::new(respond::held(
                 &current,
-                h.decision,
+                decision,
                 &format!("{why}; do not retry this request unchanged"),
                 rid,
             )))
         }
         Waited::Decided(other) => Err(Box::new(respond::held(
             &current,
-            h.decision,
+            decision,
             &format!(
                 "approval {} is {}; this request was not sent",
                 current.id,
@@ -243,7 +317,7 @@ pub async fn hold(state: &Arc<ProxyState>, h: Held<'_>) -> Result<Approval, Box<
         ))),
         Waited::TimedOut => Err(Box::new(respond::held(
             &current,
-            h.decision,
+            decision,
             &format!(
                 "a human must approve this request before it can proceed (approval {}); it was not sent. Ask your user to approve {} and then send exactly the same request again.",
                 current.id, current.id

@@ -213,10 +213,13 @@ pub async fn handle(
         }
     }
     *upstream_req.version_mut() = http::Version::HTTP_11;
-    let statements = (eval.decision.outcome == Outcome::Hold).then(|| {
-        (
-            hold::statement(upstream_req.headers(), hold::INTENT_HEADER),
-            hold::statement(upstream_req.headers(), hold::EVIDENCE_HEADER),
+    // What a hold binds to and shows the approver, read before X-Clawser-* are stripped.
+    let captured = (eval.decision.outcome == Outcome::Hold).then(|| {
+        hold::Captured::of(
+            &principal,
+            &summary,
+            upstream_req.uri(),
+            upstream_req.headers(),
         )
     });
     strip_for_upstream(upstream_req.headers_mut());
@@ -251,46 +254,31 @@ pub async fn handle(
         }
     }
     let mut released_by: Option<String> = None;
-    let permitted = match (eval.decision.outcome, statements) {
-        (Outcome::Hold, Some((intent, evidence))) => {
-            // 5b. Held: released only by an approval bound to exactly this request.
-            let fp = crate::approval::fingerprint(
-                &principal.agent.id,
-                principal.job.as_ref().map(|j| j.id.as_str()),
-                &summary.method,
-                &upstream_req.uri().to_string(),
-                &summary.body.sha256,
-            );
-            let held = hold::Held {
-                principal: &principal,
-                summary: &summary,
-                decision: &eval.decision,
-                fingerprint: &fp,
-                intent,
-                evidence,
-            };
-            match hold::hold(&state, held).await {
+    let permitted = match captured {
+        // 5b. Held: released only by an approval bound to exactly this request.
+        Some(held) => {
+            let fp = held.fingerprint.clone();
+            match hold::hold(&state, &principal, &summary, &eval.decision, held).await {
                 Ok(approval) => {
                     released_by = Some(approval.id.clone());
                     permit_approved(&eval, &approval, &fp, upstream_req)
                 }
                 Err(resp) => {
-                    let approval = resp
+                    let id = resp
                         .headers()
                         .get(respond::APPROVAL_HEADER)
                         .and_then(|v| v.to_str().ok())
-                        .unwrap_or("-")
-                        .to_string();
+                        .unwrap_or("-");
                     line.emit(
                         "hold",
-                        &format!("{codes};approval={approval}"),
+                        &format!("{codes};approval={id}"),
                         resp.status().as_u16(),
                     );
                     return *resp;
                 }
             }
         }
-        _ => permit(&eval, upstream_req),
+        None => permit(&eval, upstream_req),
     };
     let Some(permitted) = permitted else {
         line.emit(eval.decision.outcome.as_str(), &codes, 403);

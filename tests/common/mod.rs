@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod client;
+pub mod gate;
 pub mod upstream;
 
 use std::collections::HashMap;

@@ -123,6 +123,11 @@ async function follow() {
   while (!signal.aborted) {
     try {
       const resp = await fetch("/v1/events", { headers: { Authorization: "Bearer " + token }, signal });
+      if (resp.status === 401 || resp.status === 403) {
+        logout();
+        $("login-error").textContent = "Your token is no longer accepted; log in again.";
+        return;
+      }
       if (!resp.ok) throw new Error("events: " + resp.status);
       setStatus("live");
       const reader = resp.body.getReader();
@@ -131,7 +136,18 @@ async function follow() {
       refresh();
       for (;;) {
         const { value, done } = await reader.read();
-        if (done) break;
+        if (done) {
+          // The server ends the stream when access is revoked: check before reconnecting.
+          try {
+            await api("GET", "/v1/whoami");
+          } catch (e) {
+            if (e.status === 401 || e.status === 403) {
+              logout();
+              return;
+            }
+          }
+          break;
+        }
         buf += dec.decode(value, { stream: true });
         let i;
         while ((i = buf.indexOf("\n\n")) >= 0) {
