@@ -123,6 +123,8 @@ environments:
     - env: production
       hosts: [127.0.0.1]
       paths: ["/prod/*"]
+approvals:
+  max_pending_per_agent: {max}
 log:
   level: warn
 agents:
