@@ -158,11 +158,11 @@ impl ApproverStore {
         // Declared means active; a revocation took its token, which stays gone.
         s.approver.revoked_at = None;
         if existing.as_ref().map(|e| &e.approver) != Some(&s.approver) {
-            self.persist(&s)?;
             self.emit(
                 "approver.declared",
                 json!({"approver": d.id, "roles": d.roles, "source": "config", "by": "config"}),
             )?;
+            self.persist(&s)?;
             self.write().approvers.insert(d.id.clone(), s);
         }
         Ok(())
@@ -214,11 +214,11 @@ impl ApproverStore {
             },
             token_sha256: None,
         };
-        self.persist(&s)?;
         self.emit(
             "approver.added",
             json!({"approver": s.approver.id, "roles": s.approver.roles, "source": "api", "by": by}),
         )?;
+        self.persist(&s)?;
         let a = s.approver.clone();
         self.write().approvers.insert(a.id.clone(), s);
         Ok(a)
@@ -227,63 +227,58 @@ impl ApproverStore {
     /// Issues a fresh token for `id`, replacing any previous one; the token is shown once.
     pub fn issue_token(&self, id: &str, by: &str) -> Result<IssuedApproverToken> {
         let _w = self.write_lock();
-        let mut s = self
-            .read()
-            .approvers
-            .get(id)
-            .cloned()
-            .ok_or_else(|| Error::NotFound {
-                kind: "approver",
-                id: id.to_string(),
-            })?;
+        let mut s = self.stored(id)?;
         if s.approver.revoked_at.is_some() {
             return Err(Error::Invalid(format!("approver {id:?} is revoked")));
         }
         let token = new_token(ADMIN_TOKEN_PREFIX)?;
         let old = s.token_sha256.replace(hash_token(&token));
         s.approver.token_issued_at = Some(now_rfc3339());
-        self.persist(&s)?;
         self.emit(
             "approver.token_issued",
             json!({"approver": id, "replaced_previous": old.is_some(), "by": by}),
         )?;
-        let mut st = self.write();
-        if let Some(o) = old {
-            st.by_hash.remove(&o);
-        }
-        if let Some(h) = &s.token_sha256 {
-            st.by_hash.insert(h.clone(), id.to_string());
-        }
-        let approver = s.approver.clone();
-        st.approvers.insert(id.to_string(), s);
+        self.persist(&s)?;
+        let approver = self.apply(s, old);
         Ok(IssuedApproverToken { approver, token })
     }
 
     /// Revokes an approver: its token stops working at once.
     pub fn revoke(&self, id: &str, by: &str) -> Result<Approver> {
         let _w = self.write_lock();
-        let mut s = self
-            .read()
+        let mut s = self.stored(id)?;
+        if s.approver.revoked_at.is_none() {
+            s.approver.revoked_at = Some(now_rfc3339());
+        }
+        let old = s.token_sha256.take();
+        self.emit("approver.revoked", json!({"approver": id, "by": by}))?;
+        self.persist(&s)?;
+        Ok(self.apply(s, old))
+    }
+
+    fn stored(&self, id: &str) -> Result<Stored> {
+        self.read()
             .approvers
             .get(id)
             .cloned()
             .ok_or_else(|| Error::NotFound {
                 kind: "approver",
                 id: id.to_string(),
-            })?;
-        if s.approver.revoked_at.is_none() {
-            s.approver.revoked_at = Some(now_rfc3339());
-        }
-        let old = s.token_sha256.take();
-        self.persist(&s)?;
-        self.emit("approver.revoked", json!({"approver": id, "by": by}))?;
+            })
+    }
+
+    /// Makes a recorded, persisted change visible: the record and its token index.
+    fn apply(&self, s: Stored, old_token: Option<String>) -> Approver {
         let mut st = self.write();
-        if let Some(o) = old {
+        if let Some(o) = old_token {
             st.by_hash.remove(&o);
         }
+        if let Some(h) = &s.token_sha256 {
+            st.by_hash.insert(h.clone(), s.approver.id.clone());
+        }
         let approver = s.approver.clone();
-        st.approvers.insert(id.to_string(), s);
-        Ok(approver)
+        st.approvers.insert(approver.id.clone(), s);
+        approver
     }
 
     /// The active approver holding `token`, if any.
