@@ -120,6 +120,15 @@ async fn webhook_receiver() -> (
     (addr, got)
 }
 
+/// The first delivery of `kind` the receiver accepted.
+fn delivered(got: &std::sync::Mutex<Vec<Value>>, kind: &str) -> Option<Value> {
+    got.lock()
+        .unwrap()
+        .iter()
+        .find(|v| v["event"] == kind)
+        .cloned()
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn webhooks_are_told_with_retries() {
     let (addr, got) = webhook_receiver().await;
@@ -139,21 +148,15 @@ async fn webhooks_are_told_with_retries() {
         .unwrap()
         .to_string();
     assert!(
-        eventually(Duration::from_secs(10), || got
-            .lock()
-            .unwrap()
-            .iter()
-            .any(|v| v["event"] == "approval.created"))
+        eventually(Duration::from_secs(10), || delivered(
+            &got,
+            "approval.created"
+        )
+        .is_some())
         .await,
         "approval.created delivered after a retry"
     );
-    let created = got
-        .lock()
-        .unwrap()
-        .iter()
-        .find(|v| v["event"] == "approval.created")
-        .cloned()
-        .unwrap();
+    let created = delivered(&got, "approval.created").unwrap();
     let text = created["text"].as_str().unwrap();
     assert!(
         text.contains(&id) && text.contains("dev") && text.contains("/prod/deploy"),
@@ -170,21 +173,15 @@ async fn webhooks_are_told_with_retries() {
     .await;
     assert_eq!(req.await.unwrap().0, 200);
     assert!(
-        eventually(Duration::from_secs(10), || got
-            .lock()
-            .unwrap()
-            .iter()
-            .any(|v| v["event"] == "approval.decided"))
+        eventually(Duration::from_secs(10), || delivered(
+            &got,
+            "approval.decided"
+        )
+        .is_some())
         .await,
         "approval.decided delivered"
     );
-    let decided = got
-        .lock()
-        .unwrap()
-        .iter()
-        .find(|v| v["event"] == "approval.decided")
-        .cloned()
-        .unwrap();
+    let decided = delivered(&got, "approval.decided").unwrap();
     assert_eq!(decided["data"]["approver"], "bob");
     assert_eq!(decided["data"]["verdict"], "approve");
     // Nothing but the two subscribed kinds is sent.

@@ -7,7 +7,9 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use common::gate::{admin, agent_request, approver_token, gate, ledger_kinds, pending, APPROVERS};
+use common::gate::{
+    admin, agent_request, approver_token, gate, ledger_kinds, pending, printed_token, APPROVERS,
+};
 use common::{base_config, Server, Upstream};
 use serde_json::{json, Value};
 
@@ -381,12 +383,7 @@ async fn admin_api_roles_agent_tokens_and_approver_management() {
     let out = g
         .server
         .cli_ok(&["approvers", "add", "dave", "--role", "release-approver"]);
-    let dave = out
-        .lines()
-        .find_map(|l| l.strip_prefix("token:"))
-        .and_then(|l| l.split_whitespace().next())
-        .unwrap()
-        .to_string();
+    let dave = printed_token(&out);
     let (code, me) = admin(&g.server, "GET", "/v1/whoami", &dave, None).await;
     assert_eq!(code, 200);
     assert_eq!(me["id"], "dave");

@@ -176,13 +176,7 @@ async fn approve_a_held_request_in_the_web_page() {
     );
     let server = Server::start(tmp.path(), &cfg);
     let env = server.env_for("dev", None);
-    let out = server.cli_ok(&["approvers", "token", "bob"]);
-    let token = out
-        .lines()
-        .find_map(|l| l.strip_prefix("token:"))
-        .and_then(|l| l.split_whitespace().next())
-        .unwrap()
-        .to_string();
+    let token = common::gate::approver_token(&server, "bob");
 
     let driver = Driver::start(&tmp.path().join("chromium-profile")).await;
     driver.goto(&format!("http://{}/", server.admin)).await;

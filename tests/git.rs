@@ -121,12 +121,7 @@ async fn clone_and_push_through_the_proxy_production_push_held_until_approved() 
     let out = w
         .server
         .cli_ok(&["approvers", "add", "bob", "--role", "release-approver"]);
-    let bob = out
-        .lines()
-        .find_map(|l| l.strip_prefix("token:"))
-        .and_then(|l| l.split_whitespace().next())
-        .unwrap()
-        .to_string();
+    let bob = common::gate::printed_token(&out);
     let list: serde_json::Value =
         serde_json::from_str(
             &w.server

@@ -10,9 +10,7 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::identity::{IssuedApproverToken, NewApprover};
 
-fn print_json<T: serde::Serialize>(v: &T) {
-    println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
-}
+use super::commands::print_json;
 
 /// One line per approval.
 fn line(a: &Approval) -> String {

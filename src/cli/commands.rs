@@ -13,7 +13,7 @@ use crate::identity::{IssuedCredential, NewAgent, NewJob};
 use crate::policy::{load_tested, LoadedPolicy, PolicySource};
 use crate::runtime_env::{exports, to_json, to_shell, write_bundle, RuntimeEnv};
 
-fn print_json<T: serde::Serialize>(v: &T) {
+pub(super) fn print_json<T: serde::Serialize>(v: &T) {
     println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
 }
 

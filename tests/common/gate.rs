@@ -45,7 +45,11 @@ pub async fn gate(proxy_extra: &str, extra: &str) -> Gate {
 
 /// `clawser approvers token ID` -> the token it printed.
 pub fn approver_token(s: &Server, id: &str) -> String {
-    let out = s.cli_ok(&["approvers", "token", id]);
+    printed_token(&s.cli_ok(&["approvers", "token", id]))
+}
+
+/// The token on the `token:` line that `approvers add|token` print.
+pub fn printed_token(out: &str) -> String {
     out.lines()
         .find_map(|l| l.strip_prefix("token:"))
         .and_then(|l| l.split_whitespace().next())
