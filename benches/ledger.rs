@@ -58,6 +58,7 @@ fn main() {
         checkpoint_every: 1000,
         checkpoint_interval: Duration::from_secs(10),
         max_batch: 1024,
+        apply_batch: 256,
         origin: "clawser.bench/ledger".into(),
     };
     let db = sled::open(base.join("db")).unwrap();

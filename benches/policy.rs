@@ -6,7 +6,15 @@ use std::time::{Duration, Instant};
 
 use clawser::policy::{pack, EvalEngine, EvalOptions, PolicyEngine};
 
+// As in the clawser binary (src/main.rs): mimalloc, and no backtraces captured for the
+// library errors regorus creates while evaluating.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
+    if std::env::var_os("RUST_LIB_BACKTRACE").is_none() {
+        std::env::set_var("RUST_LIB_BACKTRACE", "0");
+    }
     let dir = std::env::temp_dir().join(format!("clawser-policy-bench-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     pack::install_if_missing(&dir).unwrap();

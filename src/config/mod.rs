@@ -375,6 +375,7 @@ impl Validator<'_> {
                 "10s",
             )?,
             max_batch: self.positive("ledger.max_batch", raw.ledger.max_batch, 1024)?,
+            apply_batch: self.positive("ledger.apply_batch", raw.ledger.apply_batch, 256)?,
             origin,
         };
         let log_format = match raw.log.format.as_deref().unwrap_or("text") {

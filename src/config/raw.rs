@@ -120,6 +120,7 @@ pub struct RawLedger {
     pub checkpoint_every: Option<u64>,
     pub checkpoint_interval: Option<String>,
     pub max_batch: Option<usize>,
+    pub apply_batch: Option<usize>,
     pub origin: Option<String>,
 }
 

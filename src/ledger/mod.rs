@@ -3,7 +3,8 @@
 //! - `entry.rs`: entries and their canonical JSON bytes (the bytes that are hashed).
 //! - `merkle.rs`: RFC 6962 tree hashing and proofs, with known-answer tests.
 //! - `note.rs`, `key.rs`: C2SP signed notes / tlog checkpoints with the node's Ed25519 key.
-//! - `store.rs`: sled storage and the group-commit writer (write-ahead durability).
+//! - `store.rs`, `wal.rs`, `queue.rs`: sled storage and the group-commit writer (write-ahead
+//!   durability), the hand-off to it and the read barrier.
 //! - `verify.rs`: the pure verifier, for the data dir and for exports.
 //! - `export.rs`: JSON Lines and OCSF exports.
 
@@ -12,6 +13,7 @@ pub mod export;
 pub mod key;
 pub mod merkle;
 pub mod note;
+mod queue;
 mod store;
 pub mod verify;
 pub mod wal;
@@ -155,6 +157,7 @@ impl Ledger {
 
     /// Number of durable entries.
     pub fn size(&self) -> u64 {
+        self.writer.shared.queue.visible();
         self.writer
             .shared
             .leaves
@@ -179,6 +182,7 @@ impl Ledger {
 
     /// Entries matching `filter`, in order.
     pub fn entries(&self, filter: &Filter) -> Result<Vec<Entry>> {
+        self.writer.shared.queue.visible();
         let start = filter.after.map_or(0, |a| a.saturating_add(1));
         let mut out = Vec::new();
         for item in self.writer.shared.entries.range(start.to_be_bytes()..) {
@@ -198,6 +202,7 @@ impl Ledger {
 
     /// Raw stored entries (seq, bytes), in order.
     pub fn raw_entries(&self) -> impl Iterator<Item = Result<RawEntry>> + '_ {
+        self.writer.shared.queue.visible();
         self.writer.shared.entries.iter().map(|item| {
             let (k, v) = item?;
             let seq = key_seq(&k).ok_or_else(|| Error::Store("malformed ledger key".into()))?;
@@ -256,10 +261,12 @@ impl Ledger {
         &self,
         trusted: Option<&str>,
     ) -> Result<std::result::Result<VerifyReport, VerifyError>> {
+        // Checkpoints first: every entry a published checkpoint covers is already stored.
+        let checkpoints = self.checkpoints()?;
         let entries = self.raw_entries().collect::<Result<Vec<_>>>()?;
         Ok(verify::verify(
             entries,
-            &self.checkpoints()?,
+            &checkpoints,
             &self.verifier_key(),
             trusted,
         ))

@@ -2,21 +2,23 @@
 //! writer thread with group commit. A stored value is the entry's 32-byte leaf hash followed
 //! by its canonical bytes, so a byte changed in either is pinned to its sequence number.
 //!
-//! Callers hand an entry to the writer and wait. The writer takes every append waiting at
+//! Callers queue an entry (`queue.rs`) and wait. The writer takes every append queued at
 //! that moment (up to `max_batch`), assigns sequence numbers, writes them to the write-ahead
-//! log in one write and fdatasyncs it (`wal.rs`), applies them to sled as one batch, and only
-//! then answers every caller of the batch. So throughput grows with concurrency while an
-//! acknowledged entry is always on disk. sled itself is made durable only when the log passes
-//! `WAL_FLUSH_BYTES` or the writer stops (flush, then fdatasync of its data file: sled's flush
-//! alone is `sync_file_range` on Linux, no durability barrier), after which the log starts
-//! over. Checkpoints are signed over logged (durable) entries and stored in sled.
-//! Checkpoints are signed only over acknowledged (durable) state. After a write error the
-//! ledger refuses every further append (fail closed) until restarted.
+//! log in one write and fdatasyncs it (`wal.rs`), and then answers every caller of the
+//! group: throughput grows with concurrency while an acknowledged entry is always on disk.
+//! Acknowledged entries are applied to sled in batches of up to `apply_batch` (sled's cost
+//! per insert shrinks with the batch), when the writer goes idle, before a checkpoint, or at
+//! once when a reader asks (the read barrier in `queue.rs`). sled itself is made durable only
+//! when the log passes `WAL_FLUSH_BYTES` or the writer stops (flush, then fdatasync of its
+//! data file: sled's flush alone is `sync_file_range` on Linux, no durability barrier), after
+//! which the log starts over; after a crash, the log replays what sled lacks. Checkpoints are
+//! signed only over durable state, once sled holds every entry they cover. After a write
+//! error the ledger refuses every further append (fail closed) until restarted.
 
 use std::fs::File;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::mpsc;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -26,6 +28,7 @@ use super::entry::{assemble, canonical};
 use super::key::LedgerKey;
 use super::merkle::{leaf_hash, Frontier, Hash};
 use super::note::{sign_note, verifier_key, Checkpoint};
+use super::queue::{Queue, Reply, Req, DETACHED_DELAY};
 use super::wal::{read_frames, Wal};
 use crate::error::{Error, Result};
 
@@ -43,41 +46,11 @@ pub struct LedgerConfig {
     pub checkpoint_interval: Duration,
     /// Most appends committed in one group.
     pub max_batch: usize,
+    /// Most acknowledged entries held (in the write-ahead log and memory) before they are
+    /// applied to sled.
+    pub apply_batch: usize,
     /// The checkpoint origin line and key name.
     pub origin: String,
-}
-
-enum Reply {
-    Sync(mpsc::SyncSender<Result<u64>>),
-    Async(tokio::sync::oneshot::Sender<Result<u64>>),
-    None,
-}
-
-impl Reply {
-    fn send(self, r: Result<u64>) {
-        match self {
-            Reply::Sync(tx) => {
-                let _ = tx.send(r);
-            }
-            Reply::Async(tx) => {
-                let _ = tx.send(r);
-            }
-            Reply::None => {}
-        }
-    }
-}
-
-enum Msg {
-    Append(Req),
-    /// Publish a final checkpoint, make sled durable, stop; answer when done.
-    Close(mpsc::SyncSender<()>),
-}
-
-struct Req {
-    kind: String,
-    /// Canonical bytes of the entry's data, serialized by the caller.
-    data: Vec<u8>,
-    reply: Reply,
 }
 
 /// State readers share with the writer.
@@ -88,11 +61,12 @@ pub(super) struct Shared {
     pub latest_checkpoint: RwLock<Option<String>>,
     pub failed: AtomicBool,
     pub verifier: String,
+    pub queue: Queue,
 }
 
 /// The append side of the ledger.
 pub struct Writer {
-    tx: mpsc::Sender<Msg>,
+    max_batch: usize,
     pub(super) shared: Arc<Shared>,
 }
 
@@ -175,10 +149,10 @@ impl Writer {
             latest_checkpoint: RwLock::new(latest),
             failed: AtomicBool::new(false),
             verifier: verifier_key(&cfg.origin, &key.public()),
+            queue: Queue::new(frontier.size()),
         });
-        let (tx, rx) = mpsc::channel();
+        let max_batch = cfg.max_batch;
         let mut w = WriterThread {
-            rx,
             db,
             file,
             wal,
@@ -187,6 +161,7 @@ impl Writer {
             frontier,
             shared: shared.clone(),
             last_checkpoint: (0, Instant::now()),
+            pending: Vec::new(),
         };
         w.last_checkpoint.0 = w.shared.latest_checkpoint.read().map_or(0, |c| {
             c.as_deref()
@@ -197,7 +172,7 @@ impl Writer {
             .name("clawser-ledger".into())
             .spawn(move || w.run())
             .map_err(|e| store_err(format!("starting the writer: {e}")))?;
-        Ok(Writer { tx, shared })
+        Ok(Writer { max_batch, shared })
     }
 
     fn submit(&self, kind: &str, data: Value, reply: Reply) -> Result<()> {
@@ -206,12 +181,14 @@ impl Writer {
                 "a previous write failed; the ledger refuses appends until restarted",
             ));
         }
-        self.tx
-            .send(Msg::Append(Req {
-                kind: kind.to_string(),
-                data: canonical(&data),
-                reply,
-            }))
+        let req = Req {
+            kind: kind.to_string(),
+            data: canonical(&data),
+            reply,
+        };
+        self.shared
+            .queue
+            .push(req, self.max_batch)
             .map_err(|_| store_err("the writer has stopped"))
     }
 
@@ -235,16 +212,38 @@ impl Writer {
     /// stops the writer (waits up to 10 s). Later appends fail.
     pub fn close(&self) {
         let (tx, rx) = mpsc::sync_channel(1);
-        if self.tx.send(Msg::Close(tx)).is_ok() {
+        if self.shared.queue.close(tx) {
             let _ = rx.recv_timeout(Duration::from_secs(10));
         }
     }
 
-    /// Appends without waiting (the entry still goes through group commit).
+    /// Appends without waiting: the entry rides with the next group (or is written within
+    /// `DETACHED_DELAY`) and is durable with the next sync.
     pub fn append_detached(&self, kind: &str, data: Value) {
         if let Err(e) = self.submit(kind, data, Reply::None) {
             tracing::error!(error = %e, kind, "ledger append failed");
         }
+    }
+}
+
+impl Drop for Writer {
+    /// A writer dropped without `close()` (e.g. an offline CLI command) still publishes its
+    /// final checkpoint and makes sled durable.
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+/// Stops the queue when the writer thread ends, however it ends.
+struct StopOnExit(Arc<Shared>);
+
+impl Drop for StopOnExit {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.failed.store(true, Ordering::SeqCst);
+            tracing::error!("the ledger writer stopped unexpectedly; refusing further appends");
+        }
+        self.0.queue.stop();
     }
 }
 
@@ -260,7 +259,6 @@ pub(super) fn key_seq(k: &[u8]) -> Option<u64> {
 }
 
 struct WriterThread {
-    rx: mpsc::Receiver<Msg>,
     db: sled::Db,
     file: File,
     wal: Wal,
@@ -269,46 +267,41 @@ struct WriterThread {
     frontier: Frontier,
     shared: Arc<Shared>,
     last_checkpoint: (u64, Instant),
+    /// Acknowledged entries not yet in sled: (seq, leaf hash, stored value).
+    pending: Vec<(u64, Hash, Vec<u8>)>,
 }
 
 impl WriterThread {
     fn run(&mut self) {
+        // If this thread ever unwinds, appenders and readers are answered, not left waiting.
+        let _guard = StopOnExit(self.shared.clone());
         loop {
-            let first = match self.rx.recv_timeout(self.cfg.checkpoint_interval) {
-                Ok(Msg::Append(r)) => r,
-                Ok(Msg::Close(done)) => {
-                    self.close();
-                    let _ = done.send(());
-                    return;
-                }
-                Err(RecvTimeoutError::Timeout) => {
-                    self.maybe_checkpoint(true);
-                    continue;
-                }
-                Err(RecvTimeoutError::Disconnected) => {
-                    self.close();
-                    return;
-                }
+            let idle_timeout = if self.pending.is_empty() {
+                self.cfg.checkpoint_interval
+            } else {
+                DETACHED_DELAY
             };
-            let mut batch = vec![first];
-            let mut closing = None;
-            while batch.len() < self.cfg.max_batch {
-                match self.rx.try_recv() {
-                    Ok(Msg::Append(r)) => batch.push(r),
-                    Ok(Msg::Close(done)) => {
-                        closing = Some(done);
-                        break;
-                    }
-                    Err(_) => break,
-                }
+            let taken = self.shared.queue.take(self.cfg.max_batch, idle_timeout);
+            if !taken.reqs.is_empty() {
+                self.commit(taken.reqs);
             }
-            self.commit(batch);
-            self.maybe_checkpoint(false);
+            if taken.apply_now || taken.idle || self.pending.len() >= self.cfg.apply_batch {
+                let _ = self.apply();
+            }
+            self.maybe_checkpoint();
             if self.wal.len() > WAL_FLUSH_BYTES {
                 self.make_sled_durable();
             }
-            if let Some(done) = closing {
+            if self.shared.failed.load(Ordering::SeqCst) {
+                self.shared.queue.stop();
+                if let Some(done) = taken.closing {
+                    let _ = done.send(());
+                }
+                return;
+            }
+            if let Some(done) = taken.closing {
                 self.close();
+                self.shared.queue.stop();
                 let _ = done.send(());
                 return;
             }
@@ -323,20 +316,18 @@ impl WriterThread {
             return;
         }
         let first = self.frontier.size();
-        let mut sled_batch = sled::Batch::default();
         let mut frames = Vec::new();
-        let mut hashes = Vec::with_capacity(batch.len());
+        let mut entries = Vec::with_capacity(batch.len());
         let time = crate::time::now_rfc3339();
         for (i, r) in batch.iter().enumerate() {
             let seq = first + i as u64;
             let bytes = assemble(seq, &time, &r.kind, &r.data);
             let h = leaf_hash(&bytes);
-            hashes.push(h);
             Wal::frame(&mut frames, seq, &h, &bytes);
             let mut value = Vec::with_capacity(32 + bytes.len());
             value.extend_from_slice(&h);
             value.extend_from_slice(&bytes);
-            sled_batch.insert(seq.to_be_bytes().to_vec(), value);
+            entries.push((seq, h, value));
         }
         // A group nobody waits for (only detached appends) is written without its own sync;
         // the next waited-for group's sync, or the next checkpoint's, covers it.
@@ -346,19 +337,15 @@ impl WriterThread {
         } else {
             self.wal.append(&frames)
         };
-        let durable = logged.and_then(|_| {
-            self.shared
-                .entries
-                .apply_batch(sled_batch)
-                .map_err(store_err)
-        });
-        match durable {
+        match logged {
             Ok(()) => {
-                for h in &hashes {
+                for (_, h, _) in &entries {
                     self.frontier.push(*h);
                 }
-                if let Ok(mut l) = self.shared.leaves.write() {
-                    l.extend_from_slice(&hashes);
+                self.pending.extend(entries);
+                if someone_waits {
+                    // Everything logged so far is durable now.
+                    self.shared.queue.acknowledged(self.frontier.size());
                 }
                 for (i, r) in batch.into_iter().enumerate() {
                     r.reply.send(Ok(first + i as u64));
@@ -375,14 +362,65 @@ impl WriterThread {
         }
     }
 
+    /// Applies logged entries to sled in one batch and makes them readable (syncing the log
+    /// first if entries nobody waited for are not yet durable, so readers never see an entry
+    /// a crash could lose). False when the ledger has failed.
+    fn apply(&mut self) -> bool {
+        if self.shared.failed.load(Ordering::SeqCst) {
+            return false;
+        }
+        if self.pending.is_empty() {
+            return true;
+        }
+        if let Err(e) = self.wal.sync() {
+            self.fail("ledger sync failed", &e);
+            return false;
+        }
+        self.shared.queue.acknowledged(self.frontier.size());
+        let mut batch = sled::Batch::default();
+        let mut hashes = Vec::with_capacity(self.pending.len());
+        let last = self.pending.last().map_or(0, |(seq, _, _)| seq + 1);
+        for (seq, h, value) in self.pending.drain(..) {
+            batch.insert(&seq.to_be_bytes(), value);
+            hashes.push(h);
+        }
+        match self.shared.entries.apply_batch(batch) {
+            Ok(()) => {
+                match self.shared.leaves.write() {
+                    Ok(mut l) => l.extend_from_slice(&hashes),
+                    Err(p) => p.into_inner().extend_from_slice(&hashes),
+                }
+                self.shared.queue.applied(last);
+                true
+            }
+            Err(e) => {
+                // The entries are durable in the log (replayed at the next start), but this
+                // process can no longer show them.
+                self.fail("ledger store failed", &store_err(e));
+                false
+            }
+        }
+    }
+
+    /// Marks the ledger failed: every later append is refused (fail closed).
+    fn fail(&self, what: &str, e: &Error) {
+        tracing::error!(error = %e, "{what}; refusing further appends (fail closed)");
+        self.shared.failed.store(true, Ordering::SeqCst);
+    }
+
     fn close(&mut self) {
-        self.maybe_checkpoint(true);
+        self.force_checkpoint();
         self.make_sled_durable();
     }
 
     /// Flushes sled and fdatasyncs its data file; then every logged entry is in sled on disk
     /// and the log can start over.
     fn make_sled_durable(&mut self) {
+        if !self.apply() {
+            return;
+        }
+        // After a failed sync the kernel may report the next one as successful although data
+        // was dropped, so any failure here stops the ledger rather than truncating the log.
         let r = self
             .wal
             .sync()
@@ -390,17 +428,27 @@ impl WriterThread {
             .and_then(|_| self.file.sync_data().map_err(store_err))
             .and_then(|_| self.wal.truncate());
         if let Err(e) = r {
-            tracing::error!(error = %e, "could not make the ledger store durable; the write-ahead log keeps growing");
+            self.fail("could not make the ledger store durable", &e);
         }
     }
 
-    fn maybe_checkpoint(&mut self, timer: bool) {
+    fn maybe_checkpoint(&mut self) {
+        let new = self.frontier.size().saturating_sub(self.last_checkpoint.0);
+        if new >= self.cfg.checkpoint_every
+            || (new > 0 && self.last_checkpoint.1.elapsed() >= self.cfg.checkpoint_interval)
+        {
+            self.force_checkpoint();
+        }
+    }
+
+    /// Signs a checkpoint over everything appended (if anything is new).
+    fn force_checkpoint(&mut self) {
         let size = self.frontier.size();
-        let new = size.saturating_sub(self.last_checkpoint.0);
-        let due = new >= self.cfg.checkpoint_every
-            || (new > 0
-                && (timer || self.last_checkpoint.1.elapsed() >= self.cfg.checkpoint_interval));
-        if !due || self.shared.failed.load(Ordering::SeqCst) {
+        if size == self.last_checkpoint.0 || self.shared.failed.load(Ordering::SeqCst) {
+            return;
+        }
+        // Readers of a checkpoint find every entry it covers in sled.
+        if !self.apply() {
             return;
         }
         // Sign only durable state.

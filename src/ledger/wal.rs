@@ -3,8 +3,8 @@
 //! A group commit appends one frame per entry — `seq (u64 BE) | len (u32 BE) | leaf hash
 //! (32) | canonical bytes` — in a single write, then fdatasyncs: one sequential write and
 //! one sync per group, instead of sled's flush (its own writes plus `sync_file_range`) and a
-//! sync. sled is then updated without flushing; at each checkpoint sled is flushed and
-//! synced and the log starts over. On open, frames beyond what sled holds are replayed; the
+//! sync. sled is then updated (in batches) without flushing; when the log passes its size
+//! bound, and at shutdown, sled is flushed and synced and the log starts over. On open, frames beyond what sled holds are replayed; the
 //! first torn or corrupt frame ends the log (it was never acknowledged).
 //!
 //! The file is preallocated with zeros and overwritten in place, so a sync moves data only
