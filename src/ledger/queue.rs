@@ -75,7 +75,9 @@ struct State {
 /// What the writer takes from the queue in one go.
 pub struct Taken {
     pub reqs: Vec<Req>,
-    pub closing: Option<std::sync::mpsc::SyncSender<()>>,
+    /// Shutdown was asked for and every queued append has been taken: finish, then `stop()`
+    /// (which answers the caller of `close`).
+    pub closing: bool,
     /// A reader is waiting: apply everything acknowledged now.
     pub apply_now: bool,
     /// The wait ended on the timer with nothing queued.
@@ -173,12 +175,7 @@ impl Queue {
         };
         s.waited = s.reqs.iter().any(|r| r.reply.waits());
         let apply_now = std::mem::take(&mut s.apply_wanted);
-        // Shutdown is handled once every queued append has been taken.
-        let closing = if s.reqs.is_empty() {
-            s.closing.take()
-        } else {
-            None
-        };
+        let closing = s.closed && s.reqs.is_empty();
         Taken {
             reqs,
             closing,
@@ -313,7 +310,7 @@ mod tests {
         let sizes: Vec<(usize, bool)> = (0..3)
             .map(|_| {
                 let t = q.take(2, Duration::from_secs(60));
-                (t.reqs.len(), t.closing.is_some())
+                (t.reqs.len(), t.closing)
             })
             .collect();
         assert_eq!(sizes, vec![(2, false), (2, false), (1, true)]);

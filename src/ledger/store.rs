@@ -292,17 +292,12 @@ impl WriterThread {
             if self.wal.len() > WAL_FLUSH_BYTES {
                 self.make_sled_durable();
             }
+            // On return, the guard stops the queue and answers a pending `close`.
             if self.shared.failed.load(Ordering::SeqCst) {
-                self.shared.queue.stop();
-                if let Some(done) = taken.closing {
-                    let _ = done.send(());
-                }
                 return;
             }
-            if let Some(done) = taken.closing {
+            if taken.closing {
                 self.close();
-                self.shared.queue.stop();
-                let _ = done.send(());
                 return;
             }
         }
