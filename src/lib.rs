@@ -28,6 +28,8 @@
 pub mod error;
 pub mod fsutil;
 pub mod model;
+#[cfg(test)]
+pub(crate) mod testutil;
 pub mod time;
 
 pub mod approval;

@@ -211,7 +211,7 @@ fn pending_approvals_survive_a_restart() {
     let a = s.create(new_approval(1), t0()).unwrap();
     drop(s);
     drop(db);
-    let db = sled::open(d.path().join("db")).unwrap();
+    let db = crate::testutil::reopen_sled(&d.path().join("db"));
     let s = ApprovalStore::open(&db, std::time::Duration::from_secs(3600), 100, None).unwrap();
     let again = s.get(&a.id).unwrap();
     assert_eq!(again.state, ApprovalState::Pending);

@@ -492,7 +492,7 @@ mod tests {
             .unwrap();
             s.issue_credential("a", None).unwrap()
         };
-        let s = IdentityStore::open(sled::open(dir.path()).unwrap(), &[]).unwrap();
+        let s = IdentityStore::open(crate::testutil::reopen_sled(dir.path()), &[]).unwrap();
         assert!(s.credential_by_hash(&hash_token(&issued.token)).is_some());
     }
 }

@@ -170,7 +170,13 @@ impl Writer {
         });
         std::thread::Builder::new()
             .name("clawser-ledger".into())
-            .spawn(move || w.run())
+            .spawn(move || {
+                // Declared first, dropped last: the queue is stopped (and `close` answered)
+                // only after the writer has released sled and the log, however it ends.
+                let _guard = StopOnExit(w.shared.clone());
+                let mut w = w;
+                w.run();
+            })
             .map_err(|e| store_err(format!("starting the writer: {e}")))?;
         Ok(Writer { max_batch, shared })
     }
@@ -273,8 +279,6 @@ struct WriterThread {
 
 impl WriterThread {
     fn run(&mut self) {
-        // If this thread ever unwinds, appenders and readers are answered, not left waiting.
-        let _guard = StopOnExit(self.shared.clone());
         loop {
             let idle_timeout = if self.pending.is_empty() {
                 self.cfg.checkpoint_interval
@@ -292,7 +296,7 @@ impl WriterThread {
             if self.wal.len() > WAL_FLUSH_BYTES {
                 self.make_sled_durable();
             }
-            // On return, the guard stops the queue and answers a pending `close`.
+            // On return, the thread's guard stops the queue and answers a pending `close`.
             if self.shared.failed.load(Ordering::SeqCst) {
                 return;
             }
