@@ -7,10 +7,10 @@
 //!
 //! Entries are acknowledged once they are durable in the write-ahead log; the writer applies
 //! them to sled in larger batches afterwards. The read barrier ([`Queue::visible`]) makes a
-//! reader wait until everything acknowledged before the read began is in sled, so a caller
-//! that saw its append return also sees the entry in every read.
+//! reader wait until every append queued before the read began (waited for or not) is
+//! durable and in sled, so a caller that saw its append return, or that made a request whose
+//! `request.completed` was queued, also sees the entry in every later read.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -18,7 +18,7 @@ use crate::error::Result;
 
 /// How long an append nobody waits for may sit in the queue before the writer takes it.
 pub const DETACHED_DELAY: Duration = Duration::from_millis(5);
-/// How long a reader waits for acknowledged entries to reach sled before it reads anyway.
+/// How long a reader waits for queued entries to reach sled before it reads anyway.
 const READ_BARRIER_WAIT: Duration = Duration::from_secs(10);
 
 /// Who is told when an append is durable.
@@ -62,10 +62,13 @@ struct State {
     closing: Option<std::sync::mpsc::SyncSender<()>>,
     /// Shutdown was asked for: appends are refused from then on.
     closed: bool,
-    /// A reader waits for acknowledged entries to be applied to sled.
+    /// A reader waits for queued entries to be applied to sled.
     apply_wanted: bool,
     /// Entries applied to sled (and visible to readers).
     applied: u64,
+    /// Appends accepted so far (all time, counting the entries stored at start): once the
+    /// writer has applied this many, every one of them is readable.
+    pushed: u64,
     /// The writer has stopped (closed or failed): readers stop waiting.
     stopped: bool,
     /// The writer sleeps on a long timer: the first append nobody waits for wakes it.
@@ -78,7 +81,7 @@ pub struct Taken {
     /// Shutdown was asked for and every queued append has been taken: finish, then `stop()`
     /// (which answers the caller of `close`).
     pub closing: bool,
-    /// A reader is waiting: apply everything acknowledged now.
+    /// A reader is waiting: apply everything taken now.
     pub apply_now: bool,
     /// The wait ended on the timer with nothing queued.
     pub idle: bool,
@@ -89,8 +92,6 @@ pub struct Queue {
     state: Mutex<State>,
     wake: Condvar,
     applied_cv: Condvar,
-    /// Entries acknowledged as durable.
-    acked: AtomicU64,
 }
 
 impl Queue {
@@ -99,11 +100,11 @@ impl Queue {
         Queue {
             state: Mutex::new(State {
                 applied,
+                pushed: applied,
                 ..State::default()
             }),
             wake: Condvar::new(),
             applied_cv: Condvar::new(),
-            acked: AtomicU64::new(applied),
         }
     }
 
@@ -123,6 +124,7 @@ impl Queue {
         }
         let waits = req.reply.waits();
         s.waited |= waits;
+        s.pushed += 1;
         s.reqs.push(req);
         if waits || s.reqs.len() >= max_batch || (s.sleeping_long && s.reqs.len() == 1) {
             self.wake.notify_one();
@@ -174,7 +176,9 @@ impl Queue {
             s.reqs.drain(..max_batch).collect()
         };
         s.waited = s.reqs.iter().any(|r| r.reply.waits());
-        let apply_now = std::mem::take(&mut s.apply_wanted);
+        let apply_now = s.apply_wanted;
+        // A reader keeps the writer going until it has taken (and applied) everything.
+        s.apply_wanted &= !s.reqs.is_empty();
         let closing = s.closed && s.reqs.is_empty();
         Taken {
             reqs,
@@ -182,11 +186,6 @@ impl Queue {
             apply_now,
             idle,
         }
-    }
-
-    /// Writer side: `n` entries in total are durable (call before answering their waiters).
-    pub fn acknowledged(&self, n: u64) {
-        self.acked.store(n, Ordering::SeqCst);
     }
 
     /// Writer side: `n` entries in total are in sled.
@@ -222,11 +221,11 @@ impl Queue {
         self.applied_cv.notify_all();
     }
 
-    /// Reader side: waits until every entry acknowledged so far is in sled (at most
-    /// `READ_BARRIER_WAIT`; the writer applies at once when asked).
+    /// Reader side: waits until every append queued so far is in sled (at most
+    /// `READ_BARRIER_WAIT`; the writer takes, syncs and applies at once when asked).
     pub fn visible(&self) {
-        let want = self.acked.load(Ordering::SeqCst);
         let mut s = self.lock();
+        let want = s.pushed;
         if s.applied >= want || s.stopped {
             return;
         }
@@ -236,7 +235,7 @@ impl Queue {
         while s.applied < want && !s.stopped {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                tracing::warn!("ledger: acknowledged entries not yet readable; reading anyway");
+                tracing::warn!("ledger: queued entries not yet readable; reading anyway");
                 return;
             }
             s = match self.applied_cv.wait_timeout(s, left) {
@@ -317,19 +316,35 @@ mod tests {
     }
 
     #[test]
-    fn a_reader_waits_for_acknowledged_entries_to_be_applied() {
+    fn a_reader_waits_for_queued_entries_to_be_applied() {
         let q = std::sync::Arc::new(Queue::new(0));
-        q.acknowledged(3);
-        let writer = {
+        // Nobody waits for these, so only the reader makes the writer take them at once.
+        for _ in 0..3 {
+            assert!(q.push(req(Reply::None), 2).is_ok());
+        }
+        let reader = {
             let q = q.clone();
             std::thread::spawn(move || {
-                let t = q.take(8, Duration::from_secs(60));
-                assert!(t.apply_now, "the reader asked for the entries");
-                q.applied(3);
+                q.visible();
+                q.lock().applied
             })
         };
-        q.visible();
-        assert_eq!(q.lock().applied, 3);
-        writer.join().unwrap();
+        while !q.lock().apply_wanted {
+            std::thread::yield_now();
+        }
+        // The writer takes a full batch, then (the reader still waiting) the rest at once,
+        // even though nobody waits for it and the idle delay has not passed.
+        let t = q.take(2, Duration::from_secs(60));
+        assert_eq!(t.reqs.len(), 2);
+        assert!(t.apply_now, "the reader asked for the entries");
+        let t = q.take(8, Duration::from_secs(60));
+        assert!(
+            t.apply_now,
+            "still asked for: taken at once, not on the idle timer"
+        );
+        assert_eq!(t.reqs.len(), 1);
+        assert!(!q.lock().apply_wanted, "nothing left to take");
+        q.applied(3);
+        assert_eq!(reader.join().unwrap(), 3);
     }
 }

@@ -224,7 +224,10 @@ impl Writer {
     }
 
     /// Appends without waiting: the entry rides with the next group (or is written within
-    /// `DETACHED_DELAY`) and is durable with the next sync.
+    /// `DETACHED_DELAY`) and is durable with the next sync (the next waited-for group, or
+    /// when the writer goes idle). Until then it is only in memory: a crash in that window
+    /// (milliseconds) loses it. Use it only where nothing depends on the entry being durable
+    /// (`request.completed`, refusals); readers and checkpoints never see it before it is.
     pub fn append_detached(&self, kind: &str, data: Value) {
         if let Err(e) = self.submit(kind, data, Reply::None) {
             tracing::error!(error = %e, kind, "ledger append failed");
@@ -342,10 +345,6 @@ impl WriterThread {
                     self.frontier.push(*h);
                 }
                 self.pending.extend(entries);
-                if someone_waits {
-                    // Everything logged so far is durable now.
-                    self.shared.queue.acknowledged(self.frontier.size());
-                }
                 for (i, r) in batch.into_iter().enumerate() {
                     r.reply.send(Ok(first + i as u64));
                 }
@@ -375,7 +374,6 @@ impl WriterThread {
             self.fail("ledger sync failed", &e);
             return false;
         }
-        self.shared.queue.acknowledged(self.frontier.size());
         let mut batch = sled::Batch::default();
         let mut hashes = Vec::with_capacity(self.pending.len());
         let last = self.pending.last().map_or(0, |(seq, _, _)| seq + 1);
