@@ -5,8 +5,8 @@
 //! Callers queue an entry (`queue.rs`) and wait. The writer takes every append queued at
 //! that moment (up to `max_batch`), assigns sequence numbers, writes them to the write-ahead
 //! log in one durable write (`wal.rs`: direct I/O, or a write plus fdatasync), and then
-//! answers every caller of the
-//! group: throughput grows with concurrency while an acknowledged entry is always on disk.
+//! answers every caller of the group: throughput grows with concurrency while an
+//! acknowledged entry is always on disk.
 //! Acknowledged entries are applied to sled in batches of up to `apply_batch` (sled's cost
 //! per insert shrinks with the batch), when the writer goes idle, before a checkpoint, or at
 //! once when a reader asks (the read barrier in `queue.rs`). sled itself is made durable only
