@@ -119,8 +119,9 @@ impl Direct {
         let start = durable - self.tail.len() as u64;
         self.file.write_all_at(window, start)?;
         let last_block = total / ALIGN * ALIGN;
-        let tail = window.get(last_block..total).unwrap_or_default().to_vec();
-        self.tail = tail;
+        self.tail.clear();
+        self.tail
+            .extend_from_slice(window.get(last_block..total).unwrap_or_default());
         self.pending.clear();
         Ok(())
     }
