@@ -36,7 +36,7 @@ start_clawser() { # name [env assignment]: starts an instance, sets proxy_<name>
   mkdir -p "$dir"
   cat >"$dir/clawser.yaml" <<YAML
 data_dir: $dir/data
-proxy: {listen: 127.0.0.1:0}
+proxy: {listen: 127.0.0.1:0, allow_private: [127.0.0.0/8]}
 admin: {listen: 127.0.0.1:0}
 ca: {dir: $work/certs}
 policy: {dir: $work/policies, engine: $ENGINE}

@@ -108,6 +108,7 @@ async fn main() {
         r#"data_dir: {d}/data
 proxy:
   listen: 127.0.0.1:0
+  allow_private: [127.0.0.0/8]
   max_held: {max}
   max_connections: {conns}
   hold_timeout: 600s

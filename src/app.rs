@@ -23,7 +23,8 @@ use crate::metrics::Metrics;
 use crate::model::EventSink;
 use crate::notify::Notifier;
 use crate::policy::{pack, PolicyEngine};
-use crate::proxy::{self, ProxyState, Upstream};
+use crate::proxy::{self, Destinations, ProxyState, Upstream};
+use crate::redact::Redactor;
 
 /// Bench-only switch: when this environment variable is set, the ledger is off.
 pub const BENCH_NO_LEDGER: &str = "CLAWSER_BENCH_NO_LEDGER";
@@ -107,7 +108,6 @@ pub struct App {
     pub admin_token: AdminToken,
     pub metrics: Arc<Metrics>,
     pub bundle: PathBuf,
-    upstream: Upstream,
     pub ledger: Option<Ledger>,
     pub approvals: ApprovalStore,
     pub approvers: ApproverStore,
@@ -163,7 +163,6 @@ impl App {
             config.policy.eval,
             sink,
         )?);
-        let upstream = Upstream::new(&config.upstream)?;
         Ok(App {
             config,
             identity,
@@ -172,7 +171,6 @@ impl App {
             admin_token,
             metrics: Arc::new(Metrics::default()),
             bundle,
-            upstream,
             ledger,
             approvals,
             approvers,
@@ -202,6 +200,21 @@ impl App {
             .map_err(Error::io("reading", "admin socket"))?;
         let (tx, rx) = watch::channel(false);
 
+        // Destinations are checked against the listeners actually bound (port 0 included).
+        let p = &self.config.proxy;
+        let destinations = Arc::new(Destinations::new(
+            p.allow_private.clone(),
+            vec![proxy_addr, admin_addr],
+            p.dns_cache_ttl,
+            p.dns_cache_size,
+            self.config.upstream.connect_timeout,
+        ));
+        let upstream = Upstream::new(&self.config.upstream, destinations.clone())?;
+        let redactor = Redactor::new(&p.redact_patterns, &p.redact_query_keys, &p.redact_headers)
+            .map_err(|e| Error::Config {
+            path: self.config.source.clone(),
+            message: format!("proxy.redact_patterns: {e}"),
+        })?;
         let ca: Arc<dyn CertificateAuthority> = self.ca.clone();
         let state = Arc::new(ProxyState::new(
             self.config.proxy.clone(),
@@ -209,12 +222,14 @@ impl App {
             Authenticator::new(self.identity.clone()),
             self.policy.clone(),
             ca,
-            self.upstream.clone(),
+            upstream,
             self.config.upstream.connect_timeout,
             self.metrics.clone(),
             self.ledger.clone(),
             self.approvals.clone(),
             self.bus.clone(),
+            destinations,
+            redactor,
         ));
         let admin_state = Arc::new(AdminState {
             identity: self.identity.clone(),

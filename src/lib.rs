@@ -17,9 +17,10 @@
 //! | 1 | [`ledger`] | the work ledger: entries, Merkle tree, checkpoints, WAL, verifier |
 //! | 1 | [`policy`] | Rego input, engine (fail closed), hot reload, policy tests |
 //! | 1 | [`metrics`] | counters for `/metrics` |
+//! | 1 | [`redact`] | secret redaction: key names, credential shapes, configured patterns |
 //! | 1 | [`runtime_env`] | the exports `clawser env` prints |
 //! | 2 | [`tls`] | ClientHello peek, interception acceptor, upstream client config |
-//! | 2 | [`proxy`] | listener, CONNECT, pipeline (identify, decide, forward), responses |
+//! | 2 | [`proxy`] | listener, CONNECT, destinations (resolve, classify, canonicalize), pipeline, responses |
 //! | 2 | [`admin`] | admin API, approval inbox web page, and the API's client |
 //! | 2 | [`notify`] | webhook delivery with retries |
 //! | 3 | [`app`] | composition root: builds the components, owns shutdown |
@@ -40,6 +41,7 @@ pub mod identity;
 pub mod ledger;
 pub mod metrics;
 pub mod policy;
+pub mod redact;
 pub mod runtime_env;
 
 pub mod admin;

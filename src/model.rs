@@ -108,14 +108,25 @@ impl Decision {
     }
 }
 
+/// Where a request really goes (`input.destination`): the addresses Clawser resolved,
+/// checked and will connect to, and their class (`global`, `loopback`, `private`, ...; the
+/// first non-global class among them, else `global`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Destination {
+    pub ips: Vec<std::net::IpAddr>,
+    pub class: String,
+}
+
 /// What the policy (and later the ledger) sees of a request body: never its content.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct BodySummary {
-    /// Declared (Content-Length) or inspected size in bytes.
-    pub size: u64,
+    /// The declared length (Content-Length), else the length read when the whole body was
+    /// inspected; `null` when unknown (a streamed body larger than `proxy.max_inspect_bytes`).
+    pub size: Option<u64>,
     /// Hex SHA-256 of the inspected bytes (the whole body unless `truncated`).
     pub sha256: String,
-    /// The parsed body, when it is JSON and was inspected whole.
+    /// The parsed body, when it parses as JSON (whatever its Content-Type) and was inspected
+    /// whole.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub json: Option<serde_json::Value>,
     /// True when the body was larger than `proxy.max_inspect_bytes`.

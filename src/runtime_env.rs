@@ -19,6 +19,24 @@ pub const SYSTEM_BUNDLES: &[&str] = &[
 /// The bundle file name inside the data dir.
 pub const BUNDLE_FILE: &str = "ca-bundle.pem";
 
+/// The names, among `present`, that `clawser run` removes from the command's environment:
+/// every `CLAWSER_*` variable (the admin or approver token, the config path), so an agent
+/// never inherits its operator's authority.
+pub fn withheld<I, S>(present: I) -> Vec<S>
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    present
+        .into_iter()
+        .filter(|n| {
+            n.as_ref()
+                .to_str()
+                .is_some_and(|n| n.to_ascii_uppercase().starts_with("CLAWSER_"))
+        })
+        .collect()
+}
+
 /// Inputs of [`exports`].
 #[derive(Debug, Clone)]
 pub struct RuntimeEnv<'a> {
@@ -155,5 +173,20 @@ mod tests {
     fn shell_quoting() {
         let s = to_shell(&[("A".into(), "it's".into())]);
         assert_eq!(s, "export A='it'\\''s'\n");
+    }
+
+    #[test]
+    fn admin_secrets_are_withheld_from_run() {
+        let got = withheld([
+            "PATH",
+            "CLAWSER_ADMIN_TOKEN",
+            "clawser_config",
+            "HOME",
+            "CLAWSER_LOG",
+        ]);
+        assert_eq!(
+            got,
+            vec!["CLAWSER_ADMIN_TOKEN", "clawser_config", "CLAWSER_LOG"]
+        );
     }
 }

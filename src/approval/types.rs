@@ -60,7 +60,7 @@ pub struct ReviewedRequest {
     pub method: String,
     /// `scheme://host:port/path?redacted-query`
     pub url: String,
-    pub body_size: u64,
+    pub body_size: Option<u64>,
     pub body_sha256: String,
 }
 

@@ -38,10 +38,13 @@ fn line(a: &Approval) -> String {
 fn show(a: &Approval) {
     println!("approval:     {} ({})", a.id, a.state.as_str());
     println!("request:      {} {}", a.request.method, a.request.url);
-    println!(
-        "body:         {} bytes, sha256 {}",
-        a.request.body_size, a.request.body_sha256
-    );
+    match a.request.body_size {
+        Some(n) => println!("body:         {n} bytes, sha256 {}", a.request.body_sha256),
+        None => println!(
+            "body:         unknown size, sha256 of the inspected part {}",
+            a.request.body_sha256
+        ),
+    }
     println!(
         "agent:        {} (runtime {}, on behalf of {})",
         a.agent, a.runtime, a.on_behalf_of

@@ -38,7 +38,12 @@ pub async fn run_cli(cli: Cli, config: Config) -> Result<i32> {
             let (prog, args) = cmd
                 .split_first()
                 .ok_or_else(|| Error::Invalid("no command given".into()))?;
-            let status = tokio::process::Command::new(prog)
+            let mut child = tokio::process::Command::new(prog);
+            // The command is an agent: no admin secret of the caller's reaches it.
+            for name in crate::runtime_env::withheld(std::env::vars_os().map(|(k, _)| k)) {
+                child.env_remove(name);
+            }
+            let status = child
                 .args(args)
                 .envs(vars)
                 .status()

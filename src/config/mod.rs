@@ -43,6 +43,19 @@ pub struct ProxyConfig {
     pub hold_timeout: Duration,
     /// Requests held at once; beyond, 503.
     pub max_held: usize,
+    /// Non-global destinations (CIDRs) the proxy may reach; everything else that is not
+    /// global unicast is refused. Clawser's own listeners are refused even when listed.
+    pub allow_private: Vec<ipnet::IpNet>,
+    /// Keep `%2F` in paths (GitLab-style APIs) instead of refusing it as ambiguous.
+    pub allow_encoded_slash: bool,
+    /// How long a checked DNS answer is reused.
+    pub dns_cache_ttl: Duration,
+    /// Host names whose checked answers are kept.
+    pub dns_cache_size: usize,
+    /// Longest wait for the next piece of a request body (idle timeout while reading it).
+    pub body_timeout: Duration,
+    /// Extra regular expressions: matching path segments and query values are redacted.
+    pub redact_patterns: Vec<String>,
 }
 
 /// Admin endpoint.
@@ -86,8 +99,11 @@ pub struct EnvRule {
     pub env: String,
     /// Host globs (`*` matches any run of characters); empty matches any host.
     pub hosts: Vec<String>,
-    /// Path globs; empty matches any path.
+    /// Path globs, matched case-insensitively; empty matches any path.
     pub paths: Vec<String>,
+    /// Repository globs (`owner/name`, lower-case), matched against the repository a GitHub
+    /// API path or a git URL names; empty matches any request.
+    pub repos: Vec<String>,
     /// Optional service name handed to policies as `target.service`.
     pub service: Option<String>,
 }
@@ -256,27 +272,31 @@ impl Validator<'_> {
             idle_timeout: self.duration("proxy.idle_timeout", p.idle_timeout, "60s")?,
             passthrough_hosts: lower(p.passthrough_hosts.unwrap_or_default()),
             redact_headers: lower(p.redact_headers.unwrap_or_default()),
-            redact_query_keys: lower(p.redact_query_keys.unwrap_or_else(|| {
-                [
-                    "access_token",
-                    "token",
-                    "api_key",
-                    "apikey",
-                    "key",
-                    "password",
-                    "secret",
-                    "signature",
-                    "sig",
-                    "x-amz-signature",
-                    "x-amz-credential",
-                    "x-amz-security-token",
-                ]
-                .iter()
-                .map(|s| s.to_string())
-                .collect()
-            })),
+            redact_query_keys: lower(p.redact_query_keys.unwrap_or_default()),
             hold_timeout: self.duration("proxy.hold_timeout", p.hold_timeout, "110s")?,
             max_held: self.positive("proxy.max_held", p.max_held, 1024)?,
+            allow_private: p
+                .allow_private
+                .unwrap_or_default()
+                .iter()
+                .enumerate()
+                .map(|(i, e)| {
+                    parse_cidr(e).map_err(|m| self.err(&format!("proxy.allow_private[{i}]"), m))
+                })
+                .collect::<Result<Vec<_>>>()?,
+            allow_encoded_slash: p.allow_encoded_slash.unwrap_or(false),
+            dns_cache_ttl: self.duration("proxy.dns_cache_ttl", p.dns_cache_ttl, "30s")?,
+            dns_cache_size: self.positive("proxy.dns_cache_size", p.dns_cache_size, 10_000)?,
+            body_timeout: self.duration("proxy.body_timeout", p.body_timeout, "30s")?,
+            redact_patterns: {
+                let pats = p.redact_patterns.unwrap_or_default();
+                for (i, pat) in pats.iter().enumerate() {
+                    regex::Regex::new(pat).map_err(|e| {
+                        self.err(&format!("proxy.redact_patterns[{i}]"), e.to_string())
+                    })?;
+                }
+                pats
+            },
         };
         let admin = AdminConfig {
             listen: self.addr("admin.listen", raw.admin.listen, "127.0.0.1:8081")?,
@@ -430,6 +450,10 @@ impl Validator<'_> {
                     env: r.env,
                     hosts: lower(r.hosts),
                     paths: r.paths,
+                    repos: lower(r.repos)
+                        .into_iter()
+                        .map(|r| r.trim_end_matches(".git").to_string())
+                        .collect(),
                     service: r.service,
                 })
             })
@@ -472,6 +496,7 @@ impl Environments {
             env: env.to_string(),
             hosts: hosts.iter().map(|h| h.to_string()).collect(),
             paths: Vec::new(),
+            repos: Vec::new(),
             service: None,
         };
         Environments {
@@ -488,6 +513,17 @@ impl Environments {
             ],
         }
     }
+}
+
+/// A `proxy.allow_private` entry: a CIDR (host bits are dropped) or a bare address (/32, /128).
+pub fn parse_cidr(entry: &str) -> std::result::Result<ipnet::IpNet, String> {
+    if let Ok(net) = entry.parse::<ipnet::IpNet>() {
+        return Ok(net.trunc());
+    }
+    entry
+        .parse::<std::net::IpAddr>()
+        .map(ipnet::IpNet::from)
+        .map_err(|_| format!("{entry:?} is not a CIDR (10.0.0.0/8) or an IP address"))
 }
 
 fn lower(v: Vec<String>) -> Vec<String> {

@@ -51,6 +51,12 @@ pub struct RawProxy {
     pub redact_query_keys: Option<Vec<String>>,
     pub hold_timeout: Option<String>,
     pub max_held: Option<usize>,
+    pub allow_private: Option<Vec<String>>,
+    pub allow_encoded_slash: Option<bool>,
+    pub dns_cache_ttl: Option<String>,
+    pub dns_cache_size: Option<usize>,
+    pub body_timeout: Option<String>,
+    pub redact_patterns: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -104,6 +110,8 @@ pub struct RawEnvRule {
     pub hosts: Vec<String>,
     #[serde(default)]
     pub paths: Vec<String>,
+    #[serde(default)]
+    pub repos: Vec<String>,
     pub service: Option<String>,
 }
 

@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use super::target::Target;
 use crate::identity::Principal;
-use crate::model::RequestSummary;
+use crate::model::{Destination, RequestSummary};
 
 /// The agent as policies see it.
 #[derive(Debug, Clone, Serialize)]
@@ -38,6 +38,10 @@ pub struct PolicyInput<'a> {
     /// Filled by the grants issue; always present so policies can iterate it.
     pub grants: Vec<serde_json::Value>,
     pub request: &'a RequestSummary,
+    /// The resolved, checked addresses the request goes to (absent for `policy eval` inputs
+    /// that omit it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub destination: Option<&'a Destination>,
     pub target: &'a Target,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub git: Option<serde_json::Value>,
@@ -66,6 +70,7 @@ impl<'a> PolicyInput<'a> {
             }),
             grants: Vec::new(),
             request,
+            destination: None,
             target,
             git: None,
             github: None,

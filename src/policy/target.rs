@@ -14,12 +14,25 @@ pub struct Target {
     pub service: String,
 }
 
-/// Classifies `host` + `path`: the first rule whose host and path globs match wins.
+/// Classifies `host` + `path` (the canonical path): the first rule whose host, path and
+/// repository globs all match wins. Hosts, paths and repositories match case-insensitively
+/// (GitHub names are case-insensitive; over-matching a production rule is the safe side).
 pub fn classify(envs: &Environments, host: &str, path: &str) -> Target {
+    let host = host.to_ascii_lowercase();
+    let lower_path = path.to_ascii_lowercase();
+    let repo = repo_of(&lower_path);
     for rule in &envs.rules {
-        let host_ok = rule.hosts.is_empty() || rule.hosts.iter().any(|g| glob_match(g, host));
-        let path_ok = rule.paths.is_empty() || rule.paths.iter().any(|g| glob_match(g, path));
-        if host_ok && path_ok {
+        let host_ok = rule.hosts.is_empty() || rule.hosts.iter().any(|g| glob_match(g, &host));
+        let path_ok = rule.paths.is_empty()
+            || rule
+                .paths
+                .iter()
+                .any(|g| glob_match(&g.to_ascii_lowercase(), &lower_path));
+        let repo_ok = rule.repos.is_empty()
+            || repo
+                .as_deref()
+                .is_some_and(|r| rule.repos.iter().any(|g| glob_match(g, r)));
+        if host_ok && path_ok && repo_ok {
             return Target {
                 env: rule.env.clone(),
                 service: rule.service.clone().unwrap_or_else(|| host.to_string()),
@@ -29,6 +42,33 @@ pub fn classify(envs: &Environments, host: &str, path: &str) -> Target {
     Target {
         env: envs.default.clone(),
         service: host.to_string(),
+    }
+}
+
+/// The repository (`owner/name`, lower-case, without `.git`) a path names: a GitHub REST
+/// path (`/repos/OWNER/NAME/...`), a git smart-HTTP URL (`/OWNER/NAME.git/info/refs`,
+/// `.../git-upload-pack`, `.../git-receive-pack`), else the first two segments of a web URL
+/// (`/OWNER/NAME/pull/7`). Expects the canonical path.
+pub fn repo_of(path: &str) -> Option<String> {
+    let lower = path.to_ascii_lowercase();
+    let segs: Vec<&str> = lower.split('/').filter(|s| !s.is_empty()).collect();
+    let pair = |o: &str, n: &str| {
+        let n = n.strip_suffix(".git").unwrap_or(n);
+        (!o.is_empty() && !n.is_empty()).then(|| format!("{o}/{n}"))
+    };
+    if segs.first() == Some(&"repos") && segs.len() >= 3 {
+        return pair(segs[1], segs[2]);
+    }
+    for suffix in ["info", "git-upload-pack", "git-receive-pack"] {
+        if let Some(i) = segs.iter().position(|s| *s == suffix) {
+            if i >= 2 {
+                return pair(segs[i - 2], segs[i - 1]);
+            }
+        }
+    }
+    match segs.as_slice() {
+        [o, n, ..] => pair(o, n),
+        _ => None,
     }
 }
 
@@ -87,12 +127,14 @@ mod tests {
                     env: "production".into(),
                     hosts: vec!["api.github.com".into()],
                     paths: vec!["/repos/acme/api/*".into()],
+                    repos: vec![],
                     service: Some("github".into()),
                 },
                 EnvRule {
                     env: "staging".into(),
                     hosts: vec!["*.staging.acme.io".into()],
                     paths: vec![],
+                    repos: vec![],
                     service: None,
                 },
             ],
@@ -109,6 +151,71 @@ mod tests {
         assert_eq!(
             classify(&envs, "deploy.staging.acme.io", "/").env,
             "staging"
+        );
+    }
+
+    #[test]
+    fn repos_are_read_from_api_and_git_paths() {
+        for (path, want) in [
+            ("/repos/ACME/api/pulls/7/merge", Some("acme/api")),
+            ("/repos/acme/API.git", Some("acme/api")),
+            ("/acme/api.git/info/refs", Some("acme/api")),
+            ("/git/acme/api.git/git-receive-pack", Some("acme/api")),
+            ("/ACME/Api/pull/7", Some("acme/api")),
+            ("/user", None),
+            ("/", None),
+        ] {
+            assert_eq!(repo_of(path).as_deref(), want, "{path}");
+        }
+    }
+
+    #[test]
+    fn repo_rules_and_case() {
+        let envs = Environments {
+            default: "development".into(),
+            rules: vec![EnvRule {
+                env: "production".into(),
+                hosts: vec!["api.github.com".into(), "github.com".into()],
+                paths: vec![],
+                repos: vec!["acme/*".into()],
+                service: Some("github".into()),
+            }],
+        };
+        for (host, path, want) in [
+            (
+                "api.github.com",
+                "/repos/ACME/api/pulls/7/merge",
+                "production",
+            ),
+            (
+                "API.GITHUB.COM",
+                "/repos/acme/api/pulls/7/merge",
+                "production",
+            ),
+            ("github.com", "/acme/API.git/git-receive-pack", "production"),
+            ("github.com", "/Acme/api/info/refs", "production"),
+            (
+                "api.github.com",
+                "/repos/other/api/pulls/7/merge",
+                "development",
+            ),
+            ("api.github.com", "/user", "development"),
+        ] {
+            assert_eq!(classify(&envs, host, path).env, want, "{host}{path}");
+        }
+        let by_path = Environments {
+            default: "development".into(),
+            rules: vec![EnvRule {
+                env: "production".into(),
+                hosts: vec![],
+                paths: vec!["/repos/acme/*".into()],
+                repos: vec![],
+                service: None,
+            }],
+        };
+        assert_eq!(
+            classify(&by_path, "api.github.com", "/repos/ACME/api/pulls/7/merge").env,
+            "production"
         );
     }
 }

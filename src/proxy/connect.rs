@@ -2,8 +2,8 @@
 //! and then either intercept TLS, tunnel uninspected to a passthrough host (decided by
 //! policy on host/port), or refuse.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 use http::{Request, Response, StatusCode};
@@ -13,11 +13,15 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::body::{empty, ProxyBody};
-use super::pipeline::{self, split_authority, ConnInfo, DecisionLine};
+use super::destination::Host;
+use super::outcome::{note, refuse, DecisionLine, Refusal, Seen};
+use super::permit::{self, Permitted};
+use super::pipeline::{self, destination_refusal, ConnInfo};
 use super::rewind::Rewind;
+use super::target::split_authority;
 use super::{record, respond, ProxyState};
 use crate::identity::Principal;
-use crate::model::{BodySummary, Outcome, RequestSummary, TlsSummary};
+use crate::model::{BodySummary, RequestSummary, TlsSummary};
 use crate::policy::{classify, glob_match, PolicyInput};
 
 /// Handles a CONNECT request on the proxy port.
@@ -25,9 +29,9 @@ pub async fn handle_connect(
     state: Arc<ProxyState>,
     mut req: Request<Incoming>,
 ) -> Response<ProxyBody> {
-    let start = Instant::now();
-    let request_id =
-        crate::identity::token::new_id("req").unwrap_or_else(|_| "req_unknown".to_string());
+    let mut seen = Seen::new(req.method());
+    seen.scheme = "tcp";
+    seen.path = String::new();
     let principal = match state.auth.authenticate(
         req.headers()
             .get(http::header::PROXY_AUTHORIZATION)
@@ -36,65 +40,78 @@ pub async fn handle_connect(
         Ok(p) => p,
         Err(f) => {
             state.metrics.auth_failed();
-            tracing::info!(target: "clawser::decision", request_id, method = "CONNECT", outcome = "deny", reasons = f.code(), status = 407u16, "request refused: proxy authentication");
-            return respond::auth_required(&f, &request_id);
+            tracing::info!(target: "clawser::decision", request_id = seen.request_id.as_str(), method = "CONNECT", outcome = "deny", reasons = f.code(), status = 407u16, "request refused: proxy authentication");
+            return respond::auth_required(&f, &seen.request_id);
         }
     };
-    let Some((host, port)) = req
-        .uri()
-        .authority()
-        .and_then(|a| split_authority(a.as_str(), 443))
-    else {
-        return respond::error(
-            StatusCode::BAD_REQUEST,
-            "bad_connect",
-            "CONNECT needs host:port",
-            &request_id,
-        );
+    let (host, port) = match req.uri().authority() {
+        Some(a) => match split_authority(a.as_str(), 443) {
+            Ok(hp) => hp,
+            Err(r) => {
+                seen.host = a.host().to_string();
+                return refuse(&state, &principal, &seen, r);
+            }
+        },
+        None => {
+            let r = Refusal::new(
+                StatusCode::BAD_REQUEST,
+                "bad_connect",
+                "CONNECT needs host:port",
+            );
+            return refuse(&state, &principal, &seen, r);
+        }
+    };
+    seen.host = host.as_string();
+    seen.port = port;
+    // Decided on the resolved addresses before a byte is tunnelled: a forbidden destination
+    // is refused here, whether the tunnel would be intercepted or passed through.
+    let destination = match state.destinations.resolve(&host, port).await {
+        Ok(d) => d,
+        Err(r) => return refuse(&state, &principal, &seen, destination_refusal(r)),
     };
     let passthrough = state
         .config
         .passthrough_hosts
         .iter()
-        .any(|g| glob_match(g, &host));
+        .any(|g| glob_match(g, &seen.host));
+    let mut permitted = None;
     if passthrough {
         // Decided now, on host and port, so a refusal is a proper HTTP answer.
-        let summary = connect_summary(&request_id, &host, port);
-        let env = classify(&state.environments, &host, "");
-        let eval = state
-            .policy
-            .decide(&PolicyInput::new(&principal, &summary, &env));
+        let summary = connect_summary(&seen.request_id, &seen.host, port);
+        let env = classify(&state.environments, &seen.host, "");
+        let mut input = PolicyInput::new(&principal, &summary, &env);
+        input.destination = Some(&destination);
+        let eval = state.policy.decide(&input);
         state.metrics.decided(eval.decision.outcome, eval.elapsed);
         let line = DecisionLine {
             principal: &principal,
-            request_id: &request_id,
-            method: "CONNECT",
-            host: &host,
-            path: "",
+            seen: &seen,
             policy_rev: eval.revision.get(..12).unwrap_or(""),
-            start,
         };
         if let Some(ledger) = &state.ledger {
-            if let Err(e) = ledger
-                .append(
-                    "request.decided",
-                    record::decided(&principal, &summary, &env, &eval),
-                )
-                .await
-            {
+            let entry = record::decided(&principal, &summary, &env, Some(&destination), &eval);
+            if let Err(e) = ledger.append("request.decided", entry).await {
                 tracing::error!(error = %e, "ledger append failed; CONNECT refused (fail closed)");
                 line.emit("deny", "ledger_unavailable", 503);
                 return respond::error(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "ledger_unavailable",
                     "the work ledger could not record this request",
-                    &request_id,
+                    &seen.request_id,
                 );
             }
         }
-        if eval.decision.outcome != Outcome::Allow {
-            line.emit(eval.decision.outcome.as_str(), &eval.decision.codes(), 403);
-            return respond::refused(&eval.decision, &request_id);
+        let addrs: Vec<SocketAddr> = destination
+            .ips
+            .iter()
+            .map(|ip| SocketAddr::new(*ip, port))
+            .collect();
+        match permit::allowed(&eval, addrs) {
+            Some(p) => permitted = Some(p),
+            None => {
+                line.emit(eval.decision.outcome.as_str(), &eval.decision.codes(), 403);
+                return respond::refused(&eval.decision, &seen.request_id);
+            }
         }
         line.emit("allow", "passthrough", 200);
     }
@@ -102,21 +119,28 @@ pub async fn handle_connect(
     tokio::spawn(async move {
         match on_upgrade.await {
             Ok(upgraded) => {
-                tunnel(
+                let t = Tunnel {
                     state,
                     principal,
                     host,
                     port,
-                    passthrough,
-                    TokioIo::new(upgraded),
-                    request_id,
-                )
-                .await
+                    seen,
+                };
+                t.run(permitted, TokioIo::new(upgraded)).await
             }
             Err(e) => tracing::debug!(error = %e, "CONNECT upgrade failed"),
         }
     });
     Response::new(empty())
+}
+
+/// An accepted CONNECT tunnel.
+struct Tunnel {
+    state: Arc<ProxyState>,
+    principal: Principal,
+    host: Host,
+    port: u16,
+    seen: Seen,
 }
 
 fn connect_summary(request_id: &str, host: &str, port: u16) -> RequestSummary {
@@ -148,104 +172,93 @@ async fn read_prefix<T: AsyncRead + Unpin>(io: &mut T, want: usize) -> std::io::
     Ok(buf.freeze())
 }
 
-async fn tunnel<T>(
-    state: Arc<ProxyState>,
-    principal: Principal,
-    host: String,
-    port: u16,
-    passthrough: bool,
+impl Tunnel {
+    /// Reads the first bytes and then passes through (when `passthrough` was permitted),
+    /// intercepts TLS, or refuses.
+    async fn run<T>(self, passthrough: Option<Permitted<Vec<SocketAddr>>>, mut io: T)
+    where
+        T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let state = &self.state;
+        let prefix =
+            match tokio::time::timeout(state.config.first_bytes_timeout, read_prefix(&mut io, 5))
+                .await
+            {
+                Ok(Ok(p)) => p,
+                Ok(Err(_)) => return,
+                Err(_) => {
+                    tracing::debug!(
+                        host = self.seen.host.as_str(),
+                        "no bytes after CONNECT within proxy.first_bytes_timeout"
+                    );
+                    return;
+                }
+            };
+        if prefix.is_empty() {
+            return;
+        }
+        if let Some(permitted) = passthrough {
+            // Already allowed (and logged) at CONNECT: tunnel uninspected, to exactly the
+            // addresses that were checked.
+            passthrough_to(state, permitted, prefix, io).await;
+            return;
+        }
+        if !crate::tls::looks_like_tls(&prefix) {
+            const MSG: &str = "only TLS can be inspected inside CONNECT, and this host is not on proxy.passthrough_hosts";
+            let r = Refusal::new(StatusCode::FORBIDDEN, "not_tls", MSG);
+            note(state, &self.principal, &self.seen, &r);
+            if prefix.iter().all(|b| b.is_ascii()) {
+                // Plain HTTP inside the tunnel: answer in kind so the client sees why.
+                let body = serde_json::json!({
+                    "error": MSG, "outcome": "deny", "request_id": self.seen.request_id,
+                    "reasons": [{"code": "not_tls", "message": MSG}],
+                })
+                .to_string();
+                let raw = format!(
+                    "HTTP/1.1 403 Forbidden\r\ncontent-type: application/json\r\nx-clawser-outcome: deny\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = io.write_all(raw.as_bytes()).await;
+                let _ = io.shutdown().await;
+            }
+            return;
+        }
+        intercept(
+            self.state,
+            self.principal,
+            self.host,
+            self.port,
+            Rewind::new(prefix, io),
+        )
+        .await;
+    }
+}
+
+/// Connects to the permitted addresses (in order) and copies bytes both ways.
+async fn passthrough_to<T>(
+    state: &ProxyState,
+    permitted: Permitted<Vec<SocketAddr>>,
+    prefix: Bytes,
     mut io: T,
-    request_id: String,
 ) where
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let start = Instant::now();
-    let prefix =
-        match tokio::time::timeout(state.config.first_bytes_timeout, read_prefix(&mut io, 5)).await
+    let addrs = permitted.into_inner();
+    for addr in &addrs {
+        let connect = tokio::net::TcpStream::connect(*addr);
+        if let Ok(Ok(mut up)) = tokio::time::timeout(state.upstream_connect_timeout, connect).await
         {
-            Ok(Ok(p)) => p,
-            Ok(Err(_)) => return,
-            Err(_) => {
-                tracing::debug!(
-                    host,
-                    "no bytes after CONNECT within proxy.first_bytes_timeout"
-                );
-                return;
+            let _ = up.set_nodelay(true);
+            if up.write_all(&prefix).await.is_ok() {
+                let _ = tokio::io::copy_bidirectional(&mut io, &mut up).await;
             }
-        };
-    if prefix.is_empty() {
-        return;
+            return;
+        }
     }
-    if passthrough {
-        // Already allowed (and logged) at CONNECT: tunnel uninspected.
-        let addr = format!(
-            "{}:{port}",
-            if host.contains(':') {
-                format!("[{host}]")
-            } else {
-                host.clone()
-            }
-        );
-        match tokio::time::timeout(
-            state.upstream_connect_timeout,
-            tokio::net::TcpStream::connect(addr),
-        )
-        .await
-        {
-            Ok(Ok(mut up)) => {
-                let _ = up.set_nodelay(true);
-                if up.write_all(&prefix).await.is_ok() {
-                    let _ = tokio::io::copy_bidirectional(&mut io, &mut up).await;
-                }
-            }
-            _ => tracing::info!(host, port, "passthrough connect failed"),
-        }
-        return;
-    }
-    if !crate::tls::looks_like_tls(&prefix) {
-        state.metrics.decided(Outcome::Deny, Default::default());
-        DecisionLine {
-            principal: &principal,
-            request_id: &request_id,
-            method: "CONNECT",
-            host: &host,
-            path: "",
-            policy_rev: "-",
-            start,
-        }
-        .emit("deny", "not_tls", 403);
-        if let Some(l) = &state.ledger {
-            // Not a policy decision (nothing could be inspected), recorded as a deny.
-            let summary = connect_summary(&request_id, &host, port);
-            let entry = record::refused_connect(
-                &principal,
-                &summary,
-                "not_tls",
-                "non-TLS bytes inside CONNECT",
-            );
-            l.append_detached("request.decided", entry);
-        }
-        if prefix.iter().all(|b| b.is_ascii()) {
-            // Plain HTTP inside the tunnel: answer in kind so the client sees why.
-            const MSG: &str = "only TLS can be inspected inside CONNECT, and this host is not on proxy.passthrough_hosts";
-            let body = serde_json::json!({
-                "error": MSG, "outcome": "deny", "request_id": request_id,
-                "reasons": [{"code": "not_tls", "message": MSG}],
-            })
-            .to_string();
-            let raw = format!(
-                "HTTP/1.1 403 Forbidden\r\ncontent-type: application/json\r\nx-clawser-outcome: deny\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                body.len()
-            );
-            let _ = io.write_all(raw.as_bytes()).await;
-            let _ = io.shutdown().await;
-        }
-        return;
-    }
-    intercept(state, principal, host, port, Rewind::new(prefix, io)).await;
+    tracing::info!(?addrs, "passthrough connect failed");
 }
 
-async fn intercept<T>(state: Arc<ProxyState>, principal: Principal, host: String, port: u16, io: T)
+async fn intercept<T>(state: Arc<ProxyState>, principal: Principal, host: Host, port: u16, io: T)
 where
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -256,19 +269,19 @@ where
             .client_hello()
             .server_name()
             .map(|s| s.to_ascii_lowercase());
-        let config =
-            crate::tls::intercept_config(state.ca.clone(), &host).map_err(std::io::Error::other)?;
+        let config = crate::tls::intercept_config(state.ca.clone(), &host.as_string())
+            .map_err(std::io::Error::other)?;
         let tls = start.into_stream(config).await?;
         Ok::<_, std::io::Error>((tls, sni))
     };
     let (tls, sni) = match tokio::time::timeout(state.config.handshake_timeout, handshake).await {
         Ok(Ok(x)) => x,
         Ok(Err(e)) => {
-            tracing::info!(host, error = %e, agent = %principal.agent.id, "TLS handshake with client failed");
+            tracing::info!(host = %host.as_string(), error = %e, agent = %principal.agent.id, "TLS handshake with client failed");
             return;
         }
         Err(_) => {
-            tracing::info!(host, agent = %principal.agent.id, "TLS handshake timed out");
+            tracing::info!(host = %host.as_string(), agent = %principal.agent.id, "TLS handshake timed out");
             return;
         }
     };

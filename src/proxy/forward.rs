@@ -1,6 +1,7 @@
 //! The upstream client: pooled hyper-util client over rustls (h1 and h2 by ALPN). It accepts
 //! only a `Permitted` request, which only the pipeline can construct after an allow.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::{Request, Response};
@@ -11,7 +12,8 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use super::body::ProxyBody;
-use super::pipeline::Permitted;
+use super::destination::{Destinations, Pinned};
+use super::permit::Permitted;
 use crate::config::UpstreamConfig;
 use crate::error::Result;
 
@@ -27,15 +29,16 @@ pub enum UpstreamFailure {
 /// The pooled upstream client.
 #[derive(Clone)]
 pub struct Upstream {
-    client: Client<HttpsConnector<HttpConnector>, ProxyBody>,
+    client: Client<HttpsConnector<HttpConnector<Pinned>>, ProxyBody>,
     response_timeout: Duration,
 }
 
 impl Upstream {
-    /// Builds the client from the config (trust: webpki roots + `extra_ca_files`).
-    pub fn new(cfg: &UpstreamConfig) -> Result<Upstream> {
+    /// Builds the client from the config (trust: webpki roots + `extra_ca_files`). Names are
+    /// resolved only from what `destinations` checked (no second lookup).
+    pub fn new(cfg: &UpstreamConfig, destinations: Arc<Destinations>) -> Result<Upstream> {
         let tls = crate::tls::upstream_config(&cfg.extra_ca_files)?;
-        let mut http = HttpConnector::new();
+        let mut http = HttpConnector::new_with_resolver(Pinned(destinations));
         http.enforce_http(false);
         http.set_nodelay(true);
         http.set_connect_timeout(Some(cfg.connect_timeout));

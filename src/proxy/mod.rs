@@ -2,7 +2,13 @@
 //! absolute-form plain HTTP, all through one pipeline.
 //!
 //! - `connect.rs`: CONNECT, first-bytes sniffing, interception, passthrough.
-//! - `pipeline.rs`: identify -> check -> inspect -> decide -> forward; `Permitted<T>`.
+//! - `pipeline.rs`: the spine: identify -> bound -> target -> destination -> inspect ->
+//!   decide -> record -> hold -> permit -> forward.
+//! - `target.rs`: scheme, canonical host and port, canonical path (SNI/CONNECT/Host agree).
+//! - `destination/`: host spelling, path canonicalization, address classes, resolution
+//!   and the pinned resolver of the upstream client.
+//! - `permit.rs`: `Permitted<T>` and the only two ways to build one.
+//! - `outcome.rs`: the decision line and the one refusal sink (log + ledger + answer).
 //! - `hold.rs`: holding a request until its approval is decided (or consumed by a retry).
 //! - `forward.rs`: the upstream client.
 //! - `body.rs`, `summary.rs`: bounded body inspection; redaction and header hygiene.
@@ -11,16 +17,22 @@
 
 mod body;
 mod connect;
+pub mod destination;
 mod forward;
 pub mod hold;
+mod outcome;
+mod permit;
 pub mod pipeline;
 mod record;
 pub mod respond;
 mod rewind;
 mod summary;
+mod target;
 
 pub use body::{BoxError, ProxyBody};
+pub use destination::Destinations;
 pub use forward::Upstream;
+pub use permit::Permitted;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -61,6 +73,10 @@ pub struct ProxyState {
     pub events: EventBus,
     /// Permits for held requests (`proxy.max_held`).
     pub held: Arc<Semaphore>,
+    /// Resolution and checks of destinations (shared with the upstream client's resolver).
+    pub destinations: Arc<Destinations>,
+    /// Secret redaction for summaries, logs and the ledger.
+    pub redactor: crate::redact::Redactor,
     /// HTTP/1.1 + h2 server for intercepted connections.
     inner_http: auto::Builder<TokioExecutor>,
 }
@@ -80,6 +96,8 @@ impl ProxyState {
         ledger: Option<Ledger>,
         approvals: ApprovalStore,
         events: EventBus,
+        destinations: Arc<Destinations>,
+        redactor: crate::redact::Redactor,
     ) -> ProxyState {
         let held = Arc::new(Semaphore::new(config.max_held));
         let mut inner_http = auto::Builder::new(TokioExecutor::new());
@@ -110,6 +128,8 @@ impl ProxyState {
             held,
             approvals,
             events,
+            destinations,
+            redactor,
             inner_http,
         }
     }

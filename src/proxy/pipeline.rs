@@ -1,57 +1,33 @@
-//! The request pipeline: identify -> check -> inspect -> decide -> forward.
+//! The request pipeline, one straight line of named steps:
 //!
-//! [`Permitted`] can only be constructed here, after the policy said `allow`, and
-//! `Upstream::forward` accepts nothing else: no code path forwards a request the policy did
-//! not allow.
+//! identify -> bound -> target (canonical host + path) -> destination (resolve + check) ->
+//! inspect (body) -> decide (policy) -> record (write-ahead) -> hold -> permit -> forward ->
+//! record (completion).
+//!
+//! Each step before the decision returns a typed [`Refusal`]; [`handle`] sends every one to
+//! the single sink (`outcome::refuse`), which logs, records and answers it. Only `permit.rs`
+//! builds a `Permitted`, and `Upstream::forward` accepts nothing else.
 
 use std::sync::Arc;
-use std::time::Instant;
 
-use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST, PROXY_AUTHORIZATION};
-use http::{Request, Response, StatusCode, Uri};
+use http::header::{CONTENT_LENGTH, PROXY_AUTHORIZATION};
+use http::{Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
-use super::body::{inspect, ProxyBody};
+use super::body::{inspect, BodyError, ProxyBody};
+use super::destination::{DestinationRefusal, Host, PathRules};
 use super::forward::UpstreamFailure;
+use super::outcome::{refuse, DecisionLine, Refusal, Seen};
 use super::summary::{
     header_bytes, redacted_headers, redacted_query, strip_for_upstream, strip_response,
 };
+use super::target::{of_request, RequestTarget};
 use super::ProxyState;
-use super::{hold, record, respond};
-use crate::approval::{Approval, ApprovalState};
+use super::{hold, permit, record, respond};
 use crate::identity::{AuthFailure, Principal};
-use crate::model::{valid_host, Outcome, RequestSummary, TlsSummary};
-use crate::policy::{classify, Evaluated, PolicyInput};
-
-/// A request the policy allowed. Only this module can build one.
-pub struct Permitted<T> {
-    inner: T,
-}
-
-impl<T> Permitted<T> {
-    /// The request, for the upstream client.
-    pub(crate) fn into_inner(self) -> T {
-        self.inner
-    }
-}
-
-fn permit<T>(eval: &Evaluated, inner: T) -> Option<Permitted<T>> {
-    (eval.decision.outcome == Outcome::Allow).then_some(Permitted { inner })
-}
-
-/// A held request released by the approval consumed for exactly it.
-fn permit_approved<T>(
-    eval: &Evaluated,
-    approval: &Approval,
-    fingerprint: &str,
-    inner: T,
-) -> Option<Permitted<T>> {
-    (eval.decision.outcome == Outcome::Hold
-        && approval.state == ApprovalState::Consumed
-        && approval.fingerprint == fingerprint)
-        .then_some(Permitted { inner })
-}
+use crate::model::{Destination, Outcome, RequestSummary, TlsSummary};
+use crate::policy::{classify, PolicyInput};
 
 /// How the connection carrying a request arrived.
 #[derive(Debug, Clone)]
@@ -59,30 +35,9 @@ pub struct ConnInfo {
     /// Credential authenticated at CONNECT (tunnelled requests carry no proxy header).
     pub credential_id: Option<String>,
     /// CONNECT host and port, for tunnelled requests.
-    pub connect: Option<(String, u16)>,
+    pub connect: Option<(Host, u16)>,
     /// SNI sent in the ClientHello.
     pub sni: Option<String>,
-}
-
-/// Splits an authority into lower-case host (no IPv6 brackets) and port.
-pub fn split_authority(authority: &str, default_port: u16) -> Option<(String, u16)> {
-    let uri: Uri = format!("http://{authority}/").parse().ok()?;
-    let a = uri.authority()?;
-    let host = a
-        .host()
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .to_ascii_lowercase();
-    let port = a.port_u16().unwrap_or(default_port);
-    valid_host(&host).then_some((host, port))
-}
-
-fn host_for_uri(host: &str) -> String {
-    if host.contains(':') {
-        format!("[{host}]")
-    } else {
-        host.to_string()
-    }
 }
 
 /// Handles one request from an agent (tunnelled or absolute-form plain HTTP).
@@ -91,177 +46,227 @@ pub async fn handle(
     conn: Arc<ConnInfo>,
     req: Request<Incoming>,
 ) -> Response<ProxyBody> {
-    let start = Instant::now();
-    let request_id =
-        crate::identity::token::new_id("req").unwrap_or_else(|_| "req_unknown".to_string());
+    let mut seen = Seen::new(req.method());
+    let principal = match identify(&state, &conn, &req) {
+        Ok(p) => p,
+        Err(failure) => return auth_failed(&state, &failure, &seen),
+    };
+    match run(&state, &conn, &principal, &mut seen, req).await {
+        Ok(resp) => resp,
+        Err(refusal) => refuse(&state, &principal, &seen, refusal),
+    }
+}
 
-    // 1. Identify: every request, so a revoked credential stops working at once.
-    let principal = match &conn.credential_id {
+/// Every request is identified, so a revoked credential stops working at once.
+fn identify(
+    state: &ProxyState,
+    conn: &ConnInfo,
+    req: &Request<Incoming>,
+) -> Result<Principal, AuthFailure> {
+    match &conn.credential_id {
         Some(id) => state.auth.revalidate(id),
         None => state.auth.authenticate(
             req.headers()
                 .get(PROXY_AUTHORIZATION)
                 .and_then(|v| v.to_str().ok()),
         ),
-    };
-    let principal = match principal {
-        Ok(p) => p,
-        Err(failure) => {
-            return auth_failed(&state, &failure, &request_id, req.method().as_str(), start)
-        }
-    };
-
-    // 2. Bounds and where the request goes.
-    if header_bytes(req.headers()) > state.config.max_header_bytes {
-        return respond::error(
-            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-            "headers_too_large",
-            &format!(
-                "request headers exceed proxy.max_header_bytes ({} bytes)",
-                state.config.max_header_bytes
-            ),
-            &request_id,
-        );
     }
-    let target = match resolve_target(&conn, &req) {
-        Ok(t) => t,
-        Err((status, code, msg)) => {
-            DecisionLine {
-                principal: &principal,
-                request_id: &request_id,
-                method: req.method().as_str(),
-                host: "-",
-                path: "-",
-                policy_rev: "-",
-                start,
-            }
-            .emit("deny", code, status.as_u16());
-            state.metrics.decided(Outcome::Deny, Default::default());
-            return respond::error(status, code, &msg, &request_id);
-        }
-    };
+}
 
-    // 3. Inspect the body (bounded) and build the redacted summary.
+async fn run(
+    state: &Arc<ProxyState>,
+    conn: &ConnInfo,
+    principal: &Principal,
+    seen: &mut Seen,
+    req: Request<Incoming>,
+) -> Result<Response<ProxyBody>, Refusal> {
+    bound(state, &req)?;
+    let target = target(state, conn, seen, &req)?;
+    let destination = destination(state, &target).await?;
     let (parts, body) = req.into_parts();
     let declared = parts
         .headers
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse().ok());
-    let is_json = parts
-        .headers
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.contains("json"));
-    let (body_summary, body) =
-        match inspect(body, declared, is_json, state.config.max_inspect_bytes).await {
-            Ok(x) => x,
-            Err(e) => {
-                return respond::error(
-                    StatusCode::BAD_REQUEST,
-                    "body_error",
-                    &format!("could not read the request body: {e}"),
-                    &request_id,
-                )
-            }
-        };
+    let (body_summary, body) = inspect(
+        body,
+        declared,
+        state.config.max_inspect_bytes,
+        state.config.body_timeout,
+    )
+    .await
+    .map_err(|e| match e {
+        BodyError::Idle(_) => {
+            Refusal::new(StatusCode::REQUEST_TIMEOUT, "body_timeout", e.to_string())
+        }
+        BodyError::Read(e) => Refusal::new(
+            StatusCode::BAD_REQUEST,
+            "body_error",
+            format!("could not read the request body: {e}"),
+        ),
+    })?;
     let summary = RequestSummary {
-        id: request_id.clone(),
+        id: seen.request_id.clone(),
         scheme: target.scheme.to_string(),
         method: parts.method.as_str().to_string(),
-        host: target.host.clone(),
+        host: target.host.as_string(),
         port: target.port,
-        path: parts.uri.path().to_string(),
-        query: redacted_query(parts.uri.query(), &state.config.redact_query_keys),
-        headers: redacted_headers(&parts.headers, &state.config.redact_headers),
+        path: seen.path.clone(),
+        query: redacted_query(
+            target.path_and_query.split_once('?').map(|(_, q)| q),
+            &state.redactor,
+        ),
+        headers: redacted_headers(&parts.headers, &state.redactor),
         body: body_summary,
         tls: TlsSummary {
             sni: conn.sni.clone(),
             intercepted: conn.connect.is_some(),
         },
     };
+    let mut upstream_req = Request::from_parts(parts, body);
+    *upstream_req.uri_mut() = target.upstream_uri()?;
+    *upstream_req.version_mut() = http::Version::HTTP_11;
+    Ok(decide_and_forward(
+        state,
+        principal,
+        seen,
+        &target,
+        &destination,
+        summary,
+        upstream_req,
+    )
+    .await)
+}
 
-    // 4. Decide.
-    let env = classify(&state.environments, &summary.host, &summary.path);
-    let input = PolicyInput::new(&principal, &summary, &env);
+/// Bounds checked before anything else is read.
+fn bound(state: &ProxyState, req: &Request<Incoming>) -> Result<(), Refusal> {
+    if header_bytes(req.headers()) > state.config.max_header_bytes {
+        return Err(Refusal::new(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "headers_too_large",
+            format!(
+                "request headers exceed proxy.max_header_bytes ({} bytes)",
+                state.config.max_header_bytes
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The canonical target; `seen` learns it (the path redacted) for the log and the ledger.
+fn target(
+    state: &ProxyState,
+    conn: &ConnInfo,
+    seen: &mut Seen,
+    req: &Request<Incoming>,
+) -> Result<RequestTarget, Refusal> {
+    let rules = PathRules {
+        allow_encoded_slash: state.config.allow_encoded_slash,
+    };
+    let got = of_request(conn.connect.as_ref(), conn.sni.as_deref(), req, rules);
+    match &got {
+        Ok(t) => {
+            seen.scheme = t.scheme;
+            seen.host = t.host.as_string();
+            seen.port = t.port;
+            seen.path = state.redactor.text(&t.path).into_owned();
+        }
+        Err(_) => {
+            if let Some((h, p)) = &conn.connect {
+                seen.host = h.as_string();
+                seen.port = *p;
+            }
+            seen.path = state.redactor.text(req.uri().path()).into_owned();
+        }
+    }
+    got
+}
+
+/// Resolves and checks where the request would really go.
+pub async fn destination(
+    state: &ProxyState,
+    target: &RequestTarget,
+) -> Result<Destination, Refusal> {
+    state
+        .destinations
+        .resolve(&target.host, target.port)
+        .await
+        .map_err(destination_refusal)
+}
+
+/// The answer to a refused destination.
+pub fn destination_refusal(r: DestinationRefusal) -> Refusal {
+    match r {
+        DestinationRefusal::NotAllowed(m) => {
+            Refusal::new(StatusCode::FORBIDDEN, "destination_not_allowed", m)
+        }
+        DestinationRefusal::Unresolvable(m) => {
+            Refusal::new(StatusCode::BAD_GATEWAY, "destination_unresolvable", m)
+        }
+    }
+}
+
+/// decide -> record (write-ahead) -> hold -> permit -> forward -> record.
+async fn decide_and_forward(
+    state: &Arc<ProxyState>,
+    principal: &Principal,
+    seen: &Seen,
+    target: &RequestTarget,
+    destination: &Destination,
+    summary: RequestSummary,
+    mut upstream_req: Request<ProxyBody>,
+) -> Response<ProxyBody> {
+    let env = classify(&state.environments, &summary.host, &target.path);
+    let mut input = PolicyInput::new(principal, &summary, &env);
+    input.destination = Some(destination);
     let eval = state.policy.decide(&input);
     state.metrics.decided(eval.decision.outcome, eval.elapsed);
 
-    // 5. Forward only what was allowed.
-    let mut upstream_req = Request::from_parts(parts, body);
-    let path_and_query = upstream_req
-        .uri()
-        .path_and_query()
-        .map(|p| p.as_str())
-        .unwrap_or("/");
-    let uri = format!(
-        "{}://{}:{}{}",
-        target.scheme,
-        host_for_uri(&target.host),
-        target.port,
-        path_and_query
-    );
-    match uri.parse::<Uri>() {
-        Ok(u) => *upstream_req.uri_mut() = u,
-        Err(_) => {
-            return respond::error(
-                StatusCode::BAD_REQUEST,
-                "bad_uri",
-                "the request target is not a valid URI",
-                &request_id,
-            );
-        }
-    }
-    *upstream_req.version_mut() = http::Version::HTTP_11;
     // What a hold binds to and shows the approver, read before X-Clawser-* are stripped.
     let captured = (eval.decision.outcome == Outcome::Hold).then(|| {
         hold::Captured::of(
-            &principal,
+            principal,
             &summary,
             upstream_req.uri(),
             upstream_req.headers(),
         )
     });
     strip_for_upstream(upstream_req.headers_mut());
-    let rev = eval.revision.get(..12).unwrap_or("");
     let codes = eval.decision.codes();
     let line = DecisionLine {
-        principal: &principal,
-        request_id: &request_id,
-        method: &summary.method,
-        host: &summary.host,
-        path: &summary.path,
-        policy_rev: rev,
-        start,
+        principal,
+        seen,
+        policy_rev: eval.revision.get(..12).unwrap_or(""),
     };
-    // 5a. Write-ahead: the decision is durable in the ledger before anything is forwarded.
+    // Write-ahead: the decision is durable in the ledger before anything is forwarded.
     if let Some(ledger) = &state.ledger {
-        let entry = record::decided(&principal, &summary, &env, &eval);
+        let entry = record::decided(principal, &summary, &env, Some(destination), &eval);
         let live = state.events.has_subscribers().then(|| entry.clone());
         let appended = ledger.append("request.decided", entry).await;
         if let (Ok(seq), Some(data)) = (&appended, live) {
             state.events.publish("request.decided", Some(*seq), data);
         }
         if let Err(e) = appended {
-            tracing::error!(error = %e, request_id, "ledger append failed; request refused (fail closed)");
+            tracing::error!(error = %e, request_id = seen.request_id.as_str(), "ledger append failed; request refused (fail closed)");
             line.emit("deny", "ledger_unavailable", 503);
             return respond::error(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "ledger_unavailable",
                 "the work ledger could not record this request, so it was not forwarded",
-                &request_id,
+                &seen.request_id,
             );
         }
     }
     let mut released_by: Option<String> = None;
     let permitted = match captured {
-        // 5b. Held: released only by an approval bound to exactly this request.
+        // Held: released only by an approval bound to exactly this request.
         Some(held) => {
             let fp = held.fingerprint.clone();
-            match hold::hold(&state, &principal, &summary, &eval.decision, held).await {
+            match hold::hold(state, principal, &summary, &eval.decision, held).await {
                 Ok(approval) => {
                     released_by = Some(approval.id.clone());
-                    permit_approved(&eval, &approval, &fp, upstream_req)
+                    permit::approved(&eval, &approval, &fp, upstream_req)
                 }
                 Err(resp) => {
                     let id = resp
@@ -278,11 +283,11 @@ pub async fn handle(
                 }
             }
         }
-        None => permit(&eval, upstream_req),
+        None => permit::allowed(&eval, upstream_req),
     };
     let Some(permitted) = permitted else {
         line.emit(eval.decision.outcome.as_str(), &codes, 403);
-        return respond::refused(&eval.decision, &request_id);
+        return respond::refused(&eval.decision, &seen.request_id);
     };
     match state.upstream.forward(permitted).await {
         Ok(resp) => {
@@ -295,10 +300,10 @@ pub async fn handle(
             strip_response(&mut parts.headers);
             let done = record::on_complete(
                 state.ledger.clone(),
-                request_id.clone(),
+                seen.request_id.clone(),
                 principal.clone(),
                 status,
-                start,
+                seen.start,
             );
             Response::from_parts(
                 parts,
@@ -326,175 +331,29 @@ pub async fn handle(
                 l.append_detached(
                     "request.completed",
                     record::completed(
-                        &request_id,
-                        &principal,
+                        &seen.request_id,
+                        principal,
                         status.as_u16(),
                         0,
-                        start,
+                        seen.start,
                         Some(&msg),
                     ),
                 );
             }
-            respond::error(status, code, &msg, &request_id)
+            respond::error(status, code, &msg, &seen.request_id)
         }
     }
 }
 
-struct Target {
-    scheme: &'static str,
-    host: String,
-    port: u16,
-}
-
-type Refusal = (StatusCode, &'static str, String);
-
-/// Where a request goes, checking that SNI, CONNECT host and Host agree.
-fn resolve_target(conn: &ConnInfo, req: &Request<Incoming>) -> Result<Target, Refusal> {
-    let host_header = req
-        .uri()
-        .authority()
-        .map(|a| a.as_str().to_string())
-        .or_else(|| {
-            req.headers()
-                .get(HOST)
-                .and_then(|h| h.to_str().ok())
-                .map(str::to_string)
-        });
-    let mismatch = |what: &str| {
-        (
-            StatusCode::FORBIDDEN,
-            "host_mismatch",
-            format!("{what} does not match the CONNECT host"),
-        )
-    };
-    if let Some((host, port)) = &conn.connect {
-        if let Some(sni) = &conn.sni {
-            if !sni.eq_ignore_ascii_case(host) {
-                return Err(mismatch("the TLS server name (SNI)"));
-            }
-        }
-        if let Some(h) = host_header {
-            match split_authority(&h, *port) {
-                Some((hh, _)) if &hh == host => {}
-                _ => return Err(mismatch("the Host header")),
-            }
-        }
-        return Ok(Target {
-            scheme: "https",
-            host: host.clone(),
-            port: *port,
-        });
-    }
-    let uri = req.uri();
-    let scheme = match uri.scheme_str() {
-        Some("http") => "http",
-        Some("https") => "https",
-        _ => {
-            return Err((
-                StatusCode::BAD_REQUEST,
-                "not_a_proxy_request",
-                "send absolute-form requests (http://host/path) or use CONNECT".to_string(),
-            ))
-        }
-    };
-    let default_port = if scheme == "https" { 443 } else { 80 };
-    let (host, port) = uri
-        .authority()
-        .and_then(|a| split_authority(a.as_str(), default_port))
-        .ok_or((
-            StatusCode::BAD_REQUEST,
-            "bad_host",
-            "the request URI has no valid host".to_string(),
-        ))?;
-    if let Some(h) = req.headers().get(HOST).and_then(|h| h.to_str().ok()) {
-        if split_authority(h, port).map(|(hh, _)| hh) != Some(host.clone()) {
-            return Err((
-                StatusCode::FORBIDDEN,
-                "host_mismatch",
-                "the Host header does not match the request URI".to_string(),
-            ));
-        }
-    }
-    Ok(Target { scheme, host, port })
-}
-
-fn auth_failed(
-    state: &ProxyState,
-    failure: &AuthFailure,
-    request_id: &str,
-    method: &str,
-    start: Instant,
-) -> Response<ProxyBody> {
+/// 407: logged, not recorded (no principal to attribute it to, and git is challenged once
+/// per operation by design).
+fn auth_failed(state: &ProxyState, failure: &AuthFailure, seen: &Seen) -> Response<ProxyBody> {
     state.metrics.auth_failed();
     tracing::info!(
         target: "clawser::decision",
-        request_id, method, outcome = "deny", reasons = failure.code(), status = 407u16,
-        latency_ms = start.elapsed().as_secs_f64() * 1e3,
+        request_id = seen.request_id.as_str(), method = seen.method.as_str(), outcome = "deny", reasons = failure.code(), status = 407u16,
+        latency_ms = seen.start.elapsed().as_secs_f64() * 1e3,
         "request refused: proxy authentication"
     );
-    respond::auth_required(failure, request_id)
-}
-
-/// The canonical decision line: one per decided request. Built once with what is known
-/// about the request; `emit` adds how it ended.
-pub struct DecisionLine<'a> {
-    pub principal: &'a Principal,
-    pub request_id: &'a str,
-    pub method: &'a str,
-    pub host: &'a str,
-    pub path: &'a str,
-    pub policy_rev: &'a str,
-    pub start: Instant,
-}
-
-impl DecisionLine<'_> {
-    /// Logs the line with the outcome, reason codes and the status the agent got.
-    pub fn emit(&self, outcome: &str, reasons: &str, status: u16) {
-        let p = self.principal;
-        tracing::info!(
-            target: "clawser::decision",
-            request_id = self.request_id,
-            agent = %p.agent.id,
-            on_behalf_of = %p.agent.on_behalf_of,
-            runtime = %p.agent.runtime,
-            job = p.job.as_ref().map(|j| j.id.as_str()).unwrap_or("-"),
-            credential = %p.credential_id,
-            method = self.method,
-            host = self.host,
-            path = self.path,
-            outcome,
-            reasons,
-            policy_rev = self.policy_rev,
-            status,
-            latency_ms = self.start.elapsed().as_secs_f64() * 1e3,
-            "request decided"
-        );
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn authorities() {
-        assert_eq!(
-            split_authority("API.github.com:443", 80),
-            Some(("api.github.com".into(), 443))
-        );
-        assert_eq!(
-            split_authority("example.com", 80),
-            Some(("example.com".into(), 80))
-        );
-        assert_eq!(
-            split_authority("[::1]:8443", 443),
-            Some(("::1".into(), 8443))
-        );
-        assert_eq!(
-            split_authority("127.0.0.1:1", 443),
-            Some(("127.0.0.1".into(), 1))
-        );
-        assert_eq!(split_authority("bad host:1", 443), None);
-        assert_eq!(split_authority("", 443), None);
-    }
+    respond::auth_required(failure, &seen.request_id)
 }

@@ -11,13 +11,20 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use serde_json::{json, Value};
 
+use super::outcome::Seen;
 use crate::identity::Principal;
 use crate::ledger::Ledger;
-use crate::model::RequestSummary;
+use crate::model::{Destination, RequestSummary};
 use crate::policy::{Evaluated, Target};
 
 /// The `request.decided` entry.
-pub fn decided(p: &Principal, req: &RequestSummary, target: &Target, eval: &Evaluated) -> Value {
+pub fn decided(
+    p: &Principal,
+    req: &RequestSummary,
+    target: &Target,
+    destination: Option<&Destination>,
+    eval: &Evaluated,
+) -> Value {
     let d = &eval.decision;
     json!({
         "request_id": req.id,
@@ -33,6 +40,7 @@ pub fn decided(p: &Principal, req: &RequestSummary, target: &Target, eval: &Eval
         "policy_rev": eval.revision,
         "policy_error": eval.error.is_some(),
         "target": target,
+        "destination": destination,
         "request": {
             "method": req.method,
             "scheme": req.scheme,
@@ -47,11 +55,11 @@ pub fn decided(p: &Principal, req: &RequestSummary, target: &Target, eval: &Eval
     })
 }
 
-/// The `request.decided` entry of a CONNECT refused before any policy could run (no TLS to
-/// inspect): a deny with `code`.
-pub fn refused_connect(p: &Principal, req: &RequestSummary, code: &str, message: &str) -> Value {
+/// The `request.decided` entry of a request refused before (or beside) the policy: a deny
+/// with `code`, and what was known of the request (the path redacted).
+pub fn refused(p: &Principal, seen: &Seen, code: &str, message: &str) -> Value {
     json!({
-        "request_id": req.id,
+        "request_id": seen.request_id,
         "agent": p.agent.id,
         "on_behalf_of": p.agent.on_behalf_of,
         "runtime": p.agent.runtime,
@@ -59,7 +67,7 @@ pub fn refused_connect(p: &Principal, req: &RequestSummary, code: &str, message:
         "credential": p.credential_id,
         "outcome": "deny",
         "reasons": [{"code": code, "message": message}],
-        "request": {"method": req.method, "scheme": req.scheme, "host": req.host, "port": req.port},
+        "request": {"method": seen.method, "scheme": seen.scheme, "host": seen.host, "port": seen.port, "path": seen.path},
     })
 }
 

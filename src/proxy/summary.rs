@@ -7,8 +7,10 @@ use std::collections::BTreeMap;
 use http::header::{HeaderMap, HeaderName, CONNECTION};
 
 use crate::model::REDACTED;
+use crate::redact::Redactor;
 
-/// Headers whose values are always redacted.
+/// Headers whose values are always redacted (besides names that look secret, see
+/// [`crate::redact`]).
 pub const ALWAYS_REDACTED: &[&str] = &[
     "authorization",
     "proxy-authorization",
@@ -35,32 +37,32 @@ const HOP_BY_HOP: &[&str] = &[
 ];
 
 /// Lower-case header names to (redacted) values.
-pub fn redacted_headers(headers: &HeaderMap, extra: &[String]) -> BTreeMap<String, Vec<String>> {
+pub fn redacted_headers(headers: &HeaderMap, r: &Redactor) -> BTreeMap<String, Vec<String>> {
     let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for (name, value) in headers {
         let n = name.as_str();
-        let secret = ALWAYS_REDACTED.contains(&n) || extra.iter().any(|e| e == n);
-        let v = if secret {
+        let v = if ALWAYS_REDACTED.contains(&n) || r.secret_header(n) {
             REDACTED.to_string()
         } else {
-            String::from_utf8_lossy(value.as_bytes()).into_owned()
+            r.text(&String::from_utf8_lossy(value.as_bytes()))
+                .into_owned()
         };
         out.entry(n.to_string()).or_default().push(v);
     }
     out
 }
 
-/// Parsed query parameters with configured keys redacted.
-pub fn redacted_query(query: Option<&str>, keys: &[String]) -> BTreeMap<String, Vec<String>> {
+/// Parsed query parameters: values of secret-looking keys, and credential-shaped values,
+/// redacted (keys too, when they look like a credential).
+pub fn redacted_query(query: Option<&str>, r: &Redactor) -> BTreeMap<String, Vec<String>> {
     let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for (k, v) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
-        let secret = keys.iter().any(|s| s.eq_ignore_ascii_case(&k));
-        let v = if secret {
+        let v = if r.secret_query_key(&k) {
             REDACTED.to_string()
         } else {
-            v.into_owned()
+            r.text(&v).into_owned()
         };
-        out.entry(k.into_owned()).or_default().push(v);
+        out.entry(r.text(&k).into_owned()).or_default().push(v);
     }
     out
 }
@@ -131,13 +133,21 @@ mod tests {
         h.insert("cookie", HeaderValue::from_static("sid=s3cret"));
         h.insert("x-custom-key", HeaderValue::from_static("s3cret"));
         h.insert("accept", HeaderValue::from_static("*/*"));
-        let r = redacted_headers(&h, &["x-custom-key".to_string()]);
+        h.insert(
+            "x-other",
+            HeaderValue::from_static("ghp_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"),
+        );
+        let red = Redactor::new(&[], &[], &["x-custom-key".to_string()]).unwrap();
+        let r = redacted_headers(&h, &red);
         assert!(!format!("{r:?}").contains("s3cret"));
+        assert!(!format!("{r:?}").contains("ghp_"));
         assert_eq!(r["accept"], vec!["*/*"]);
         let q = redacted_query(
-            Some("a=1&access_token=s3cret&b=2&b=3"),
-            &["access_token".to_string()],
+            Some("a=1&access_token=s3cret&client_secret=s3cret&code=s3cret&b=2&b=3&x=xoxb-1234567890-abcdef"),
+            &red,
         );
+        assert!(!format!("{q:?}").contains("s3cret"), "{q:?}");
+        assert!(!format!("{q:?}").contains("xoxb"), "{q:?}");
         assert_eq!(q["access_token"], vec![REDACTED]);
         assert_eq!(q["b"], vec!["2", "3"]);
     }

@@ -34,6 +34,8 @@ pub fn base_config(dir: &Path, upstream: &Upstream, proxy_extra: &str) -> String
         r#"data_dir: {dir}/data
 proxy:
   listen: 127.0.0.1:0
+  # The test upstreams are on loopback.
+  allow_private: [127.0.0.0/8, "::1"]
 {proxy_extra}
 admin:
   listen: 127.0.0.1:0

@@ -62,7 +62,7 @@ function card(a) {
   field(dl, "On behalf of", a.on_behalf_of);
   field(dl, "Runtime", a.runtime);
   field(dl, "Job", a.job);
-  field(dl, "Body", a.request.body_size + " bytes, sha256 " + a.request.body_sha256);
+  field(dl, "Body", (a.request.body_size == null ? "unknown size" : a.request.body_size + " bytes") + ", sha256 " + a.request.body_sha256);
   field(dl, "Needs", a.required.count + " × " + a.required.role);
   field(dl, "Approved by", approvedBy.join(", "));
   field(dl, "Intent", a.intent);

@@ -1,0 +1,297 @@
+//! Where a request goes, decided on what it will really reach: the host in one canonical
+//! spelling (`host.rs`), the target in one canonical form (`path.rs`), and the resolved
+//! addresses classified (`class.rs`) and checked against `proxy.allow_private` and
+//! Clawser's own listeners.
+//!
+//! Clawser resolves each name itself, checks every address, and caches the checked answer
+//! (`proxy.dns_cache_ttl`). The upstream client's resolver ([`Pinned`]) only reads that cache
+//! and never looks a name up again, so a DNS answer that changes between the check and the
+//! connection (rebinding) cannot take the request to an address that was not checked.
+
+mod class;
+mod host;
+mod path;
+
+pub use class::{classify, AddrClass};
+pub use host::{parse_host, Host};
+pub use path::{canonical_target, PathRules};
+
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use hyper_util::client::legacy::connect::dns::Name;
+use ipnet::IpNet;
+
+use crate::model::Destination;
+
+/// Why a destination is refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DestinationRefusal {
+    /// Not global unicast and not in `proxy.allow_private`, or one of Clawser's listeners.
+    NotAllowed(String),
+    /// The name did not resolve (or took longer than `upstream.connect_timeout`).
+    Unresolvable(String),
+}
+
+/// The rules and the cache of checked answers, shared by the pipeline and the upstream
+/// client's resolver.
+pub struct Destinations {
+    allow_private: Vec<IpNet>,
+    own: Vec<SocketAddr>,
+    ttl: Duration,
+    lookup_timeout: Duration,
+    cache: quick_cache::sync::Cache<String, Arc<Checked>>,
+}
+
+struct Checked {
+    at: Instant,
+    ips: Vec<IpAddr>,
+}
+
+impl Destinations {
+    /// `own` are the bound proxy and admin addresses: refused even when `allow_private`
+    /// lists them.
+    pub fn new(
+        allow_private: Vec<IpNet>,
+        own: Vec<SocketAddr>,
+        ttl: Duration,
+        cache_size: usize,
+        lookup_timeout: Duration,
+    ) -> Destinations {
+        Destinations {
+            allow_private,
+            own,
+            ttl,
+            lookup_timeout,
+            cache: quick_cache::sync::Cache::new(cache_size.max(1)),
+        }
+    }
+
+    /// Checks one address and port.
+    pub fn check(&self, ip: IpAddr, port: u16) -> Result<AddrClass, DestinationRefusal> {
+        let eff = class::effective(ip);
+        let class = classify(ip);
+        for own in &self.own {
+            let own_ip = class::effective(own.ip());
+            let same_host = own_ip == eff
+                || (own_ip.is_unspecified() && class != AddrClass::Global)
+                || eff.is_unspecified();
+            if own.port() == port && same_host {
+                return Err(DestinationRefusal::NotAllowed(format!(
+                    "{ip} port {port} is Clawser's own listener"
+                )));
+            }
+        }
+        if class == AddrClass::Global
+            || self
+                .allow_private
+                .iter()
+                .any(|n| n.contains(&ip) || n.contains(&eff))
+        {
+            return Ok(class);
+        }
+        Err(DestinationRefusal::NotAllowed(format!(
+            "{ip} is a {} address; list it in proxy.allow_private to allow it",
+            class.as_str()
+        )))
+    }
+
+    fn check_all(&self, ips: &[IpAddr], port: u16) -> Result<Destination, DestinationRefusal> {
+        let mut worst = AddrClass::Global;
+        for ip in ips {
+            let c = self.check(*ip, port)?;
+            if worst == AddrClass::Global {
+                worst = c;
+            }
+        }
+        Ok(Destination {
+            ips: ips.to_vec(),
+            class: worst.as_str().to_string(),
+        })
+    }
+
+    /// Resolves `host` (from the cache while fresh) and checks every address it has.
+    pub async fn resolve(&self, host: &Host, port: u16) -> Result<Destination, DestinationRefusal> {
+        let name = match host {
+            Host::Ip(ip) => return self.check_all(&[*ip], port),
+            Host::Name(n) => n,
+        };
+        if let Some(c) = self.cache.get(name) {
+            if c.at.elapsed() < self.ttl {
+                return self.check_all(&c.ips, port);
+            }
+        }
+        let lookup = tokio::net::lookup_host((name.as_str(), port));
+        let ips: Vec<IpAddr> = match tokio::time::timeout(self.lookup_timeout, lookup).await {
+            Ok(Ok(addrs)) => {
+                let mut ips: Vec<IpAddr> = Vec::new();
+                for a in addrs {
+                    if !ips.contains(&a.ip()) {
+                        ips.push(a.ip());
+                    }
+                }
+                ips
+            }
+            Ok(Err(e)) => {
+                return Err(DestinationRefusal::Unresolvable(format!(
+                    "{name} did not resolve: {e}"
+                )))
+            }
+            Err(_) => {
+                return Err(DestinationRefusal::Unresolvable(format!(
+                    "resolving {name} took longer than upstream.connect_timeout"
+                )))
+            }
+        };
+        if ips.is_empty() {
+            return Err(DestinationRefusal::Unresolvable(format!(
+                "{name} has no addresses"
+            )));
+        }
+        let dest = self.check_all(&ips, port)?;
+        // Only checked answers are cached: the upstream resolver reads nothing else.
+        self.cache.insert(
+            name.clone(),
+            Arc::new(Checked {
+                at: Instant::now(),
+                ips,
+            }),
+        );
+        Ok(dest)
+    }
+
+    /// The checked addresses cached for `name`, whatever their age (the upstream client
+    /// connects right after the pipeline checked them).
+    fn pinned(&self, name: &str) -> Option<Vec<IpAddr>> {
+        self.cache.get(name).map(|c| c.ips.clone())
+    }
+}
+
+/// The upstream client's resolver: answers only from the checked cache, never from DNS, and
+/// drops any address the rules refuse (a second line of defence).
+#[derive(Clone)]
+pub struct Pinned(pub Arc<Destinations>);
+
+/// Error of [`Pinned`]: the name was not checked by the pipeline.
+#[derive(Debug, thiserror::Error)]
+#[error("{0} was not resolved and checked by Clawser before connecting")]
+pub struct NotPinned(String);
+
+impl tower_service::Service<Name> for Pinned {
+    type Response = std::vec::IntoIter<SocketAddr>;
+    type Error = NotPinned;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, NotPinned>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), NotPinned>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, name: Name) -> Self::Future {
+        let d = self.0.clone();
+        Box::pin(async move {
+            let n = name.as_str().to_ascii_lowercase();
+            let addrs: Vec<SocketAddr> = d
+                .pinned(&n)
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|ip| {
+                    classify(*ip) == AddrClass::Global
+                        || d.allow_private
+                            .iter()
+                            .any(|net| net.contains(ip) || net.contains(&class::effective(*ip)))
+                })
+                .map(|ip| SocketAddr::new(ip, 0))
+                .collect();
+            if addrs.is_empty() {
+                return Err(NotPinned(n));
+            }
+            Ok(addrs.into_iter())
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::parse_cidr;
+
+    fn dests(allow: &[&str]) -> Destinations {
+        Destinations::new(
+            allow.iter().map(|a| parse_cidr(a).unwrap()).collect(),
+            vec![
+                "127.0.0.1:8080".parse().unwrap(),
+                "127.0.0.1:8081".parse().unwrap(),
+            ],
+            Duration::from_secs(30),
+            16,
+            Duration::from_secs(5),
+        )
+    }
+
+    #[test]
+    fn checks() {
+        let none = dests(&[]);
+        let lo = dests(&["127.0.0.0/8", "::1"]);
+        for (d, ip, port, ok) in [
+            (&none, "8.8.8.8", 443, true),
+            (&none, "127.0.0.1", 9000, false),
+            (&none, "169.254.169.254", 80, false),
+            (&none, "::ffff:127.0.0.1", 9000, false),
+            (&none, "10.0.0.1", 443, false),
+            (&lo, "127.0.0.1", 9000, true),
+            (&lo, "::ffff:127.0.0.1", 9000, true),
+            (&lo, "::1", 9000, true),
+            (&lo, "10.0.0.1", 443, false),
+            (&lo, "169.254.169.254", 80, false),
+            // Clawser's own listeners: refused even when allowed.
+            (&lo, "127.0.0.1", 8081, false),
+            (&lo, "127.0.0.1", 8080, false),
+            (&lo, "::ffff:127.0.0.1", 8081, false),
+            (&lo, "0.0.0.0", 8081, false),
+            (&lo, "127.0.0.2", 8081, true),
+        ] {
+            let got = d.check(ip.parse().unwrap(), port);
+            assert_eq!(got.is_ok(), ok, "{ip}:{port} {got:?}");
+        }
+    }
+
+    #[test]
+    fn allow_entries() {
+        assert_eq!(parse_cidr("10.1.2.3").unwrap().to_string(), "10.1.2.3/32");
+        assert_eq!(parse_cidr("10.1.2.3/8").unwrap().to_string(), "10.0.0.0/8");
+        assert_eq!(parse_cidr("::1").unwrap().to_string(), "::1/128");
+        assert!(parse_cidr("10.0.0.0/33").is_err());
+        assert!(parse_cidr("localhost").is_err());
+    }
+
+    #[tokio::test]
+    async fn names_resolve_and_are_pinned() {
+        let none = dests(&[]);
+        let host = parse_host("localhost").unwrap();
+        assert!(matches!(
+            none.resolve(&host, 9000).await,
+            Err(DestinationRefusal::NotAllowed(_))
+        ));
+        assert!(
+            none.pinned("localhost").is_none(),
+            "refused answers are not cached"
+        );
+        let lo = dests(&["127.0.0.0/8", "::1"]);
+        let d = lo.resolve(&host, 9000).await.unwrap();
+        assert_eq!(d.class, "loopback");
+        assert!(lo.pinned("localhost").is_some());
+        let mut svc = Pinned(Arc::new(lo));
+        use tower_service::Service;
+        let addrs: Vec<_> = svc
+            .call("localhost".parse().unwrap())
+            .await
+            .unwrap()
+            .collect();
+        assert!(!addrs.is_empty());
+        assert!(svc.call("example.com".parse().unwrap()).await.is_err());
+    }
+}

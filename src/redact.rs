@@ -1,0 +1,240 @@
+//! Secret redaction: nothing that looks like a credential reaches a policy input, a log line,
+//! the ledger (where it could never be purged), an approval, an event or a webhook.
+//!
+//! - Query keys and header names are redacted by what they contain (`token`, `secret`,
+//!   `password`, `key`, `auth`, ...), plus `proxy.redact_query_keys` / `proxy.redact_headers`.
+//! - Query values, header values and path segments are redacted where they match a shipped
+//!   credential shape (GitHub, AWS, Slack, JWT, Slack/Discord webhook paths, Telegram bot
+//!   tokens) or one of `proxy.redact_patterns`.
+
+use std::borrow::Cow;
+
+use regex::Regex;
+
+use crate::model::REDACTED;
+
+/// Substrings of a query key whose value is a secret.
+pub const SECRET_QUERY_KEY_PARTS: &[&str] = &[
+    "token",
+    "secret",
+    "password",
+    "passwd",
+    "key",
+    "signature",
+    "sig",
+    "auth",
+    "credential",
+    "session",
+    "code",
+];
+
+/// Substrings of a header name whose value is a secret.
+pub const SECRET_HEADER_PARTS: &[&str] = &[
+    "token",
+    "secret",
+    "password",
+    "passwd",
+    "key",
+    "signature",
+    "auth",
+    "credential",
+    "session",
+    "cookie",
+];
+
+/// Shipped credential shapes: (name, pattern, replacement). A replacement keeps the part of a
+/// webhook path that is not secret.
+const SHIPPED: &[(&str, &str, &str)] = &[
+    (
+        "github",
+        r"\b(?:gh[pousr]_[A-Za-z0-9]{20,}|github_pat_[A-Za-z0-9_]{20,})",
+        REDACTED,
+    ),
+    (
+        "aws_access_key",
+        r"\b(?:AKIA|ASIA|AGPA|AIDA|AROA)[A-Z0-9]{16}\b",
+        REDACTED,
+    ),
+    ("slack_token", r"\bxox[abposre]-[A-Za-z0-9-]{8,}", REDACTED),
+    (
+        "jwt",
+        r"\beyJ[A-Za-z0-9_-]{8,}(?:\.[A-Za-z0-9_-]*){0,2}",
+        REDACTED,
+    ),
+    (
+        "slack_webhook",
+        r"(/services/T[A-Za-z0-9]+/B[A-Za-z0-9]+/)[A-Za-z0-9]+",
+        "${1}<redacted>",
+    ),
+    (
+        "discord_webhook",
+        r"(/api/webhooks/[0-9]+/)[A-Za-z0-9_-]+",
+        "${1}<redacted>",
+    ),
+    (
+        "telegram_bot",
+        r"(/bot)[0-9]{5,}:[A-Za-z0-9_-]{20,}",
+        "${1}<redacted>",
+    ),
+    (
+        "private_key",
+        r"-----BEGIN [A-Z ]*PRIVATE KEY-----",
+        REDACTED,
+    ),
+];
+
+/// Compiled redaction rules.
+#[derive(Debug, Clone)]
+pub struct Redactor {
+    patterns: Vec<(Regex, String)>,
+    query_keys: Vec<String>,
+    headers: Vec<String>,
+}
+
+/// A configured pattern that does not compile.
+#[derive(Debug, thiserror::Error)]
+#[error("redaction pattern {pattern:?}: {message}")]
+pub struct BadPattern {
+    pub pattern: String,
+    pub message: String,
+}
+
+impl Redactor {
+    /// The shipped rules plus the configured ones (lower-case query keys and header names,
+    /// regular expressions).
+    pub fn new(
+        extra_patterns: &[String],
+        extra_query_keys: &[String],
+        extra_headers: &[String],
+    ) -> Result<Redactor, BadPattern> {
+        let mut patterns = Vec::new();
+        for (_, p, r) in SHIPPED {
+            patterns.push((compile(p)?, (*r).to_string()));
+        }
+        for p in extra_patterns {
+            patterns.push((compile(p)?, REDACTED.to_string()));
+        }
+        Ok(Redactor {
+            patterns,
+            query_keys: extra_query_keys.to_vec(),
+            headers: extra_headers.to_vec(),
+        })
+    }
+
+    /// The shipped rules only.
+    pub fn shipped() -> Redactor {
+        Redactor::new(&[], &[], &[]).unwrap_or(Redactor {
+            patterns: Vec::new(),
+            query_keys: Vec::new(),
+            headers: Vec::new(),
+        })
+    }
+
+    /// True when a query key's value is a secret.
+    pub fn secret_query_key(&self, key: &str) -> bool {
+        let k = key.to_ascii_lowercase();
+        SECRET_QUERY_KEY_PARTS.iter().any(|p| k.contains(p))
+            || self.query_keys.iter().any(|p| k.contains(p.as_str()))
+    }
+
+    /// True when a header's value is a secret (`name` lower-case).
+    pub fn secret_header(&self, name: &str) -> bool {
+        SECRET_HEADER_PARTS.iter().any(|p| name.contains(p))
+            || self.headers.iter().any(|h| h == name)
+    }
+
+    /// `text` with every credential-shaped part replaced.
+    pub fn text<'a>(&self, text: &'a str) -> Cow<'a, str> {
+        let mut out = Cow::Borrowed(text);
+        for (re, rep) in &self.patterns {
+            if re.is_match(&out) {
+                out = Cow::Owned(re.replace_all(&out, rep.as_str()).into_owned());
+            }
+        }
+        out
+    }
+}
+
+fn compile(p: &str) -> Result<Regex, BadPattern> {
+    regex::RegexBuilder::new(p)
+        .size_limit(1 << 20)
+        .build()
+        .map_err(|e| BadPattern {
+            pattern: p.to_string(),
+            message: e.to_string(),
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Credential shapes that must never survive: (input, a part that must be gone).
+    pub const CANARIES: &[(&str, &str)] = &[
+        ("ghp_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", "ghp_AAAA"),
+        (
+            "github_pat_11AAAAAAA0aaaaaaaaaaaa_bbbbbbbbbbbbbbbbbbbbbbbbb",
+            "github_pat_11",
+        ),
+        ("gho_BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB", "gho_BBBB"),
+        ("AKIAIOSFODNN7EXAMPLE", "AKIAIOSFODNN7EXAMPLE"),
+        ("xoxb-123456789012-abcdefghijkl", "xoxb-1234"),
+        (
+            "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.sig-nature_x",
+            "eyJhbGciOiJIUzI1NiJ9",
+        ),
+        (
+            "/services/T0001/B0002/XXXXXXXXXXXXXXXXXXXXXXXX",
+            "XXXXXXXXXXXXXXXXXXXXXXXX",
+        ),
+        ("/api/webhooks/123456789/abcDEF-ghi_jkl", "abcDEF-ghi_jkl"),
+        (
+            "/bot123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw/getMe",
+            "AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw",
+        ),
+    ];
+
+    #[test]
+    fn shipped_shapes_are_redacted() {
+        let r = Redactor::shipped();
+        for (input, secret) in CANARIES {
+            let out = r.text(input);
+            assert!(!out.contains(secret), "{input} -> {out}");
+            assert!(out.contains(REDACTED), "{input} -> {out}");
+        }
+        assert_eq!(r.text("/repos/acme/api/pulls/7"), "/repos/acme/api/pulls/7");
+        assert_eq!(
+            r.text("/services/T0001/B0002/XXXXXXXXXXXX"),
+            "/services/T0001/B0002/<redacted>"
+        );
+    }
+
+    #[test]
+    fn keys_and_configured_patterns() {
+        let r = Redactor::new(
+            &["corp-[0-9]{6}".to_string()],
+            &["pin".to_string()],
+            &["x-tenant".to_string()],
+        )
+        .unwrap();
+        for k in [
+            "client_secret",
+            "refresh_token",
+            "code",
+            "X-Amz-Signature",
+            "api_key",
+            "SessionId",
+            "pin",
+        ] {
+            assert!(r.secret_query_key(k), "{k}");
+        }
+        for k in ["page", "per_page", "q", "ref"] {
+            assert!(!r.secret_query_key(k), "{k}");
+        }
+        assert!(r.secret_header("x-vault-token"));
+        assert!(r.secret_header("x-tenant"));
+        assert!(!r.secret_header("accept"));
+        assert_eq!(r.text("id corp-123456 ok"), "id <redacted> ok");
+        assert!(Redactor::new(&["(".to_string()], &[], &[]).is_err());
+    }
+}
