@@ -17,8 +17,8 @@ use crate::model::REDACTED;
 pub const SECRET_QUERY_KEY_PARTS: &[&str] = &[
     "token",
     "secret",
-    "password",
-    "passwd",
+    "pass",
+    "pwd",
     "key",
     "signature",
     "sig",
@@ -47,18 +47,33 @@ pub const SECRET_HEADER_PARTS: &[&str] = &[
 const SHIPPED: &[(&str, &str, &str)] = &[
     (
         "github",
-        r"\b(?:gh[pousr]_[A-Za-z0-9]{20,}|github_pat_[A-Za-z0-9_]{20,})",
+        r"(?:gh[pousr]_[A-Za-z0-9]{20,}|github_pat_[A-Za-z0-9_]{20,})",
         REDACTED,
     ),
+    ("gitlab", r"glpat-[A-Za-z0-9_-]{20,}", REDACTED),
     (
         "aws_access_key",
-        r"\b(?:AKIA|ASIA|AGPA|AIDA|AROA)[A-Z0-9]{16}\b",
+        r"(?:AKIA|ASIA|AGPA|AIDA|AROA)[A-Z0-9]{16}",
         REDACTED,
     ),
-    ("slack_token", r"\bxox[abposre]-[A-Za-z0-9-]{8,}", REDACTED),
+    ("slack_token", r"xox[abposre]-[A-Za-z0-9-]{8,}", REDACTED),
+    ("slack_app_token", r"xapp-[A-Za-z0-9-]{10,}", REDACTED),
+    (
+        "anthropic_openai_key",
+        r"sk-(?:ant-|proj-)?[A-Za-z0-9_-]{20,}",
+        REDACTED,
+    ),
+    (
+        "stripe_key",
+        r"(?:sk|rk)_(?:live|test)_[A-Za-z0-9]{16,}",
+        REDACTED,
+    ),
+    ("google_api_key", r"AIza[0-9A-Za-z_-]{35}", REDACTED),
+    ("huggingface", r"hf_[A-Za-z0-9]{30,}", REDACTED),
+    ("npm", r"npm_[A-Za-z0-9]{36}", REDACTED),
     (
         "jwt",
-        r"\beyJ[A-Za-z0-9_-]{8,}(?:\.[A-Za-z0-9_-]*){0,2}",
+        r"eyJ[A-Za-z0-9_-]{8,}(?:\.[A-Za-z0-9_-]*){0,2}",
         REDACTED,
     ),
     (
@@ -68,12 +83,12 @@ const SHIPPED: &[(&str, &str, &str)] = &[
     ),
     (
         "discord_webhook",
-        r"(/api/webhooks/[0-9]+/)[A-Za-z0-9_-]+",
+        r"(/api/(?:v[0-9]+/)?webhooks/[0-9]+/)[A-Za-z0-9_-]+",
         "${1}<redacted>",
     ),
     (
         "telegram_bot",
-        r"(/bot)[0-9]{5,}:[A-Za-z0-9_-]{20,}",
+        r"(/bot)[0-9]{5,}(?::|%3[aA])[A-Za-z0-9_-]{20,}",
         "${1}<redacted>",
     ),
     (

@@ -308,6 +308,8 @@ async fn the_policy_sees_the_canonical_path_and_the_upstream_gets_it() {
         "/x/../prod/deploy",
         "/./prod/deploy",
         "/prod/./deploy",
+        "/prod%2Fdeploy",
+        "/prod;v=1/deploy",
     ] {
         let url = w.upstream.url(path);
         let (status, code, rid) = refused(
@@ -325,7 +327,8 @@ async fn the_policy_sees_the_canonical_path_and_the_upstream_gets_it() {
     for path in [
         "/prod/%2e%2e/x",
         "//prod/deploy",
-        "/prod%2Fdeploy",
+        "/x/..;/prod/deploy",
+        "/x/%252e%252e/prod",
         "/prod/a%5cb",
         "/prod/%00",
     ] {

@@ -265,13 +265,14 @@ async fn verify_cmd(
     let trusted = trusted
         .map(|p| std::fs::read_to_string(&p).map_err(Error::io("reading", &p)))
         .transpose()?;
+    let is_export = export_file.is_some();
     let (entries, checkpoints, vkey, source) = if let Some(path) = export_file {
         let text = std::fs::read_to_string(&path).map_err(Error::io("reading", &path))?;
         let p = parse_jsonl(&text).map_err(Error::Invalid)?;
         let source = format!("export {}", path.display());
         (p.entries, p.checkpoints, p.verifier_key, source)
     } else {
-        let dir = data.unwrap_or_else(|| config.data_dir.clone());
+        let dir = data.clone().unwrap_or_else(|| config.data_dir.clone());
         match open_db(&dir) {
             Ok(db) => {
                 let (e, c, k) = read_stored(&db, &dir, &config.ledger.origin)?;
@@ -287,8 +288,45 @@ async fn verify_cmd(
             }
         }
     };
-    let vkey = key.unwrap_or(vkey);
+    // Which key is trusted: --key, else this node's own ledger key, else (for an export
+    // read elsewhere) the key the export names, which proves only internal consistency.
+    let (vkey, trust) = match key {
+        Some(k) => (k, "from --key".to_string()),
+        None => {
+            let dir = data.unwrap_or_else(|| config.data_dir.clone());
+            let origin = checkpoints
+                .last()
+                .and_then(|n| crate::ledger::note::Checkpoint::parse(n).ok())
+                .map_or_else(|| config.ledger.origin.clone(), |c| c.origin);
+            match crate::ledger::LedgerKey::load(&dir) {
+                Ok(k) => (
+                    crate::ledger::note::verifier_key(&origin, &k.public()),
+                    format!("this node's ledger key ({})", dir.display()),
+                ),
+                Err(_) if is_export => {
+                    eprintln!("WARNING: no --key and no readable ledger key in {}: trusting the key the export names, which proves only that the export is internally consistent, not who signed it", dir.display());
+                    (
+                        vkey,
+                        "named by the export itself (internal consistency only)".to_string(),
+                    )
+                }
+                Err(_) => (vkey, "named by the ledger".to_string()),
+            }
+        }
+    };
     match verify(entries, &checkpoints, &vkey, trusted.as_deref()) {
+        // An export must be covered whole by a signed checkpoint: uncovered entries prove
+        // nothing and could have been changed freely.
+        Ok(r) if is_export && r.latest_checkpoint_size < r.entries => {
+            println!(
+                "FAIL: {source}: entries {}..{} are not covered by a signed checkpoint (first bad sequence number {})",
+                r.latest_checkpoint_size,
+                r.entries - 1,
+                r.latest_checkpoint_size
+            );
+            println!("key: {vkey} ({trust})");
+            Ok(1)
+        }
         Ok(r) => {
             println!(
                 "OK: {source}: {} entries, {} checkpoints (latest covers {}), root {}{}",
@@ -300,11 +338,12 @@ async fn verify_cmd(
                     .map(|s| format!(", extends the trusted checkpoint of size {s}"))
                     .unwrap_or_default()
             );
-            println!("key: {vkey}");
+            println!("key: {vkey} ({trust})");
             Ok(0)
         }
         Err(e) => {
             println!("FAIL: {source}: {e}");
+            println!("key: {vkey} ({trust})");
             Ok(1)
         }
     }

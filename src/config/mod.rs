@@ -46,7 +46,7 @@ pub struct ProxyConfig {
     /// Non-global destinations (CIDRs) the proxy may reach; everything else that is not
     /// global unicast is refused. Clawser's own listeners are refused even when listed.
     pub allow_private: Vec<ipnet::IpNet>,
-    /// Keep `%2F` in paths (GitLab-style APIs) instead of refusing it as ambiguous.
+    /// Keep `%2F` in paths (npm scoped packages, GitLab) instead of refusing it as ambiguous.
     pub allow_encoded_slash: bool,
     /// How long a checked DNS answer is reused.
     pub dns_cache_ttl: Duration,
@@ -284,7 +284,7 @@ impl Validator<'_> {
                     parse_cidr(e).map_err(|m| self.err(&format!("proxy.allow_private[{i}]"), m))
                 })
                 .collect::<Result<Vec<_>>>()?,
-            allow_encoded_slash: p.allow_encoded_slash.unwrap_or(false),
+            allow_encoded_slash: p.allow_encoded_slash.unwrap_or(true),
             dns_cache_ttl: self.duration("proxy.dns_cache_ttl", p.dns_cache_ttl, "30s")?,
             dns_cache_size: self.positive("proxy.dns_cache_size", p.dns_cache_size, 10_000)?,
             body_timeout: self.duration("proxy.body_timeout", p.body_timeout, "30s")?,

@@ -1,5 +1,5 @@
 //! Exports. JSON Lines: a header line, every entry's canonical bytes as one line, then the
-//! signed checkpoints; `clawser ledger verify --export FILE` checks it offline. OCSF: one
+//! signed checkpoints, the last one signed at export time over every exported entry; `clawser ledger verify --export FILE` checks it offline. OCSF: one
 //! OCSF 1.1 event per entry (HTTP Activity 4002 for requests, API Activity 6003 for identity
 //! and policy changes) with disposition and policy fields, then the latest checkpoint.
 
@@ -23,12 +23,19 @@ pub fn write_jsonl(ledger: &Ledger, out: &mut dyn Write) -> Result<()> {
     };
     let header = json!({"format": EXPORT_FORMAT, "version": 1, "verifier_key": ledger.verifier_key(), "entries": ledger.size()});
     writeln!(out, "{header}").map_err(io)?;
+    let mut tree = super::merkle::Frontier::default();
     for item in ledger.raw_entries() {
         let (_, bytes, _) = item?;
+        tree.push(super::merkle::leaf_hash(&bytes));
         out.write_all(&bytes).map_err(io)?;
         out.write_all(b"\n").map_err(io)?;
     }
     for note in ledger.checkpoints()? {
+        writeln!(out, "{}", json!({"checkpoint": note})).map_err(io)?;
+    }
+    // Signed now, over exactly the entries above: an export proves what it holds.
+    if tree.size() > 0 {
+        let note = ledger.sign_checkpoint(tree.size(), tree.root());
         writeln!(out, "{}", json!({"checkpoint": note})).map_err(io)?;
     }
     Ok(())

@@ -19,6 +19,7 @@ pub mod verify;
 pub mod wal;
 
 pub use entry::Entry;
+pub use key::LedgerKey;
 pub use store::LedgerConfig;
 pub use verify::{VerifyError, VerifyReport};
 
@@ -29,7 +30,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::error::{Error, Result};
-use key::LedgerKey;
+
 use merkle::{inclusion_proof, Hash};
 use store::{key_seq, split_value, Writer};
 
@@ -168,6 +169,18 @@ impl Ledger {
     /// The verifier key (`name+id+key`) of this ledger.
     pub fn verifier_key(&self) -> String {
         self.writer.shared.verifier.clone()
+    }
+
+    /// Signs a checkpoint for a tree of `size` entries with `root`, without storing it (an
+    /// export ends with one covering exactly what it exported).
+    pub fn sign_checkpoint(&self, size: u64, root: merkle::Hash) -> String {
+        let sh = &self.writer.shared;
+        let cp = note::Checkpoint {
+            origin: sh.origin.clone(),
+            size,
+            root,
+        };
+        note::sign_note(&cp.body(), &cp.origin, &sh.signer)
     }
 
     /// The latest signed checkpoint.

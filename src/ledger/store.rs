@@ -63,6 +63,10 @@ pub(super) struct Shared {
     pub failed: AtomicBool,
     pub verifier: String,
     pub queue: Queue,
+    /// The signing key and checkpoint origin, for checkpoints signed outside the writer
+    /// (an export's closing checkpoint).
+    pub signer: Arc<LedgerKey>,
+    pub origin: String,
 }
 
 /// The append side of the ledger.
@@ -84,6 +88,7 @@ impl Writer {
         key: LedgerKey,
         cfg: LedgerConfig,
     ) -> Result<Writer> {
+        let key = Arc::new(key);
         let data_file = data_dir.join("db").join("db");
         let entries = db.open_tree(ENTRIES)?;
         let checkpoints = db.open_tree(CHECKPOINTS)?;
@@ -151,6 +156,8 @@ impl Writer {
             failed: AtomicBool::new(false),
             verifier: verifier_key(&cfg.origin, &key.public()),
             queue: Queue::new(frontier.size()),
+            signer: key.clone(),
+            origin: cfg.origin.clone(),
         });
         let max_batch = cfg.max_batch;
         let mut w = WriterThread {
@@ -272,7 +279,7 @@ struct WriterThread {
     db: sled::Db,
     file: File,
     wal: Wal,
-    key: LedgerKey,
+    key: Arc<LedgerKey>,
     cfg: LedgerConfig,
     frontier: Frontier,
     shared: Arc<Shared>,

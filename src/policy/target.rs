@@ -19,7 +19,7 @@ pub struct Target {
 /// (GitHub names are case-insensitive; over-matching a production rule is the safe side).
 pub fn classify(envs: &Environments, host: &str, path: &str) -> Target {
     let host = host.to_ascii_lowercase();
-    let lower_path = path.to_ascii_lowercase();
+    let lower_path = lenient_view(path);
     let repo = repo_of(&lower_path);
     for rule in &envs.rules {
         let host_ok = rule.hosts.is_empty() || rule.hosts.iter().any(|g| glob_match(g, &host));
@@ -43,6 +43,18 @@ pub fn classify(envs: &Environments, host: &str, path: &str) -> Target {
         env: envs.default.clone(),
         service: host.to_string(),
     }
+}
+
+/// The path as the most lenient server would read it, which is what environment rules are
+/// matched against: lower-case, `%2F` as a separator, `;parameters` dropped from segments
+/// (Tomcat/Spring), so no spelling of a production path classifies as something else.
+pub fn lenient_view(path: &str) -> String {
+    path.to_ascii_lowercase()
+        .replace("%2f", "/")
+        .split('/')
+        .map(|seg| seg.split(';').next().unwrap_or(""))
+        .collect::<Vec<_>>()
+        .join("/")
 }
 
 /// The repository (`owner/name`, lower-case, without `.git`) a path names: a GitHub REST
@@ -213,9 +225,16 @@ mod tests {
                 service: None,
             }],
         };
-        assert_eq!(
-            classify(&by_path, "api.github.com", "/repos/ACME/api/pulls/7/merge").env,
-            "production"
-        );
+        for path in [
+            "/repos/ACME/api/pulls/7/merge",
+            "/repos/acme%2Fapi/pulls/7/merge",
+            "/repos/acme;x=1/api/pulls/7/merge",
+        ] {
+            assert_eq!(
+                classify(&by_path, "api.github.com", path).env,
+                "production",
+                "{path}"
+            );
+        }
     }
 }

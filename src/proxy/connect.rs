@@ -13,7 +13,7 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::body::{empty, ProxyBody};
-use super::destination::Host;
+use super::destination::{Destinations, Host};
 use super::outcome::{note, refuse, DecisionLine, Refusal, Seen};
 use super::permit::{self, Permitted};
 use super::pipeline::{self, destination_refusal, ConnInfo};
@@ -101,12 +101,7 @@ pub async fn handle_connect(
                 );
             }
         }
-        let addrs: Vec<SocketAddr> = destination
-            .ips
-            .iter()
-            .map(|ip| SocketAddr::new(*ip, port))
-            .collect();
-        match permit::allowed(&eval, addrs) {
+        match permit::allowed(&eval, Destinations::addrs(&destination, port)) {
             Some(p) => permitted = Some(p),
             None => {
                 line.emit(eval.decision.outcome.as_str(), &eval.decision.codes(), 403);
@@ -244,18 +239,18 @@ async fn passthrough_to<T>(
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let addrs = permitted.into_inner();
-    for addr in &addrs {
-        let connect = tokio::net::TcpStream::connect(*addr);
-        if let Ok(Ok(mut up)) = tokio::time::timeout(state.upstream_connect_timeout, connect).await
-        {
-            let _ = up.set_nodelay(true);
+    match state
+        .destinations
+        .connect(&addrs, state.upstream_connect_timeout)
+        .await
+    {
+        Ok(mut up) => {
             if up.write_all(&prefix).await.is_ok() {
                 let _ = tokio::io::copy_bidirectional(&mut io, &mut up).await;
             }
-            return;
         }
+        Err(e) => tracing::info!(?addrs, error = %e, "passthrough connect failed"),
     }
-    tracing::info!(?addrs, "passthrough connect failed");
 }
 
 async fn intercept<T>(state: Arc<ProxyState>, principal: Principal, host: Host, port: u16, io: T)

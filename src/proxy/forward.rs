@@ -7,15 +7,20 @@ use std::time::Duration;
 use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use super::body::ProxyBody;
-use super::destination::{Destinations, Pinned};
+use super::destination::{with_checked, CheckedConnector, Destinations};
 use super::permit::Permitted;
 use crate::config::UpstreamConfig;
 use crate::error::Result;
+
+/// A request and the checked addresses it may be sent to.
+pub struct Outbound {
+    pub request: Request<ProxyBody>,
+    pub addrs: Vec<std::net::SocketAddr>,
+}
 
 /// Why forwarding failed.
 #[derive(Debug)]
@@ -29,7 +34,7 @@ pub enum UpstreamFailure {
 /// The pooled upstream client.
 #[derive(Clone)]
 pub struct Upstream {
-    client: Client<HttpsConnector<HttpConnector<Pinned>>, ProxyBody>,
+    client: Client<HttpsConnector<CheckedConnector>, ProxyBody>,
     response_timeout: Duration,
 }
 
@@ -38,10 +43,10 @@ impl Upstream {
     /// resolved only from what `destinations` checked (no second lookup).
     pub fn new(cfg: &UpstreamConfig, destinations: Arc<Destinations>) -> Result<Upstream> {
         let tls = crate::tls::upstream_config(&cfg.extra_ca_files)?;
-        let mut http = HttpConnector::new_with_resolver(Pinned(destinations));
-        http.enforce_http(false);
-        http.set_nodelay(true);
-        http.set_connect_timeout(Some(cfg.connect_timeout));
+        let http = CheckedConnector {
+            destinations,
+            connect_timeout: cfg.connect_timeout,
+        };
         let builder = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(tls)
             .https_or_http()
@@ -63,12 +68,15 @@ impl Upstream {
         })
     }
 
-    /// Sends a permitted request and waits for the response headers.
+    /// Sends a permitted request, over a connection to one of its checked addresses (or a
+    /// pooled one opened to such an address for the same scheme, host and port), and waits for
+    /// the response headers.
     pub async fn forward(
         &self,
-        req: Permitted<Request<ProxyBody>>,
+        permitted: Permitted<Outbound>,
     ) -> Result<Response<Incoming>, UpstreamFailure> {
-        let fut = self.client.request(req.into_inner());
+        let Outbound { request, addrs } = permitted.into_inner();
+        let fut = with_checked(addrs, self.client.request(request));
         match tokio::time::timeout(self.response_timeout, fut).await {
             Err(_) => Err(UpstreamFailure::Timeout),
             Ok(Err(e)) => Err(UpstreamFailure::Failed(error_chain(&e))),

@@ -115,7 +115,9 @@ impl Captured {
         summary: &RequestSummary,
         uri: &http::Uri,
         headers: &HeaderMap,
+        redactor: &crate::redact::Redactor,
     ) -> Captured {
+        let said = |name| statement(headers, name).map(|s| redactor.text(&s).into_owned());
         let values: Vec<(&str, &str)> = FINGERPRINT_HEADERS
             .iter()
             .filter_map(|n| Some((*n, headers.get(*n)?.to_str().unwrap_or("<binary>"))))
@@ -129,8 +131,8 @@ impl Captured {
                 &summary.body.sha256,
                 &values,
             ),
-            intent: statement(headers, INTENT_HEADER),
-            evidence: statement(headers, EVIDENCE_HEADER),
+            intent: said(INTENT_HEADER),
+            evidence: said(EVIDENCE_HEADER),
         }
     }
 }

@@ -16,8 +16,8 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
 use super::body::{inspect, BodyError, ProxyBody};
-use super::destination::{DestinationRefusal, Host, PathRules};
-use super::forward::UpstreamFailure;
+use super::destination::{DestinationRefusal, Destinations, Host, PathRules};
+use super::forward::{Outbound, UpstreamFailure};
 use super::outcome::{refuse, DecisionLine, Refusal, Seen};
 use super::summary::{
     header_bytes, redacted_headers, redacted_query, strip_for_upstream, strip_response,
@@ -177,7 +177,9 @@ fn target(
                 seen.host = h.as_string();
                 seen.port = *p;
             }
-            seen.path = state.redactor.text(req.uri().path()).into_owned();
+            // Not canonical: decode what can be decoded so encoded secrets are seen too.
+            let decoded = percent_decode_lossy(req.uri().path());
+            seen.path = state.redactor.text(&decoded).into_owned();
         }
     }
     got
@@ -230,6 +232,7 @@ async fn decide_and_forward(
             &summary,
             upstream_req.uri(),
             upstream_req.headers(),
+            &state.redactor,
         )
     });
     strip_for_upstream(upstream_req.headers_mut());
@@ -266,7 +269,12 @@ async fn decide_and_forward(
             match hold::hold(state, principal, &summary, &eval.decision, held).await {
                 Ok(approval) => {
                     released_by = Some(approval.id.clone());
-                    permit::approved(&eval, &approval, &fp, upstream_req)
+                    permit::approved(
+                        &eval,
+                        &approval,
+                        &fp,
+                        outbound(upstream_req, destination, target),
+                    )
                 }
                 Err(resp) => {
                     let id = resp
@@ -283,7 +291,7 @@ async fn decide_and_forward(
                 }
             }
         }
-        None => permit::allowed(&eval, upstream_req),
+        None => permit::allowed(&eval, outbound(upstream_req, destination, target)),
     };
     let Some(permitted) = permitted else {
         line.emit(eval.decision.outcome.as_str(), &codes, 403);
@@ -342,6 +350,24 @@ async fn decide_and_forward(
             }
             respond::error(status, code, &msg, &seen.request_id)
         }
+    }
+}
+
+/// `%XX` escapes decoded where they are valid (the rest kept), for redacting a raw path.
+fn percent_decode_lossy(path: &str) -> String {
+    percent_encoding::percent_decode_str(path)
+        .decode_utf8_lossy()
+        .into_owned()
+}
+
+fn outbound(
+    request: Request<ProxyBody>,
+    destination: &Destination,
+    target: &RequestTarget,
+) -> Outbound {
+    Outbound {
+        request,
+        addrs: Destinations::addrs(destination, target.port),
     }
 }
 

@@ -34,6 +34,8 @@ pub enum AddrClass {
     Broadcast,
     /// Documentation, benchmarking, IETF protocol assignments, 240/4 and unallocated space.
     Reserved,
+    /// Cloud host services at otherwise global addresses: Azure's WireServer 168.63.129.16.
+    Metadata,
 }
 
 impl AddrClass {
@@ -50,6 +52,7 @@ impl AddrClass {
             AddrClass::Multicast => "multicast",
             AddrClass::Broadcast => "broadcast",
             AddrClass::Reserved => "reserved",
+            AddrClass::Metadata => "metadata",
         }
     }
 }
@@ -102,6 +105,8 @@ fn classify_v4(ip: Ipv4Addr) -> AddrClass {
     };
     if ip == Ipv4Addr::BROADCAST {
         AddrClass::Broadcast
+    } else if ip == Ipv4Addr::new(168, 63, 129, 16) {
+        AddrClass::Metadata
     } else if o[0] == 0 {
         AddrClass::Unspecified
     } else if o[0] == 127 {
@@ -189,6 +194,8 @@ mod tests {
             ("192.0.2.1", Reserved),
             ("198.18.0.1", Reserved),
             ("203.0.113.9", Reserved),
+            ("168.63.129.16", Metadata),
+            ("100.100.100.200", Cgnat),
             ("::", Unspecified),
             ("::1", Loopback),
             ("::ffff:127.0.0.1", Loopback),

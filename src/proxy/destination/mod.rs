@@ -4,26 +4,25 @@
 //! Clawser's own listeners.
 //!
 //! Clawser resolves each name itself, checks every address, and caches the checked answer
-//! (`proxy.dns_cache_ttl`). The upstream client's resolver ([`Pinned`]) only reads that cache
-//! and never looks a name up again, so a DNS answer that changes between the check and the
-//! connection (rebinding) cannot take the request to an address that was not checked.
+//! (`proxy.dns_cache_ttl`). The request then carries those addresses to the upstream client,
+//! whose connector (`connect.rs`) connects to nothing else and never looks a name up, so a
+//! DNS answer that changes between the check and the connection (rebinding) cannot take the
+//! request to an address that was not checked.
 
 mod class;
+mod connect;
 mod host;
 mod path;
 
 pub use class::{classify, AddrClass};
+pub use connect::{with_checked, CheckedConnector};
 pub use host::{parse_host, Host};
 pub use path::{canonical_target, PathRules};
 
-use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use hyper_util::client::legacy::connect::dns::Name;
 use ipnet::IpNet;
 
 use crate::model::Destination;
@@ -69,6 +68,14 @@ impl Destinations {
             lookup_timeout,
             cache: quick_cache::sync::Cache::new(cache_size.max(1)),
         }
+    }
+
+    /// The socket addresses of a checked destination.
+    pub fn addrs(dest: &Destination, port: u16) -> Vec<SocketAddr> {
+        dest.ips
+            .iter()
+            .map(|ip| SocketAddr::new(*ip, port))
+            .collect()
     }
 
     /// Checks one address and port.
@@ -163,55 +170,6 @@ impl Destinations {
         );
         Ok(dest)
     }
-
-    /// The checked addresses cached for `name`, whatever their age (the upstream client
-    /// connects right after the pipeline checked them).
-    fn pinned(&self, name: &str) -> Option<Vec<IpAddr>> {
-        self.cache.get(name).map(|c| c.ips.clone())
-    }
-}
-
-/// The upstream client's resolver: answers only from the checked cache, never from DNS, and
-/// drops any address the rules refuse (a second line of defence).
-#[derive(Clone)]
-pub struct Pinned(pub Arc<Destinations>);
-
-/// Error of [`Pinned`]: the name was not checked by the pipeline.
-#[derive(Debug, thiserror::Error)]
-#[error("{0} was not resolved and checked by Clawser before connecting")]
-pub struct NotPinned(String);
-
-impl tower_service::Service<Name> for Pinned {
-    type Response = std::vec::IntoIter<SocketAddr>;
-    type Error = NotPinned;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, NotPinned>> + Send>>;
-
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), NotPinned>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, name: Name) -> Self::Future {
-        let d = self.0.clone();
-        Box::pin(async move {
-            let n = name.as_str().to_ascii_lowercase();
-            let addrs: Vec<SocketAddr> = d
-                .pinned(&n)
-                .unwrap_or_default()
-                .into_iter()
-                .filter(|ip| {
-                    classify(*ip) == AddrClass::Global
-                        || d.allow_private
-                            .iter()
-                            .any(|net| net.contains(ip) || net.contains(&class::effective(*ip)))
-                })
-                .map(|ip| SocketAddr::new(ip, 0))
-                .collect();
-            if addrs.is_empty() {
-                return Err(NotPinned(n));
-            }
-            Ok(addrs.into_iter())
-        })
-    }
 }
 
 #[cfg(test)]
@@ -269,7 +227,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn names_resolve_and_are_pinned() {
+    async fn names_resolve_and_checked_answers_are_cached() {
         let none = dests(&[]);
         let host = parse_host("localhost").unwrap();
         assert!(matches!(
@@ -277,21 +235,14 @@ mod tests {
             Err(DestinationRefusal::NotAllowed(_))
         ));
         assert!(
-            none.pinned("localhost").is_none(),
+            none.cache.get("localhost").is_none(),
             "refused answers are not cached"
         );
         let lo = dests(&["127.0.0.0/8", "::1"]);
         let d = lo.resolve(&host, 9000).await.unwrap();
         assert_eq!(d.class, "loopback");
-        assert!(lo.pinned("localhost").is_some());
-        let mut svc = Pinned(Arc::new(lo));
-        use tower_service::Service;
-        let addrs: Vec<_> = svc
-            .call("localhost".parse().unwrap())
-            .await
-            .unwrap()
-            .collect();
-        assert!(!addrs.is_empty());
-        assert!(svc.call("example.com".parse().unwrap()).await.is_err());
+        assert!(lo.cache.get("localhost").is_some());
+        // The cached answer is checked again for each port: an own listener stays refused.
+        assert!(lo.resolve(&host, 8081).await.is_err());
     }
 }

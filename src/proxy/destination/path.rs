@@ -2,15 +2,28 @@
 //! percent-decoded, the remaining escapes upper-cased, dot-segments removed. That form is
 //! what the policy sees *and* what is forwarded, so both read the same bytes. A target that
 //! stays ambiguous after that (servers disagree on what it names) is refused
-//! (`ambiguous_path`): an encoded dot-segment, an empty segment (`//`), a backslash (raw or
-//! encoded), an encoded slash (unless `proxy.allow_encoded_slash`), a control byte, or a
-//! malformed escape.
+//! (`ambiguous_path`): an encoded dot-segment, an empty segment (`//`), a path parameter on
+//! an empty or dot segment (`/..;/`, which Tomcat-style servers read as `..`), a
+//! double-encoded escape (`%252e`), a backslash (raw or encoded), an encoded slash when
+//! `proxy.allow_encoded_slash` is false, a control byte, or a malformed escape.
+//!
+//! An encoded slash is kept by default (npm asks for `/@scope%2fname`, GitLab for
+//! `/projects/group%2Fname`); environment rules read it as a separator (see
+//! `policy::target`), so `/repos/acme%2Fapi` classifies like `/repos/acme/api`.
 
 /// Options of the canonicalization.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy)]
 pub struct PathRules {
-    /// Keep `%2F` inside a segment (GitLab-style `projects/group%2Fname` APIs).
+    /// Keep `%2F` inside a segment (npm scoped packages, GitLab `projects/group%2Fname`).
     pub allow_encoded_slash: bool,
+}
+
+impl Default for PathRules {
+    fn default() -> Self {
+        PathRules {
+            allow_encoded_slash: true,
+        }
+    }
 }
 
 /// Canonical `path[?query]`, or why it is ambiguous.
@@ -29,6 +42,13 @@ pub fn canonical_target(
     for (i, raw) in raw_segments.iter().enumerate() {
         let (seg, had_escape) = normalize(raw, Part::Path(rules))?;
         trailing_slash = false;
+        if let Some((before, _)) = seg.split_once(';') {
+            if matches!(before, "" | "." | "..") {
+                return Err(format!(
+                    "a path parameter on an empty or dot segment ({before};...)"
+                ));
+            }
+        }
         match seg.as_str() {
             "." | ".." if had_escape => {
                 return Err("an encoded dot-segment (%2E) in the path".to_string())
@@ -91,6 +111,12 @@ fn normalize(s: &str, part: Part) -> Result<(String, bool), String> {
                 }
                 if v == b'\\' {
                     return Err("an encoded backslash (%5C) in the path".to_string());
+                }
+                if v == b'%'
+                    && b.get(i + 3..i + 5)
+                        .is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit))
+                {
+                    return Err("a double-encoded escape (%25XX) in the path".to_string());
                 }
                 if v == b'/' && !rules.allow_encoded_slash {
                     return Err(
@@ -171,9 +197,12 @@ mod tests {
             "/repos/.%2e/acme",
             "//repos/acme/api",
             "/repos//acme",
-            "/repos/acme%2Fapi",
-            "/repos/acme%2fapi",
             "/a\\b",
+            "/public/..;/admin",
+            "/public/.;/admin",
+            "/;x/admin",
+            "/%2e%2e;x/admin",
+            "/a/%252e%252e/b",
             "/a%5cb",
             "/a%00b",
             "/a%0ab",
@@ -187,13 +216,21 @@ mod tests {
     }
 
     #[test]
-    fn encoded_slash_can_be_kept() {
-        let rules = PathRules {
-            allow_encoded_slash: true,
-        };
+    fn encoded_slash_is_kept_unless_refused() {
         assert_eq!(
-            canonical_target("/api/v4/projects/group%2fname", None, rules),
-            Ok("/api/v4/projects/group%2Fname".to_string())
+            canon("/@types%2fnode"),
+            Ok("/@types%2Fnode".to_string()),
+            "npm scoped packages"
         );
+        assert_eq!(
+            canon("/admin;jsessionid=1/x"),
+            Ok("/admin;jsessionid=1/x".to_string())
+        );
+        let strict = PathRules {
+            allow_encoded_slash: false,
+        };
+        for raw in ["/repos/acme%2Fapi", "/repos/acme%2fapi"] {
+            assert!(canonical_target(raw, None, strict).is_err(), "{raw}");
+        }
     }
 }
