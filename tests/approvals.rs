@@ -21,7 +21,7 @@ async fn hold_then_approve_forwards_exactly_once() {
         &g.env,
         "POST",
         g.upstream.url("/prod/deploy?token=s3cret"),
-        r#"{"version":"1.4"}"#,
+        r#"{"version":"1.4-preview-marker","password":"hunter2"}"#,
         &[
             "Content-Type: application/json",
             "X-Clawser-Intent: deploy 1.4 to production",
@@ -40,6 +40,13 @@ async fn hold_then_approve_forwards_exactly_once() {
         .contains("/prod/deploy?token=<redacted>"));
     assert_eq!(a["intent"], "deploy 1.4 to production");
     assert_eq!(a["evidence"], "CI run 88 green");
+    // The approver sees a redacted preview of the body it releases.
+    let preview = a["request"]["body_preview"].as_str().unwrap();
+    assert!(
+        preview.contains("\"version\": \"1.4-preview-marker\""),
+        "{preview}"
+    );
+    assert!(!preview.contains("hunter2"), "{preview}");
     assert_eq!(
         a["required"],
         json!({"role": "release-approver", "count": 1})
@@ -54,6 +61,10 @@ async fn hold_then_approve_forwards_exactly_once() {
         .cli_ok(&["approvals", "show", &id, "--token", &bob]);
     assert!(
         show.contains("deploy 1.4 to production") && show.contains("production_write"),
+        "{show}"
+    );
+    assert!(
+        show.contains("body preview") && show.contains("1.4-preview-marker"),
         "{show}"
     );
     let out = g.server.cli_ok(&[
@@ -90,6 +101,9 @@ async fn hold_then_approve_forwards_exactly_once() {
     ] {
         assert!(kinds.iter().any(|x| x == k), "{k} missing from {kinds:?}");
     }
+    // The ledger keeps the body's size and hash, never its content.
+    let export = g.server.cli_ok(&["ledger", "export"]);
+    assert!(!export.contains("1.4-preview-marker") && !export.contains("hunter2"));
     let timeline = g
         .server
         .cli_ok(&["ledger", "show", "--approval", &id, "--json"]);

@@ -203,7 +203,7 @@ async fn approve_a_held_request_in_the_web_page() {
                     "-X",
                     "POST",
                     "-d",
-                    "{}",
+                    r#"{"release":"2.0-canary-marker","password":"hunter2"}"#,
                     "-H",
                     "X-Clawser-Intent: roll out 2.0",
                     url.as_str(),
@@ -224,9 +224,12 @@ async fn approve_a_held_request_in_the_web_page() {
         "claude-code",
         "production_write",
         "roll out 2.0",
+        "Body preview",
+        "2.0-canary-marker",
     ] {
         assert!(text.contains(want), "{want} not shown in: {text}");
     }
+    assert!(!text.contains("hunter2"), "a secret shown in: {text}");
     assert_eq!(upstream.hits(), 0);
     let reason = driver
         .find(

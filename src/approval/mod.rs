@@ -4,16 +4,19 @@
 //!
 //! - `types.rs`: approval objects and decisions.
 //! - `fingerprint.rs`: the binding between an approval and a request.
+//! - `preview.rs`: the bounded, redacted body preview an approver reads.
 //! - `store.rs`: persistence, the decision rules, waiting, consumption and expiry.
 //!
 //! The proxy (`proxy/hold.rs`) opens approvals and waits on them; the admin API
 //! (`admin/approvals.rs`), the CLI and the web page decide them.
 
 mod fingerprint;
+mod preview;
 mod store;
 mod types;
 
 pub use fingerprint::{fingerprint, FINGERPRINT_HEADERS};
+pub use preview::{preview, DEFAULT_PREVIEW_BYTES};
 pub use store::{ApprovalStore, DecideError, OpenError, Opened, Requirement};
 pub use types::{
     Approval, ApprovalDecision, ApprovalState, ApproverRef, NewApproval, Required, ReviewedRequest,

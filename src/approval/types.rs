@@ -62,6 +62,10 @@ pub struct ReviewedRequest {
     pub url: String,
     pub body_size: Option<u64>,
     pub body_sha256: String,
+    /// A bounded, redacted preview of the body (on the approval object only, never in the
+    /// ledger).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body_preview: Option<String>,
 }
 
 /// An approval object.

@@ -45,6 +45,12 @@ fn show(a: &Approval) {
             a.request.body_sha256
         ),
     }
+    if let Some(p) = &a.request.body_preview {
+        println!("body preview (redacted):");
+        for line in p.lines() {
+            println!("  | {line}");
+        }
+    }
     println!(
         "agent:        {} (runtime {}, on behalf of {})",
         a.agent, a.runtime, a.on_behalf_of

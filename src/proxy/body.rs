@@ -47,7 +47,7 @@ pub async fn inspect<B>(
     declared_len: Option<u64>,
     max: usize,
     idle: Duration,
-) -> Result<(BodySummary, ProxyBody), BodyError>
+) -> Result<(BodySummary, ProxyBody, Bytes), BodyError>
 where
     B: Body<Data = Bytes> + Send + Sync + Unpin + 'static,
     B::Error: Into<BoxError>,
@@ -89,7 +89,7 @@ where
     };
     let out = if truncated {
         Prefixed {
-            prefix: Some(inspected),
+            prefix: Some(inspected.clone()),
             rest: body,
             idle,
             timer: None,
@@ -98,9 +98,9 @@ where
     } else if inspected.is_empty() {
         empty()
     } else {
-        full(inspected)
+        full(inspected.clone())
     };
-    Ok((summary, out))
+    Ok((summary, out, inspected))
 }
 
 /// A cheap first look before parsing: JSON text starts with one of these (after spaces).
@@ -179,7 +179,7 @@ mod tests {
 
     #[tokio::test]
     async fn small_json_body_is_parsed_and_passed_on() {
-        let (s, b) = inspect(full(r#"{"a":1}"#), Some(7), 1024, IDLE)
+        let (s, b, _) = inspect(full(r#"{"a":1}"#), Some(7), 1024, IDLE)
             .await
             .unwrap();
         assert_eq!(s.size, Some(7));
@@ -194,12 +194,12 @@ mod tests {
     #[tokio::test]
     async fn large_body_is_truncated_but_forwarded_whole() {
         let data = vec![b'x'; 5000];
-        let (s, b) = inspect(full(data.clone()), None, 1000, IDLE).await.unwrap();
+        let (s, b, _) = inspect(full(data.clone()), None, 1000, IDLE).await.unwrap();
         assert!(s.truncated);
         assert!(s.json.is_none());
         assert_eq!(s.size, None, "a streamed body's size is unknown");
         assert_eq!(b.collect().await.unwrap().to_bytes().len(), 5000);
-        let (s, _) = inspect(full(data.clone()), Some(50_000_000), 1000, IDLE)
+        let (s, _, _) = inspect(full(data.clone()), Some(50_000_000), 1000, IDLE)
             .await
             .unwrap();
         assert_eq!(s.size, Some(50_000_000), "the declared length is reported");
@@ -208,10 +208,10 @@ mod tests {
     #[tokio::test]
     async fn json_is_parsed_whatever_the_content_type() {
         let q = r#"{"query":"mutation { mergePullRequest(input: {}) { clientMutationId } }"}"#;
-        let (s, _) = inspect(full(q), None, 1024, IDLE).await.unwrap();
+        let (s, _, _) = inspect(full(q), None, 1024, IDLE).await.unwrap();
         assert!(s.json.is_some());
         assert_eq!(s.size, Some(q.len() as u64));
-        let (s, _) = inspect(full("not json"), None, 1024, IDLE).await.unwrap();
+        let (s, _, _) = inspect(full("not json"), None, 1024, IDLE).await.unwrap();
         assert!(s.json.is_none());
     }
 
@@ -234,7 +234,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_stalled_body_times_out_while_streamed() {
-        let (s, b) = inspect(stalled(2000), None, 1000, IDLE).await.unwrap();
+        let (s, b, _) = inspect(stalled(2000), None, 1000, IDLE).await.unwrap();
         assert!(s.truncated);
         let Err(err) = b.collect().await else {
             panic!("the stream must fail")

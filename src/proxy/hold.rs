@@ -95,6 +95,7 @@ pub fn reviewed(summary: &RequestSummary) -> ReviewedRequest {
         url,
         body_size: summary.body.size,
         body_sha256: summary.body.sha256.clone(),
+        body_preview: None,
     }
 }
 
@@ -104,6 +105,8 @@ pub struct Captured {
     pub fingerprint: String,
     pub intent: Option<String>,
     pub evidence: Option<String>,
+    /// The redacted body preview the approver reads.
+    pub preview: Option<String>,
 }
 
 impl Captured {
@@ -115,6 +118,7 @@ impl Captured {
         summary: &RequestSummary,
         uri: &http::Uri,
         headers: &HeaderMap,
+        body: &[u8],
         redactor: &crate::redact::Redactor,
     ) -> Captured {
         let said = |name| statement(headers, name).map(|s| redactor.text(&s).into_owned());
@@ -133,6 +137,14 @@ impl Captured {
             ),
             intent: said(INTENT_HEADER),
             evidence: said(EVIDENCE_HEADER),
+            preview: crate::approval::preview(
+                body,
+                headers
+                    .get(http::header::CONTENT_TYPE)
+                    .and_then(|v| v.to_str().ok()),
+                redactor,
+                crate::approval::DEFAULT_PREVIEW_BYTES,
+            ),
         }
     }
 }
@@ -221,7 +233,10 @@ pub async fn hold(
     //    request's pending approval is joined rather than duplicated.
     let new = NewApproval {
         fingerprint: held.fingerprint.clone(),
-        request: reviewed(summary),
+        request: ReviewedRequest {
+            body_preview: held.preview,
+            ..reviewed(summary)
+        },
         agent: principal.agent.id.clone(),
         on_behalf_of: principal.agent.on_behalf_of.clone(),
         runtime: principal.agent.runtime.clone(),

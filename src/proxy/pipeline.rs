@@ -89,7 +89,7 @@ async fn run(
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse().ok());
-    let (body_summary, body) = inspect(
+    let (body_summary, body, inspected) = inspect(
         body,
         declared,
         state.config.max_inspect_bytes,
@@ -135,6 +135,7 @@ async fn run(
         &destination,
         summary,
         upstream_req,
+        &inspected,
     )
     .await)
 }
@@ -210,6 +211,7 @@ pub fn destination_refusal(r: DestinationRefusal) -> Refusal {
 }
 
 /// decide -> record (write-ahead) -> hold -> permit -> forward -> record.
+#[allow(clippy::too_many_arguments)]
 async fn decide_and_forward(
     state: &Arc<ProxyState>,
     principal: &Principal,
@@ -218,6 +220,7 @@ async fn decide_and_forward(
     destination: &Destination,
     summary: RequestSummary,
     mut upstream_req: Request<ProxyBody>,
+    inspected: &[u8],
 ) -> Response<ProxyBody> {
     let env = classify(&state.environments, &summary.host, &target.path);
     let mut input = PolicyInput::new(principal, &summary, &env);
@@ -232,6 +235,7 @@ async fn decide_and_forward(
             &summary,
             upstream_req.uri(),
             upstream_req.headers(),
+            inspected,
             &state.redactor,
         )
     });

@@ -63,6 +63,9 @@ function card(a) {
   field(dl, "Runtime", a.runtime);
   field(dl, "Job", a.job);
   field(dl, "Body", (a.request.body_size == null ? "unknown size" : a.request.body_size + " bytes") + ", sha256 " + a.request.body_sha256);
+  if (a.request.body_preview) {
+    dl.append(el("dt", {}, "Body preview (redacted)"), el("dd", {}, el("pre", { class: "preview" }, a.request.body_preview)));
+  }
   field(dl, "Needs", a.required.count + " × " + a.required.role);
   field(dl, "Approved by", approvedBy.join(", "));
   field(dl, "Intent", a.intent);
