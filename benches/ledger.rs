@@ -59,6 +59,7 @@ fn main() {
         checkpoint_interval: Duration::from_secs(10),
         max_batch: 1024,
         apply_batch: 256,
+        max_queue: 65_536,
         origin: "clawser.bench/ledger".into(),
     };
     let db = sled::open(base.join("db")).unwrap();

@@ -77,6 +77,7 @@ pub const EVENT_BUFFER: usize = 4096;
 async fn expire_approvals(
     approvals: ApprovalStore,
     every: std::time::Duration,
+    retention: std::time::Duration,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut tick = tokio::time::interval(every);
@@ -95,6 +96,16 @@ async fn expire_approvals(
             }
             Ok(Err(e)) => tracing::error!(error = %e, "expiring approvals failed"),
             Err(e) => tracing::error!(error = %e, "expiring approvals failed"),
+        }
+        let a = approvals.clone();
+        match tokio::task::spawn_blocking(move || a.prune(now, retention)).await {
+            Ok(Ok(0)) => {}
+            Ok(Ok(n)) => tracing::info!(
+                pruned = n,
+                "pruned ended approvals past approvals.retention"
+            ),
+            Ok(Err(e)) => tracing::error!(error = %e, "pruning approvals failed"),
+            Err(e) => tracing::error!(error = %e, "pruning approvals failed"),
         }
     }
 }
@@ -246,6 +257,7 @@ impl App {
             tokio::spawn(expire_approvals(
                 self.approvals.clone(),
                 self.config.approvals.expire_interval,
+                self.config.approvals.retention,
                 rx.clone(),
             )),
             tokio::spawn(notifier.run(self.bus.subscribe(), rx.clone())),

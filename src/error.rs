@@ -52,6 +52,9 @@ pub enum Error {
     /// The sled store failed.
     #[error("store: {0}")]
     Store(String),
+    /// The ledger's append queue is full (`ledger.max_queue`): nothing is forwarded.
+    #[error("the ledger has {0} appends waiting (ledger.max_queue); try again shortly")]
+    LedgerBusy(usize),
     /// A policy could not be loaded, compiled, tested or evaluated.
     #[error("policy: {0}")]
     Policy(String),

@@ -38,7 +38,71 @@ pub enum DecideError {
 
 struct Inner {
     approvals: HashMap<String, Approval>,
+    /// Approval ids by fingerprint: the hold path looks up only these.
+    by_fingerprint: HashMap<String, Vec<String>>,
+    /// Pending approvals per agent.
+    pending_by_agent: HashMap<String, usize>,
     watchers: HashMap<String, watch::Sender<ApprovalState>>,
+}
+
+impl Inner {
+    fn new() -> Inner {
+        Inner {
+            approvals: HashMap::new(),
+            by_fingerprint: HashMap::new(),
+            pending_by_agent: HashMap::new(),
+            watchers: HashMap::new(),
+        }
+    }
+
+    /// Inserts or replaces an approval, keeping the indexes in step.
+    fn put(&mut self, a: Approval) {
+        match self.approvals.get(&a.id) {
+            Some(old) if old.state == ApprovalState::Pending => {
+                if let Some(n) = self.pending_by_agent.get_mut(&old.agent) {
+                    *n = n.saturating_sub(1);
+                }
+            }
+            Some(_) => {}
+            None => self
+                .by_fingerprint
+                .entry(a.fingerprint.clone())
+                .or_default()
+                .push(a.id.clone()),
+        }
+        if a.state == ApprovalState::Pending {
+            *self.pending_by_agent.entry(a.agent.clone()).or_default() += 1;
+        }
+        self.approvals.insert(a.id.clone(), a);
+    }
+
+    /// Removes an approval and its index entries.
+    fn remove(&mut self, id: &str) {
+        let Some(a) = self.approvals.remove(id) else {
+            return;
+        };
+        if a.state == ApprovalState::Pending {
+            if let Some(n) = self.pending_by_agent.get_mut(&a.agent) {
+                *n = n.saturating_sub(1);
+            }
+        }
+        if let Some(ids) = self.by_fingerprint.get_mut(&a.fingerprint) {
+            ids.retain(|i| i != id);
+            if ids.is_empty() {
+                self.by_fingerprint.remove(&a.fingerprint);
+            }
+        }
+        self.watchers.remove(id);
+    }
+
+    /// The approvals of one fingerprint.
+    fn with_fingerprint<'a>(&'a self, fp: &str) -> impl Iterator<Item = &'a Approval> + 'a {
+        self.by_fingerprint
+            .get(fp)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| self.approvals.get(id))
+    }
 }
 
 /// Why a held request could not open (or join) an approval.
@@ -108,6 +172,16 @@ fn parse_time(s: &str) -> OffsetDateTime {
     OffsetDateTime::parse(s, &Rfc3339).unwrap_or(OffsetDateTime::UNIX_EPOCH)
 }
 
+/// When an approval stopped changing: its last decision, else when it expired.
+fn ended_at(a: &Approval) -> OffsetDateTime {
+    let last = a.decisions.iter().map(|d| parse_time(&d.at)).max();
+    let expired = parse_time(&a.expires_at);
+    match (a.state, last) {
+        (ApprovalState::Expired, _) | (_, None) => expired,
+        (_, Some(t)) => t,
+    }
+}
+
 fn oldest_first(a: &Approval, b: &Approval) -> std::cmp::Ordering {
     parse_time(&a.created_at)
         .cmp(&parse_time(&b.created_at))
@@ -123,24 +197,26 @@ impl ApprovalStore {
         sink: Option<Arc<dyn EventSink>>,
     ) -> Result<ApprovalStore> {
         let tree = db.open_tree(APPROVALS)?;
-        let mut approvals = HashMap::new();
+        let mut inner = Inner::new();
         for item in tree.iter() {
             let (_, v) = item?;
             let a: Approval = serde_json::from_slice(&v)
                 .map_err(|e| Error::Store(format!("corrupt approval: {e}")))?;
-            approvals.insert(a.id.clone(), a);
+            inner.put(a);
         }
         Ok(ApprovalStore {
             tree,
-            inner: Arc::new(Mutex::new(Inner {
-                approvals,
-                watchers: HashMap::new(),
-            })),
+            inner: Arc::new(Mutex::new(inner)),
             writes: Arc::new(Mutex::new(())),
             sink,
             ttl: Duration::try_from(ttl).unwrap_or(Duration::hours(24)),
             max_pending_per_agent,
         })
+    }
+
+    #[cfg(test)]
+    pub(crate) fn max_pending_per_agent_for_tests(&mut self, n: usize) {
+        self.max_pending_per_agent = n;
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -179,7 +255,7 @@ impl ApprovalStore {
         if a.state != ApprovalState::Pending {
             inner.watchers.remove(&a.id);
         }
-        inner.approvals.insert(a.id.clone(), a.clone());
+        inner.put(a.clone());
         Ok(())
     }
 
@@ -225,23 +301,14 @@ impl ApprovalStore {
         {
             let inner = self.lock();
             let mut same: Vec<&Approval> = inner
-                .approvals
-                .values()
-                .filter(|a| {
-                    a.fingerprint == new.fingerprint
-                        && a.state == ApprovalState::Pending
-                        && now <= parse_time(&a.expires_at)
-                })
+                .with_fingerprint(&new.fingerprint)
+                .filter(|a| a.state == ApprovalState::Pending && now <= parse_time(&a.expires_at))
                 .collect();
             same.sort_by(|a, b| oldest_first(a, b));
             if let Some(a) = same.first() {
                 return Ok(Opened::Joined((*a).clone()));
             }
-            let pending = inner
-                .approvals
-                .values()
-                .filter(|a| a.agent == new.agent && a.state == ApprovalState::Pending)
-                .count();
+            let pending = inner.pending_by_agent.get(&new.agent).copied().unwrap_or(0);
             if pending >= self.max_pending_per_agent {
                 return Err(OpenError::TooManyPending {
                     agent: new.agent,
@@ -363,11 +430,9 @@ impl ApprovalStore {
         let found = {
             let inner = self.lock();
             let mut v: Vec<&Approval> = inner
-                .approvals
-                .values()
+                .with_fingerprint(fingerprint)
                 .filter(|a| {
-                    a.fingerprint == fingerprint
-                        && only.is_none_or(|id| a.id == id)
+                    only.is_none_or(|id| a.id == id)
                         && a.state == ApprovalState::Approved
                         && now <= parse_time(&a.expires_at)
                         && need.met_by(a)
@@ -382,6 +447,34 @@ impl ApprovalStore {
         a.state = ApprovalState::Consumed;
         self.commit("approval.consumed", &a, json!({"request_id": request_id}))?;
         Ok(Some(a))
+    }
+
+    /// Removes decided, consumed and expired approvals that ended more than `retention`
+    /// ago (from memory and sled; their history stays in the ledger). Returns how many.
+    pub fn prune(&self, now: OffsetDateTime, retention: std::time::Duration) -> Result<usize> {
+        let _w = self.write_lock();
+        let keep = Duration::try_from(retention).unwrap_or(Duration::days(7));
+        let due: Vec<String> = self
+            .lock()
+            .approvals
+            .values()
+            .filter(|a| {
+                !matches!(a.state, ApprovalState::Pending | ApprovalState::Approved)
+                    && ended_at(a) + keep < now
+            })
+            .map(|a| a.id.clone())
+            .collect();
+        for id in &due {
+            self.tree.remove(id.as_bytes())?;
+        }
+        if !due.is_empty() {
+            self.tree.flush()?;
+        }
+        let mut inner = self.lock();
+        for id in &due {
+            inner.remove(id);
+        }
+        Ok(due.len())
     }
 
     /// Marks pending approvals past their TTL as expired (recorded); returns them.

@@ -307,3 +307,78 @@ fn an_approval_releases_only_what_the_policy_requires_now() {
         .unwrap()
         .is_some());
 }
+
+#[test]
+fn ended_approvals_are_pruned_after_retention_and_indexes_follow() {
+    let (_d, db, s, events) = store();
+    let week = std::time::Duration::from_secs(7 * 86_400);
+    // One consumed, one denied, one still pending.
+    let a = s.create(new_approval(1), t0()).unwrap();
+    s.decide(&a.id, &approver("bob"), Verdict::Approve, "ok", t0())
+        .unwrap();
+    s.consume(&a.fingerprint, None, &need(), "req_1", t0())
+        .unwrap()
+        .unwrap();
+    let mut other = new_approval(1);
+    other.fingerprint = "fp-denied".into();
+    let b = s.create(other, t0()).unwrap();
+    s.decide(&b.id, &approver("bob"), Verdict::Deny, "no", t0())
+        .unwrap();
+    let mut third = new_approval(1);
+    third.fingerprint = "fp-pending".into();
+    let c = s.create(third, t0()).unwrap();
+    let recorded = events.0.lock().unwrap().len();
+
+    assert_eq!(
+        s.prune(t0() + Duration::days(6), week).unwrap(),
+        0,
+        "too young"
+    );
+    assert_eq!(s.prune(t0() + Duration::days(8), week).unwrap(), 2);
+    assert!(s.get(&a.id).is_none() && s.get(&b.id).is_none());
+    assert_eq!(
+        s.get(&c.id).unwrap().state,
+        ApprovalState::Pending,
+        "pending stays"
+    );
+    assert_eq!(
+        events.0.lock().unwrap().len(),
+        recorded,
+        "pruning rewrites no history"
+    );
+    // Gone from sled too, and the indexes: a new identical request opens a new approval.
+    let reopened =
+        ApprovalStore::open(&db, std::time::Duration::from_secs(3600), 100, None).unwrap();
+    assert!(reopened.get(&a.id).is_none());
+    assert!(matches!(
+        s.open_for(new_approval(1), t0() + Duration::days(8))
+            .unwrap(),
+        Opened::Created(_)
+    ));
+}
+
+#[test]
+fn the_pending_count_per_agent_follows_state_changes() {
+    let (_d, _db, s, _) = store();
+    let mut limited = s.clone();
+    limited.max_pending_per_agent_for_tests(2);
+    let mut ids = Vec::new();
+    for i in 0..2 {
+        let mut n = new_approval(1);
+        n.fingerprint = format!("fp-{i}");
+        ids.push(limited.open_for(n, t0()).unwrap().approval().id.clone());
+    }
+    let mut n = new_approval(1);
+    n.fingerprint = "fp-2".into();
+    assert!(matches!(
+        limited.open_for(n.clone(), t0()),
+        Err(OpenError::TooManyPending { .. })
+    ));
+    limited
+        .decide(&ids[0], &approver("bob"), Verdict::Deny, "no", t0())
+        .unwrap();
+    assert!(
+        limited.open_for(n, t0()).is_ok(),
+        "a decided approval frees its place"
+    );
+}

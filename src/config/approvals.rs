@@ -23,6 +23,9 @@ pub struct ApprovalsConfig {
     pub expire_interval: Duration,
     /// Pending approvals one agent may have open; beyond, its held requests get 429.
     pub max_pending_per_agent: usize,
+    /// Decided, consumed and expired approvals are pruned this long after they ended (their
+    /// history stays in the ledger).
+    pub retention: Duration,
 }
 
 /// Events a webhook can receive.
@@ -96,6 +99,7 @@ impl Validator<'_> {
                 raw.max_pending_per_agent,
                 100,
             )?,
+            retention: self.duration("approvals.retention", raw.retention, "7d")?,
         })
     }
 

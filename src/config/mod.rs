@@ -396,6 +396,7 @@ impl Validator<'_> {
             )?,
             max_batch: self.positive("ledger.max_batch", raw.ledger.max_batch, 1024)?,
             apply_batch: self.positive("ledger.apply_batch", raw.ledger.apply_batch, 256)?,
+            max_queue: self.positive("ledger.max_queue", raw.ledger.max_queue, 65_536)?,
             origin,
         };
         let log_format = match raw.log.format.as_deref().unwrap_or("text") {

@@ -129,6 +129,7 @@ pub struct RawLedger {
     pub checkpoint_interval: Option<String>,
     pub max_batch: Option<usize>,
     pub apply_batch: Option<usize>,
+    pub max_queue: Option<usize>,
     pub origin: Option<String>,
 }
 
@@ -165,6 +166,7 @@ pub struct RawApprovals {
     pub ttl: Option<String>,
     pub expire_interval: Option<String>,
     pub max_pending_per_agent: Option<usize>,
+    pub retention: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

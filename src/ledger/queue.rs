@@ -41,7 +41,8 @@ impl Reply {
         }
     }
 
-    fn waits(&self) -> bool {
+    /// Whether someone waits for the answer.
+    pub fn waits(&self) -> bool {
         !matches!(self, Reply::None)
     }
 }
@@ -73,6 +74,15 @@ struct State {
     stopped: bool,
     /// The writer sleeps on a long timer: the first append nobody waits for wakes it.
     sleeping_long: bool,
+}
+
+/// Why an append was not queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    /// The writer has stopped (closed or failed).
+    Stopped,
+    /// The queue holds its limit.
+    Full,
 }
 
 /// What the writer takes from the queue in one go.
@@ -116,11 +126,20 @@ impl Queue {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Queues an append; wakes the writer if someone waits for it or the queue is full.
-    pub fn push(&self, req: Req, max_batch: usize) -> std::result::Result<(), Req> {
+    /// Queues an append (refused beyond `limit` queued); wakes the writer if someone waits
+    /// for it or a batch is full.
+    pub fn push(
+        &self,
+        req: Req,
+        max_batch: usize,
+        limit: usize,
+    ) -> std::result::Result<(), Refused> {
         let mut s = self.lock();
         if s.stopped || s.closed {
-            return Err(req);
+            return Err(Refused::Stopped);
+        }
+        if s.reqs.len() >= limit {
+            return Err(Refused::Full);
         }
         let waits = req.reply.waits();
         s.waited |= waits;
@@ -259,9 +278,23 @@ mod tests {
     }
 
     #[test]
+    fn a_full_queue_refuses_appends() {
+        let q = Queue::new(0);
+        assert!(q.push(req(Reply::None), 8, 2).is_ok());
+        assert!(q.push(req(Reply::None), 8, 2).is_ok());
+        assert_eq!(q.push(req(Reply::None), 8, 2).err(), Some(Refused::Full));
+        let t = q.take(8, Duration::from_millis(1));
+        assert_eq!(t.reqs.len(), 2);
+        assert!(
+            q.push(req(Reply::None), 8, 2).is_ok(),
+            "room again once taken"
+        );
+    }
+
+    #[test]
     fn an_append_nobody_waits_for_does_not_wake_the_writer() {
         let q = Queue::new(0);
-        assert!(q.push(req(Reply::None), 8).is_ok());
+        assert!(q.push(req(Reply::None), 8, usize::MAX).is_ok());
         let started = Instant::now();
         let t = q.take(8, Duration::from_secs(60));
         assert!(
@@ -271,7 +304,7 @@ mod tests {
         assert!(!t.idle, "an append was queued");
         assert_eq!(t.reqs.len(), 1);
         let (tx, _rx) = std::sync::mpsc::sync_channel(1);
-        assert!(q.push(req(Reply::Sync(tx)), 8).is_ok());
+        assert!(q.push(req(Reply::Sync(tx)), 8, usize::MAX).is_ok());
         let t = q.take(8, Duration::from_secs(60));
         assert!(!t.idle);
         assert_eq!(t.reqs.len(), 1);
@@ -290,7 +323,7 @@ mod tests {
         while !q.lock().sleeping_long {
             std::thread::yield_now();
         }
-        assert!(q.push(req(Reply::None), 8).is_ok());
+        assert!(q.push(req(Reply::None), 8, usize::MAX).is_ok());
         assert_eq!(writer.join().unwrap(), (1, false));
     }
 
@@ -298,12 +331,12 @@ mod tests {
     fn a_full_queue_is_taken_in_batches_and_close_waits_for_the_last() {
         let q = Queue::new(0);
         for _ in 0..5 {
-            assert!(q.push(req(Reply::None), 2).is_ok());
+            assert!(q.push(req(Reply::None), 2, usize::MAX).is_ok());
         }
         let (tx, _rx) = std::sync::mpsc::sync_channel(1);
         assert!(q.close(tx));
         assert!(
-            q.push(req(Reply::None), 2).is_err(),
+            q.push(req(Reply::None), 2, usize::MAX).is_err(),
             "closing refuses appends"
         );
         let sizes: Vec<(usize, bool)> = (0..3)
@@ -320,7 +353,7 @@ mod tests {
         let q = std::sync::Arc::new(Queue::new(0));
         // Nobody waits for these, so only the reader makes the writer take them at once.
         for _ in 0..3 {
-            assert!(q.push(req(Reply::None), 2).is_ok());
+            assert!(q.push(req(Reply::None), 2, usize::MAX).is_ok());
         }
         let reader = {
             let q = q.clone();

@@ -29,7 +29,7 @@ use super::entry::{assemble, canonical};
 use super::key::LedgerKey;
 use super::merkle::{leaf_hash, Frontier, Hash};
 use super::note::{sign_note, verifier_key, Checkpoint};
-use super::queue::{Queue, Reply, Req, DETACHED_DELAY};
+use super::queue::{Queue, Refused, Reply, Req, DETACHED_DELAY};
 use super::wal::{read_frames, Wal};
 use crate::error::{Error, Result};
 
@@ -50,6 +50,10 @@ pub struct LedgerConfig {
     /// Most acknowledged entries held (in the write-ahead log and memory) before they are
     /// applied to sled.
     pub apply_batch: usize,
+    /// Most appends waiting for the writer; beyond, appends someone waits for are refused
+    /// (`Error::LedgerBusy`, the proxy answers 503 `ledger_busy`) and detached ones beyond
+    /// twice this are dropped with an error line.
+    pub max_queue: usize,
     /// The checkpoint origin line and key name.
     pub origin: String,
 }
@@ -72,6 +76,7 @@ pub(super) struct Shared {
 /// The append side of the ledger.
 pub struct Writer {
     max_batch: usize,
+    max_queue: usize,
     pub(super) shared: Arc<Shared>,
 }
 
@@ -160,6 +165,7 @@ impl Writer {
             origin: cfg.origin.clone(),
         });
         let max_batch = cfg.max_batch;
+        let max_queue = cfg.max_queue;
         let mut w = WriterThread {
             db,
             file,
@@ -186,7 +192,11 @@ impl Writer {
                 w.run();
             })
             .map_err(|e| store_err(format!("starting the writer: {e}")))?;
-        Ok(Writer { max_batch, shared })
+        Ok(Writer {
+            max_batch,
+            max_queue,
+            shared,
+        })
     }
 
     fn submit(&self, kind: &str, data: Value, reply: Reply) -> Result<()> {
@@ -200,10 +210,16 @@ impl Writer {
             data: canonical(&data),
             reply,
         };
-        self.shared
-            .queue
-            .push(req, self.max_batch)
-            .map_err(|_| store_err("the writer has stopped"))
+        let limit = if req.reply.waits() {
+            self.max_queue
+        } else {
+            self.max_queue.saturating_mul(2)
+        };
+        match self.shared.queue.push(req, self.max_batch, limit) {
+            Ok(()) => Ok(()),
+            Err(Refused::Full) => Err(Error::LedgerBusy(limit)),
+            Err(Refused::Stopped) => Err(store_err("the writer has stopped")),
+        }
     }
 
     /// Appends and waits until the entry is durable; returns its sequence number.

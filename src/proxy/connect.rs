@@ -1,6 +1,7 @@
-//! CONNECT tunnels: authenticate, answer 200, read the first bytes (fully, with a timeout)
-//! and then either intercept TLS, tunnel uninspected to a passthrough host (decided by
-//! policy on host/port), or refuse.
+//! CONNECT tunnels: authenticate, resolve and check the destination, answer 200, then
+//! either tunnel uninspected to a passthrough host (decided by policy on host/port, with an
+//! idle timeout and revocation), or read the first bytes (with a timeout) and intercept TLS,
+//! or refuse.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -17,6 +18,7 @@ use super::destination::{Destinations, Host};
 use super::outcome::{note, refuse, DecisionLine, Refusal, Seen};
 use super::permit::{self, Permitted};
 use super::pipeline::{self, destination_refusal, ConnInfo};
+use super::relay::relay;
 use super::rewind::Rewind;
 use super::target::split_authority;
 use super::{record, respond, ProxyState};
@@ -27,6 +29,7 @@ use crate::policy::{classify, glob_match, PolicyInput};
 /// Handles a CONNECT request on the proxy port.
 pub async fn handle_connect(
     state: Arc<ProxyState>,
+    slot: Option<Arc<tokio::sync::OwnedSemaphorePermit>>,
     mut req: Request<Incoming>,
 ) -> Response<ProxyBody> {
     let mut seen = Seen::new(req.method());
@@ -91,14 +94,7 @@ pub async fn handle_connect(
         if let Some(ledger) = &state.ledger {
             let entry = record::decided(&principal, &summary, &env, Some(&destination), &eval);
             if let Err(e) = ledger.append("request.decided", entry).await {
-                tracing::error!(error = %e, "ledger append failed; CONNECT refused (fail closed)");
-                line.emit("deny", "ledger_unavailable", 503);
-                return respond::error(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "ledger_unavailable",
-                    "the work ledger could not record this request",
-                    &seen.request_id,
-                );
+                return pipeline::ledger_refusal(&line, &seen.request_id, &e);
             }
         }
         match permit::allowed(&eval, Destinations::addrs(&destination, port)) {
@@ -112,6 +108,8 @@ pub async fn handle_connect(
     }
     let on_upgrade = hyper::upgrade::on(&mut req);
     tokio::spawn(async move {
+        // Counted against proxy.max_connections until the tunnel ends.
+        let _slot = slot;
         match on_upgrade.await {
             Ok(upgraded) => {
                 let t = Tunnel {
@@ -168,13 +166,19 @@ async fn read_prefix<T: AsyncRead + Unpin>(io: &mut T, want: usize) -> std::io::
 }
 
 impl Tunnel {
-    /// Reads the first bytes and then passes through (when `passthrough` was permitted),
-    /// intercepts TLS, or refuses.
+    /// Passes through at once (when `passthrough` was permitted: the server may speak
+    /// first, as SSH does), or reads the first bytes and then intercepts TLS or refuses.
     async fn run<T>(self, passthrough: Option<Permitted<Vec<SocketAddr>>>, mut io: T)
     where
         T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let state = &self.state;
+        if let Some(permitted) = passthrough {
+            // Already allowed (and logged) at CONNECT: tunnel uninspected, to exactly the
+            // addresses that were checked.
+            passthrough_to(state, &self.principal, permitted, io).await;
+            return;
+        }
         let prefix =
             match tokio::time::timeout(state.config.first_bytes_timeout, read_prefix(&mut io, 5))
                 .await
@@ -190,12 +194,6 @@ impl Tunnel {
                 }
             };
         if prefix.is_empty() {
-            return;
-        }
-        if let Some(permitted) = passthrough {
-            // Already allowed (and logged) at CONNECT: tunnel uninspected, to exactly the
-            // addresses that were checked.
-            passthrough_to(state, permitted, prefix, io).await;
             return;
         }
         if !crate::tls::looks_like_tls(&prefix) {
@@ -229,12 +227,15 @@ impl Tunnel {
     }
 }
 
+/// How often a passthrough tunnel checks that its credential is still valid.
+const REVOCATION_CHECK: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Connects to the permitted addresses (in order) and copies bytes both ways.
 async fn passthrough_to<T>(
     state: &ProxyState,
+    principal: &Principal,
     permitted: Permitted<Vec<SocketAddr>>,
-    prefix: Bytes,
-    mut io: T,
+    io: T,
 ) where
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -244,10 +245,12 @@ async fn passthrough_to<T>(
         .connect(&addrs, state.upstream_connect_timeout)
         .await
     {
-        Ok(mut up) => {
-            if up.write_all(&prefix).await.is_ok() {
-                let _ = tokio::io::copy_bidirectional(&mut io, &mut up).await;
-            }
+        Ok(up) => {
+            let ended = relay(io, up, state.config.idle_timeout, REVOCATION_CHECK, || {
+                state.auth.revalidate(&principal.credential_id).is_ok()
+            })
+            .await;
+            tracing::info!(agent = %principal.agent.id, credential = %principal.credential_id, ?addrs, ?ended, "passthrough tunnel ended");
         }
         Err(e) => tracing::info!(?addrs, error = %e, "passthrough connect failed"),
     }
@@ -284,6 +287,7 @@ where
         credential_id: Some(principal.credential_id.clone()),
         connect: Some((host, port)),
         sni,
+        slot: None,
     });
     let svc_state = state.clone();
     let svc = service_fn(move |req| {

@@ -14,6 +14,7 @@
 //! - `body.rs`, `summary.rs`: bounded body inspection; redaction and header hygiene.
 //! - `respond.rs`: every response Clawser makes itself.
 //! - `rewind.rs`: replaying sniffed bytes.
+//! - `relay.rs`: passthrough byte relay with idle timeout and revocation.
 
 mod body;
 mod connect;
@@ -24,6 +25,7 @@ mod outcome;
 mod permit;
 pub mod pipeline;
 mod record;
+mod relay;
 pub mod respond;
 mod rewind;
 mod summary;
@@ -176,10 +178,14 @@ pub async fn serve(
         let (state, outer) = (state.clone(), outer.clone());
         tokio::spawn(async move {
             state.metrics.connection(1);
+            // The permit is shared with any CONNECT tunnel this connection opens: the slot
+            // is freed when the connection and its tunnel have both ended.
+            let slot = Arc::new(permit);
             let conn = Arc::new(ConnInfo {
                 credential_id: None,
                 connect: None,
                 sni: None,
+                slot: Some(slot.clone()),
             });
             let svc_state = state.clone();
             let svc = service_fn(move |req: Request<Incoming>| {
@@ -194,7 +200,7 @@ pub async fn serve(
                 tracing::debug!(%peer, error = %e, "proxy connection ended with an error");
             }
             state.metrics.connection(-1);
-            drop(permit);
+            drop(slot);
         });
     }
 }
@@ -205,7 +211,7 @@ async fn route(
     req: Request<Incoming>,
 ) -> Response<ProxyBody> {
     if req.method() == Method::CONNECT {
-        return connect::handle_connect(state, req).await;
+        return connect::handle_connect(state, conn.slot.clone(), req).await;
     }
     if req.uri().scheme().is_none() {
         return respond::error(

@@ -38,6 +38,9 @@ pub struct ConnInfo {
     pub connect: Option<(Host, u16)>,
     /// SNI sent in the ClientHello.
     pub sni: Option<String>,
+    /// The client connection's place under `proxy.max_connections`; a CONNECT tunnel keeps
+    /// a clone for its whole life.
+    pub slot: Option<Arc<tokio::sync::OwnedSemaphorePermit>>,
 }
 
 /// Handles one request from an agent (tunnelled or absolute-form plain HTTP).
@@ -255,14 +258,7 @@ async fn decide_and_forward(
             state.events.publish("request.decided", Some(*seq), data);
         }
         if let Err(e) = appended {
-            tracing::error!(error = %e, request_id = seen.request_id.as_str(), "ledger append failed; request refused (fail closed)");
-            line.emit("deny", "ledger_unavailable", 503);
-            return respond::error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "ledger_unavailable",
-                "the work ledger could not record this request, so it was not forwarded",
-                &seen.request_id,
-            );
+            return ledger_refusal(&line, &seen.request_id, &e);
         }
     }
     let mut released_by: Option<String> = None;
@@ -355,6 +351,26 @@ async fn decide_and_forward(
             respond::error(status, code, &msg, &seen.request_id)
         }
     }
+}
+
+/// The answer when the write-ahead record failed: nothing is forwarded.
+pub fn ledger_refusal(
+    line: &DecisionLine<'_>,
+    request_id: &str,
+    e: &crate::error::Error,
+) -> Response<ProxyBody> {
+    let (code, msg) = match e {
+        crate::error::Error::LedgerBusy(_) => {
+            ("ledger_busy", format!("{e}; the request was not forwarded"))
+        }
+        _ => (
+            "ledger_unavailable",
+            "the work ledger could not record this request, so it was not forwarded".to_string(),
+        ),
+    };
+    tracing::error!(error = %e, request_id, code, "ledger append failed; request refused (fail closed)");
+    line.emit("deny", code, 503);
+    respond::error(StatusCode::SERVICE_UNAVAILABLE, code, &msg, request_id)
 }
 
 /// `%XX` escapes decoded where they are valid (the rest kept), for redacting a raw path.
