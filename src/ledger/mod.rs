@@ -285,3 +285,6 @@ impl Ledger {
         ))
     }
 }
+
+#[cfg(test)]
+mod tests;

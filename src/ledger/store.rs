@@ -16,7 +16,6 @@
 //! signed only over durable state, once sled holds every entry they cover. After a write
 //! error the ledger refuses every further append (fail closed) until restarted.
 
-use std::fs::File;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
@@ -94,7 +93,6 @@ impl Writer {
         cfg: LedgerConfig,
     ) -> Result<Writer> {
         let key = Arc::new(key);
-        let data_file = data_dir.join("db").join("db");
         let entries = db.open_tree(ENTRIES)?;
         let checkpoints = db.open_tree(CHECKPOINTS)?;
         let mut frontier = Frontier::default();
@@ -140,9 +138,9 @@ impl Writer {
             replayed += 1;
         }
         let mut wal = Wal::open(data_dir)?;
-        let file = File::open(&data_file).map_err(Error::io("opening", &data_file))?;
         db.flush()?;
-        file.sync_data().map_err(Error::io("syncing", &data_file))?;
+        let db_dir = data_dir.join("db");
+        crate::fsutil::sync_dir_contents(&db_dir).map_err(Error::io("syncing", &db_dir))?;
         wal.truncate()?;
         if replayed > 0 {
             tracing::info!(
@@ -168,7 +166,7 @@ impl Writer {
         let max_queue = cfg.max_queue;
         let mut w = WriterThread {
             db,
-            file,
+            data_dir: data_dir.to_path_buf(),
             wal,
             key,
             cfg,
@@ -210,6 +208,14 @@ impl Writer {
             data: canonical(&data),
             reply,
         };
+        // The frame also holds the kind, sequence and time: leave room for them.
+        if req.data.len() + req.kind.len() + 256 > super::wal::MAX_FRAME {
+            return Err(Error::Invalid(format!(
+                "a {} ledger entry of {} bytes is larger than the write-ahead log's frame limit",
+                kind,
+                req.data.len()
+            )));
+        }
         let limit = if req.reply.waits() {
             self.max_queue
         } else {
@@ -293,7 +299,7 @@ pub(super) fn key_seq(k: &[u8]) -> Option<u64> {
 
 struct WriterThread {
     db: sled::Db,
-    file: File,
+    data_dir: std::path::PathBuf,
     wal: Wal,
     key: Arc<LedgerKey>,
     cfg: LedgerConfig,
@@ -434,8 +440,8 @@ impl WriterThread {
         self.make_sled_durable();
     }
 
-    /// Flushes sled and fdatasyncs its data file; then every logged entry is in sled on disk
-    /// and the log can start over.
+    /// Flushes sled and fsyncs its files; then every logged entry is in sled on disk and the
+    /// log can start over.
     fn make_sled_durable(&mut self) {
         if !self.apply() {
             return;
@@ -446,7 +452,11 @@ impl WriterThread {
             .wal
             .sync()
             .and_then(|_| self.db.flush().map_err(store_err))
-            .and_then(|_| self.file.sync_data().map_err(store_err))
+            .and_then(|_| {
+                // Everything sled needs (its log, blobs, snapshots), not only `db/db`.
+                let dir = self.data_dir.join("db");
+                crate::fsutil::sync_dir_contents(&dir).map_err(store_err)
+            })
             .and_then(|_| self.wal.truncate());
         if let Err(e) = r {
             self.fail("could not make the ledger store durable", &e);

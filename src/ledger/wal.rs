@@ -32,8 +32,9 @@ use crate::error::{Error, Result};
 
 /// The log file name inside the data dir.
 pub const WAL_FILE: &str = "ledger.wal";
-/// Largest entry a frame may hold.
-const MAX_FRAME: usize = 16 * 1024 * 1024;
+/// Largest entry a frame may hold; appends of larger entries are refused before they are
+/// acknowledged, so replay never stops at an entry the writer accepted.
+pub const MAX_FRAME: usize = 16 * 1024 * 1024;
 /// Bytes preallocated for the log (it grows beyond if one generation needs more).
 pub const PREALLOC: u64 = 16 * 1024 * 1024;
 
