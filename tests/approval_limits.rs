@@ -70,56 +70,6 @@ async fn held_requests_are_bounded_and_a_disconnect_leaves_the_approval_pending(
     assert_eq!(g.upstream.hits(), 0);
 }
 
-/// A local webhook receiver: answers 503 to the first delivery (to exercise retries), then
-/// 200; keeps every JSON body it accepted.
-async fn webhook_receiver() -> (
-    std::net::SocketAddr,
-    std::sync::Arc<std::sync::Mutex<Vec<Value>>>,
-) {
-    use http_body_util::BodyExt;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let g = got.clone();
-    tokio::spawn(async move {
-        loop {
-            let (stream, _) = listener.accept().await.unwrap();
-            let (g, calls) = (g.clone(), calls.clone());
-            tokio::spawn(async move {
-                let svc =
-                    hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
-                        let (g, calls) = (g.clone(), calls.clone());
-                        async move {
-                            let n = calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                            let event = req
-                                .headers()
-                                .get("x-clawser-event")
-                                .map(|v| v.to_str().unwrap().to_string());
-                            let body = req.into_body().collect().await.unwrap().to_bytes();
-                            let status = if n == 0 { 503 } else { 200 };
-                            if status == 200 {
-                                let v: Value = serde_json::from_slice(&body).unwrap();
-                                assert_eq!(event.as_deref(), v["event"].as_str());
-                                g.lock().unwrap().push(v);
-                            }
-                            Ok::<_, std::convert::Infallible>(
-                                http::Response::builder()
-                                    .status(status)
-                                    .body(http_body_util::Full::new(bytes::Bytes::new()))
-                                    .unwrap(),
-                            )
-                        }
-                    });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
-                    .await;
-            });
-        }
-    });
-    (addr, got)
-}
-
 /// The first delivery of `kind` the receiver accepted.
 fn delivered(got: &std::sync::Mutex<Vec<Value>>, kind: &str) -> Option<Value> {
     got.lock()
@@ -131,7 +81,7 @@ fn delivered(got: &std::sync::Mutex<Vec<Value>>, kind: &str) -> Option<Value> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn webhooks_are_told_with_retries() {
-    let (addr, got) = webhook_receiver().await;
+    let (addr, got) = common::gate::webhook_receiver(true).await;
     let notify =
         format!("notify:\n  retry_base: 100ms\n  webhooks:\n    - url: http://{addr}/hook\n");
     let g = gate("", &notify).await;

@@ -376,11 +376,36 @@ async fn destination_reaches_the_policy_and_the_ledger() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn secrets_in_urls_never_reach_the_ledger_logs_or_approvals() {
-    let w =
-        World::with_proxy_extra("  hold_timeout: 200ms\n  redact_patterns: [\"corp-[0-9]{6}\"]\n")
-            .await;
+async fn secrets_in_urls_never_reach_the_ledger_logs_approvals_events_or_webhooks() {
+    let (hook, delivered) = common::gate::webhook_receiver(false).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let upstream = Upstream::start(tmp.path()).await;
+    let cfg = format!(
+        "{}notify:\n  webhooks:\n    - url: http://{hook}/hook\n",
+        base_config(
+            tmp.path(),
+            &upstream,
+            "  hold_timeout: 200ms\n  redact_patterns: [\"corp-[0-9]{6}\"]\n"
+        )
+    );
+    let server = Server::start(tmp.path(), &cfg);
+    let w = Canary { server, upstream };
     let env = w.server.env_for("dev", None);
+    // The live event stream, as the web page and tools read it.
+    let events = {
+        let (admin, token) = (w.server.admin, w.server.admin_token());
+        tokio::spawn(async move {
+            let out = tokio::process::Command::new("curl")
+                .args(["-sS", "-N", "--max-time", "8", "-H"])
+                .arg(format!("Authorization: Bearer {token}"))
+                .arg(format!("http://{admin}/v1/events"))
+                .output()
+                .await
+                .unwrap();
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
     let shapes = [
         "ghp_CANARYAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
         "github_pat_11CANARY0aaaaaaaaaaaa_bbbbbbbbbbbbbbbbbbbbbbbbb",
@@ -419,6 +444,10 @@ async fn secrets_in_urls_never_reach_the_ledger_logs_or_approvals() {
         .server
         .cli_ok(&["approvals", "list", "--state", "pending", "--json"]);
     let log = w.server.log_text();
+    let events = events.await.unwrap();
+    assert!(events.contains("request.decided"), "{events}");
+    let hooks = serde_json::to_string(&*delivered.lock().unwrap()).unwrap();
+    assert!(hooks.contains("approval.created"), "{hooks}");
     let forbidden: Vec<&str> = shapes
         .iter()
         .copied()
@@ -433,6 +462,8 @@ async fn secrets_in_urls_never_reach_the_ledger_logs_or_approvals() {
         ("ledger export", &export),
         ("approvals", &approvals),
         ("log", &log),
+        ("event stream", &events),
+        ("webhooks", &hooks),
     ] {
         for f in &forbidden {
             assert!(!text.contains(f), "{f} reached the {what}");
@@ -443,6 +474,12 @@ async fn secrets_in_urls_never_reach_the_ledger_logs_or_approvals() {
         approvals.contains("apr_"),
         "the held requests opened approvals: {approvals}"
     );
+}
+
+/// A server and its upstream, started by hand (with a top-level `notify:` section).
+struct Canary {
+    server: Server,
+    upstream: Upstream,
 }
 
 #[tokio::test(flavor = "multi_thread")]

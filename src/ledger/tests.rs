@@ -33,7 +33,7 @@ async fn an_entry_larger_than_a_log_frame_is_refused_before_it_is_acknowledged()
     ledger.close();
     drop(ledger);
     let reopened = read_stored(
-        &sled::open(dir.path().join("db")).unwrap(),
+        &crate::testutil::reopen_sled(&dir.path().join("db")),
         dir.path(),
         "clawser.test/ledger",
     )
