@@ -7,10 +7,12 @@
 
 mod approvals;
 mod duration;
+mod proxy;
 mod raw;
 
 pub use approvals::{ApprovalsConfig, ApproverDecl, NotifyConfig, Webhook, WEBHOOK_EVENTS};
 pub use duration::parse_duration;
+pub use proxy::{parse_cidr, ProxyConfig};
 
 use crate::error::{Error, Result};
 use raw::{RawAgent, RawConfig};
@@ -23,40 +25,6 @@ use std::time::Duration;
 pub const DEFAULT_CONFIG_FILE: &str = "clawser.yaml";
 /// The environment variable naming the config file.
 pub const CONFIG_ENV: &str = "CLAWSER_CONFIG";
-
-/// Proxy listener and request limits.
-#[derive(Debug, Clone)]
-pub struct ProxyConfig {
-    pub listen: SocketAddr,
-    pub max_connections: usize,
-    pub max_header_bytes: usize,
-    pub max_inspect_bytes: usize,
-    pub handshake_timeout: Duration,
-    pub first_bytes_timeout: Duration,
-    pub idle_timeout: Duration,
-    pub passthrough_hosts: Vec<String>,
-    /// Lower-case header names whose values never reach a policy, log or ledger.
-    pub redact_headers: Vec<String>,
-    /// Query keys whose values are redacted.
-    pub redact_query_keys: Vec<String>,
-    /// Longest a held request waits for its approval before the agent gets a 403.
-    pub hold_timeout: Duration,
-    /// Requests held at once; beyond, 503.
-    pub max_held: usize,
-    /// Non-global destinations (CIDRs) the proxy may reach; everything else that is not
-    /// global unicast is refused. Clawser's own listeners are refused even when listed.
-    pub allow_private: Vec<ipnet::IpNet>,
-    /// Keep `%2F` in paths (npm scoped packages, GitLab) instead of refusing it as ambiguous.
-    pub allow_encoded_slash: bool,
-    /// How long a checked DNS answer is reused.
-    pub dns_cache_ttl: Duration,
-    /// Host names whose checked answers are kept.
-    pub dns_cache_size: usize,
-    /// Longest wait for the next piece of a request body (idle timeout while reading it).
-    pub body_timeout: Duration,
-    /// Extra regular expressions: matching path segments and query values are redacted.
-    pub redact_patterns: Vec<String>,
-}
 
 /// Admin endpoint.
 #[derive(Debug, Clone)]
@@ -244,60 +212,7 @@ impl Validator<'_> {
     }
 
     fn validate(&self, raw: RawConfig) -> Result<Config> {
-        let p = raw.proxy;
-        let max_header_bytes =
-            self.positive("proxy.max_header_bytes", p.max_header_bytes, 64 * 1024)?;
-        if max_header_bytes < 1024 {
-            return Err(self.err("proxy.max_header_bytes", "must be at least 1024"));
-        }
-        let proxy = ProxyConfig {
-            listen: self.addr("proxy.listen", p.listen, "127.0.0.1:8080")?,
-            max_connections: self.positive("proxy.max_connections", p.max_connections, 1024)?,
-            max_header_bytes,
-            max_inspect_bytes: self.positive(
-                "proxy.max_inspect_bytes",
-                p.max_inspect_bytes,
-                1024 * 1024,
-            )?,
-            handshake_timeout: self.duration(
-                "proxy.handshake_timeout",
-                p.handshake_timeout,
-                "10s",
-            )?,
-            first_bytes_timeout: self.duration(
-                "proxy.first_bytes_timeout",
-                p.first_bytes_timeout,
-                "10s",
-            )?,
-            idle_timeout: self.duration("proxy.idle_timeout", p.idle_timeout, "60s")?,
-            passthrough_hosts: lower(p.passthrough_hosts.unwrap_or_default()),
-            redact_headers: lower(p.redact_headers.unwrap_or_default()),
-            redact_query_keys: lower(p.redact_query_keys.unwrap_or_default()),
-            hold_timeout: self.duration("proxy.hold_timeout", p.hold_timeout, "110s")?,
-            max_held: self.positive("proxy.max_held", p.max_held, 1024)?,
-            allow_private: p
-                .allow_private
-                .unwrap_or_default()
-                .iter()
-                .enumerate()
-                .map(|(i, e)| {
-                    parse_cidr(e).map_err(|m| self.err(&format!("proxy.allow_private[{i}]"), m))
-                })
-                .collect::<Result<Vec<_>>>()?,
-            allow_encoded_slash: p.allow_encoded_slash.unwrap_or(true),
-            dns_cache_ttl: self.duration("proxy.dns_cache_ttl", p.dns_cache_ttl, "30s")?,
-            dns_cache_size: self.positive("proxy.dns_cache_size", p.dns_cache_size, 10_000)?,
-            body_timeout: self.duration("proxy.body_timeout", p.body_timeout, "30s")?,
-            redact_patterns: {
-                let pats = p.redact_patterns.unwrap_or_default();
-                for (i, pat) in pats.iter().enumerate() {
-                    regex::Regex::new(pat).map_err(|e| {
-                        self.err(&format!("proxy.redact_patterns[{i}]"), e.to_string())
-                    })?;
-                }
-                pats
-            },
-        };
+        let proxy = self.proxy(raw.proxy)?;
         let admin = AdminConfig {
             listen: self.addr("admin.listen", raw.admin.listen, "127.0.0.1:8081")?,
         };
@@ -516,18 +431,7 @@ impl Environments {
     }
 }
 
-/// A `proxy.allow_private` entry: a CIDR (host bits are dropped) or a bare address (/32, /128).
-pub fn parse_cidr(entry: &str) -> std::result::Result<ipnet::IpNet, String> {
-    if let Ok(net) = entry.parse::<ipnet::IpNet>() {
-        return Ok(net.trunc());
-    }
-    entry
-        .parse::<std::net::IpAddr>()
-        .map(ipnet::IpNet::from)
-        .map_err(|_| format!("{entry:?} is not a CIDR (10.0.0.0/8) or an IP address"))
-}
-
-fn lower(v: Vec<String>) -> Vec<String> {
+pub(super) fn lower(v: Vec<String>) -> Vec<String> {
     v.into_iter().map(|s| s.to_ascii_lowercase()).collect()
 }
 
