@@ -101,6 +101,8 @@ const SHIPPED: &[(&str, &str, &str)] = &[
 /// Compiled redaction rules.
 #[derive(Debug, Clone)]
 pub struct Redactor {
+    /// All patterns at once: one pass tells whether any applies (the common case: none).
+    any: regex::RegexSet,
     patterns: Vec<(Regex, String)>,
     query_keys: Vec<String>,
     headers: Vec<String>,
@@ -123,13 +125,24 @@ impl Redactor {
         extra_headers: &[String],
     ) -> Result<Redactor, BadPattern> {
         let mut patterns = Vec::new();
+        let mut sources: Vec<&str> = Vec::new();
         for (_, p, r) in SHIPPED {
             patterns.push((compile(p)?, (*r).to_string()));
+            sources.push(p);
         }
         for p in extra_patterns {
             patterns.push((compile(p)?, REDACTED.to_string()));
+            sources.push(p);
         }
+        let any = regex::RegexSetBuilder::new(&sources)
+            .size_limit(1 << 24)
+            .build()
+            .map_err(|e| BadPattern {
+                pattern: "(all patterns together)".to_string(),
+                message: e.to_string(),
+            })?;
         Ok(Redactor {
+            any,
             patterns,
             query_keys: extra_query_keys.to_vec(),
             headers: extra_headers.to_vec(),
@@ -139,6 +152,7 @@ impl Redactor {
     /// The shipped rules only.
     pub fn shipped() -> Redactor {
         Redactor::new(&[], &[], &[]).unwrap_or(Redactor {
+            any: regex::RegexSet::empty(),
             patterns: Vec::new(),
             query_keys: Vec::new(),
             headers: Vec::new(),
@@ -160,9 +174,14 @@ impl Redactor {
 
     /// `text` with every credential-shaped part replaced.
     pub fn text<'a>(&self, text: &'a str) -> Cow<'a, str> {
+        let hits = self.any.matches(text);
+        if !hits.matched_any() {
+            return Cow::Borrowed(text);
+        }
         let mut out = Cow::Borrowed(text);
-        for (re, rep) in &self.patterns {
-            if re.is_match(&out) {
+        for (i, (re, rep)) in self.patterns.iter().enumerate() {
+            // A later pattern may match only what an earlier one left: re-test after a change.
+            if hits.matched(i) || (matches!(out, Cow::Owned(_)) && re.is_match(&out)) {
                 out = Cow::Owned(re.replace_all(&out, rep.as_str()).into_owned());
             }
         }

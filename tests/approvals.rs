@@ -249,6 +249,23 @@ async fn timeout_then_approve_releases_one_identical_retry() {
     let other: Value = serde_json::from_str(&body).unwrap();
     assert_ne!(other["approval_id"], id.as_str());
     assert_eq!(g.upstream.hits(), 0);
+    // So is the same request sent with other credentials, or with a second Content-Type.
+    for extra in [
+        &["Authorization: Bearer someone-elses-token"][..],
+        // curl's own Content-Type for -d first (what was approved), then a second one.
+        &[
+            "Content-Type: application/x-www-form-urlencoded",
+            "Content-Type: application/json",
+        ][..],
+    ] {
+        let (code, body, _) = agent_request(&g.env, "POST", url.clone(), "{\"v\":1}", extra)
+            .await
+            .unwrap();
+        assert_eq!(code, 403, "{extra:?}: {body}");
+        let v: Value = serde_json::from_str(&body).unwrap();
+        assert_ne!(v["approval_id"], id.as_str(), "{extra:?}");
+    }
+    assert_eq!(g.upstream.hits(), 0);
 
     // The identical retry goes through once...
     let (code, body, _) = agent_request(&g.env, "POST", url.clone(), "{\"v\":1}", &[])

@@ -1,11 +1,24 @@
-//! The approval fingerprint: SHA-256 over agent, job, method, URL, body hash and the
-//! headers that change what a request means (content type and encoding, method overrides),
-//! each length-prefixed and under a version tag, so an approval releases exactly the request
-//! that was reviewed and no other.
+//! The approval fingerprint: SHA-256 over agent, job, method, URL, body hash, the headers
+//! that change what a request means (content type and encoding, method overrides; every
+//! value of each) and the credentials it is sent with (Authorization, Cookie), each
+//! length-prefixed and under a version tag, so an approval releases exactly the request that
+//! was reviewed, as the identity that was reviewed, and no other.
 
 /// Request headers bound into the fingerprint: a retry that changes one of them is a
 /// different request. (Headers that vary per attempt, such as dates or signatures, are not.)
 pub const FINGERPRINT_HEADERS: &[&str] = &[
+    "content-type",
+    "content-encoding",
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+    // The upstream identity: an approval given for one token does not release another's.
+    "authorization",
+    "cookie",
+];
+
+/// The bound headers an approver is shown (the credentials are bound but never shown).
+pub const SHOWN_HEADERS: &[&str] = &[
     "content-type",
     "content-encoding",
     "x-http-method-override",

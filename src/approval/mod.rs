@@ -15,7 +15,7 @@ mod preview;
 mod store;
 mod types;
 
-pub use fingerprint::{fingerprint, FINGERPRINT_HEADERS};
+pub use fingerprint::{fingerprint, FINGERPRINT_HEADERS, SHOWN_HEADERS};
 pub use preview::{preview, DEFAULT_PREVIEW_BYTES};
 pub use store::{ApprovalStore, DecideError, OpenError, Opened, Requirement};
 pub use types::{

@@ -23,8 +23,19 @@ pub fn preview(
         return None;
     }
     let text = if let Ok(mut v) = serde_json::from_slice::<Value>(body) {
-        redact_json(&mut v, r);
-        serde_json::to_string_pretty(&v).unwrap_or_default()
+        let mut hidden = 0;
+        redact_json(&mut v, r, &mut hidden);
+        let mut out = String::new();
+        // The field names first: padding cannot push a field out of the approver's sight.
+        if let Value::Object(map) = &v {
+            let names: Vec<&str> = map.keys().map(String::as_str).collect();
+            out.push_str(&format!("fields: {}\n", names.join(", ")));
+        }
+        if hidden > 0 {
+            out.push_str(&format!("{hidden} value(s) redacted\n"));
+        }
+        out.push_str(&serde_json::to_string_pretty(&v).unwrap_or_default());
+        out
     } else if let Ok(s) = std::str::from_utf8(body) {
         let form = content_type.is_some_and(|c| {
             c.to_ascii_lowercase()
@@ -33,7 +44,7 @@ pub fn preview(
         if form {
             form_urlencoded::parse(s.as_bytes())
                 .map(|(k, v)| {
-                    let v = if r.secret_query_key(&k) {
+                    let v = if secret_key(&k) || r.secret_query_key(&k) {
                         REDACTED.to_string()
                     } else {
                         r.text(&v).into_owned()
@@ -51,21 +62,69 @@ pub fn preview(
     Some(bounded(text, max))
 }
 
-fn redact_json(v: &mut Value, r: &Redactor) {
+/// Words of a JSON key that mark its value as a secret.
+const SECRET_WORDS: &[&str] = &[
+    "token",
+    "secret",
+    "password",
+    "passwd",
+    "pass",
+    "pwd",
+    "key",
+    "apikey",
+    "signature",
+    "sig",
+    "auth",
+    "authorization",
+    "credential",
+    "credentials",
+    "session",
+    "cookie",
+    "code",
+    "otp",
+    "pin",
+    "private",
+];
+
+/// True when a key's words (split at non-alphanumerics and camelCase) include a secret
+/// word: `client_secret`, `apiKey`, `X-Auth-Token` are secret; `author`, `keywords` are not.
+pub fn secret_key(key: &str) -> bool {
+    let mut words: Vec<String> = Vec::new();
+    let mut cur = String::new();
+    let mut prev_lower = false;
+    for c in key.chars() {
+        if !c.is_ascii_alphanumeric() {
+            words.push(std::mem::take(&mut cur));
+            prev_lower = false;
+            continue;
+        }
+        if c.is_ascii_uppercase() && prev_lower {
+            words.push(std::mem::take(&mut cur));
+        }
+        prev_lower = c.is_ascii_lowercase() || c.is_ascii_digit();
+        cur.push(c.to_ascii_lowercase());
+    }
+    words.push(cur);
+    words.iter().any(|w| SECRET_WORDS.contains(&w.as_str()))
+}
+
+fn redact_json(v: &mut Value, r: &Redactor, hidden: &mut usize) {
     match v {
         Value::Object(map) => {
             for (k, val) in map.iter_mut() {
-                if r.secret_query_key(k) && !matches!(val, Value::Object(_) | Value::Array(_)) {
+                if secret_key(k) && !matches!(val, Value::Object(_) | Value::Array(_)) {
                     *val = Value::String(REDACTED.to_string());
+                    *hidden += 1;
                 } else {
-                    redact_json(val, r);
+                    redact_json(val, r, hidden);
                 }
             }
         }
-        Value::Array(items) => items.iter_mut().for_each(|i| redact_json(i, r)),
+        Value::Array(items) => items.iter_mut().for_each(|i| redact_json(i, r, hidden)),
         Value::String(s) => {
             if let std::borrow::Cow::Owned(red) = r.text(s) {
                 *s = red;
+                *hidden += 1;
             }
         }
         _ => {}
@@ -100,6 +159,30 @@ mod tests {
             assert!(!p.contains(secret), "{secret} in {p}");
         }
         assert!(p.contains('\n'), "pretty-printed");
+        assert!(
+            p.starts_with("fields: client_secret, list, nested, title\n"),
+            "{p}"
+        );
+        assert!(p.contains("4 value(s) redacted"), "{p}");
+    }
+
+    #[test]
+    fn secret_keys_are_words_not_substrings() {
+        for k in [
+            "client_secret",
+            "apiKey",
+            "X-Auth-Token",
+            "password",
+            "sessionId",
+            "PRIVATE_KEY",
+        ] {
+            assert!(secret_key(k), "{k}");
+        }
+        for k in [
+            "author", "keywords", "design", "encoding", "title", "monkey",
+        ] {
+            assert!(!secret_key(k), "{k}");
+        }
     }
 
     #[test]

@@ -33,6 +33,7 @@ fn new_approval(count: u32) -> NewApproval {
             url: "https://api.github.com:443/repos/acme/api/pulls/7/merge".into(),
             body_size: Some(2),
             body_preview: None,
+            headers: Vec::new(),
             body_sha256: "44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a".into(),
         },
         agent: "oc-1".into(),

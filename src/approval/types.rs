@@ -66,6 +66,10 @@ pub struct ReviewedRequest {
     /// ledger).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub body_preview: Option<String>,
+    /// Headers that change what the request means and are bound into the fingerprint
+    /// (content type and encoding, method overrides), every value, redacted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub headers: Vec<(String, String)>,
 }
 
 /// An approval object.

@@ -45,6 +45,9 @@ fn show(a: &Approval) {
             a.request.body_sha256
         ),
     }
+    for (name, value) in &a.request.headers {
+        println!("header:       {name}: {value}");
+    }
     if let Some(p) = &a.request.body_preview {
         println!("body preview (redacted):");
         for line in p.lines() {

@@ -59,6 +59,9 @@ struct State {
     reqs: Vec<Req>,
     /// Some queued append has a waiter.
     waited: bool,
+    /// Queued appends nobody waits for (they have a budget of their own, so a flood of them
+    /// cannot crowd out appends a request waits for).
+    detached: usize,
     /// Shutdown was asked for; answered when the writer has finished.
     closing: Option<std::sync::mpsc::SyncSender<()>>,
     /// Shutdown was asked for: appends are refused from then on.
@@ -195,6 +198,7 @@ impl Queue {
             s.reqs.drain(..max_batch).collect()
         };
         s.waited = s.reqs.iter().any(|r| r.reply.waits());
+        s.detached = s.reqs.iter().filter(|r| !r.reply.waits()).count();
         let apply_now = s.apply_wanted;
         // A reader keeps the writer going until it has taken (and applied) everything.
         s.apply_wanted &= !s.reqs.is_empty();

@@ -49,9 +49,9 @@ pub struct LedgerConfig {
     /// Most acknowledged entries held (in the write-ahead log and memory) before they are
     /// applied to sled.
     pub apply_batch: usize,
-    /// Most appends waiting for the writer; beyond, appends someone waits for are refused
-    /// (`Error::LedgerBusy`, the proxy answers 503 `ledger_busy`) and detached ones beyond
-    /// twice this are dropped with an error line.
+    /// Most appends waiting for the writer, of each kind: beyond it an append someone waits
+    /// for is refused (`Error::LedgerBusy`, the proxy answers 503 `ledger_busy`), and one
+    /// nobody waits for is dropped with an error line.
     pub max_queue: usize,
     /// The checkpoint origin line and key name.
     pub origin: String,
@@ -216,11 +216,7 @@ impl Writer {
                 req.data.len()
             )));
         }
-        let limit = if req.reply.waits() {
-            self.max_queue
-        } else {
-            self.max_queue.saturating_mul(2)
-        };
+        let limit = self.max_queue;
         match self.shared.queue.push(req, self.max_batch, limit) {
             Ok(()) => Ok(()),
             Err(Refused::Full) => Err(Error::LedgerBusy(limit)),

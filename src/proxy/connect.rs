@@ -51,7 +51,7 @@ pub async fn handle_connect(
         Some(a) => match split_authority(a.as_str(), 443) {
             Ok(hp) => hp,
             Err(r) => {
-                seen.host = a.host().to_string();
+                seen.host = state.redactor.text(a.host()).into_owned();
                 return refuse(&state, &principal, &seen, r);
             }
         },
@@ -64,7 +64,7 @@ pub async fn handle_connect(
             return refuse(&state, &principal, &seen, r);
         }
     };
-    seen.host = host.as_string();
+    seen.host = state.redactor.text(&host.as_string()).into_owned();
     seen.port = port;
     // Decided on the resolved addresses before a byte is tunnelled: a forbidden destination
     // is refused here, whether the tunnel would be intercepted or passed through.
@@ -76,7 +76,7 @@ pub async fn handle_connect(
         .config
         .passthrough_hosts
         .iter()
-        .any(|g| glob_match(g, &seen.host));
+        .any(|g| glob_match(g, &host.as_string()));
     let mut permitted = None;
     if passthrough {
         // Decided now, on host and port, so a refusal is a proper HTTP answer.
@@ -92,7 +92,14 @@ pub async fn handle_connect(
             policy_rev: eval.revision.get(..12).unwrap_or(""),
         };
         if let Some(ledger) = &state.ledger {
-            let entry = record::decided(&principal, &summary, &env, Some(&destination), &eval);
+            let entry = record::decided(
+                &principal,
+                &summary,
+                &env,
+                Some(&destination),
+                &eval,
+                &state.redactor,
+            );
             if let Err(e) = ledger.append("request.decided", entry).await {
                 return pipeline::ledger_refusal(&line, &seen.request_id, &e);
             }
@@ -199,7 +206,7 @@ impl Tunnel {
         if !crate::tls::looks_like_tls(&prefix) {
             const MSG: &str = "only TLS can be inspected inside CONNECT, and this host is not on proxy.passthrough_hosts";
             let r = Refusal::new(StatusCode::FORBIDDEN, "not_tls", MSG);
-            note(state, &self.principal, &self.seen, &r);
+            note(state, &self.principal, &self.seen, r);
             if prefix.iter().all(|b| b.is_ascii()) {
                 // Plain HTTP inside the tunnel: answer in kind so the client sees why.
                 let body = serde_json::json!({

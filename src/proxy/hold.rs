@@ -14,7 +14,7 @@ use super::respond;
 use super::ProxyState;
 use crate::approval::{
     fingerprint, Approval, ApprovalState, NewApproval, OpenError, Required, Requirement,
-    ReviewedRequest, Verdict, FINGERPRINT_HEADERS,
+    ReviewedRequest, Verdict, FINGERPRINT_HEADERS, SHOWN_HEADERS,
 };
 use crate::identity::Principal;
 use crate::model::{Decision, RequestSummary};
@@ -96,6 +96,7 @@ pub fn reviewed(summary: &RequestSummary) -> ReviewedRequest {
         body_size: summary.body.size,
         body_sha256: summary.body.sha256.clone(),
         body_preview: None,
+        headers: Vec::new(),
     }
 }
 
@@ -103,6 +104,8 @@ pub fn reviewed(summary: &RequestSummary) -> ReviewedRequest {
 /// `X-Clawser-*` headers are stripped.
 pub struct Captured {
     pub fingerprint: String,
+    /// The bound headers the approver sees (content type, method overrides), redacted.
+    pub shown: Vec<(String, String)>,
     pub intent: Option<String>,
     pub evidence: Option<String>,
     /// The redacted body preview the approver reads.
@@ -122,9 +125,15 @@ impl Captured {
         redactor: &crate::redact::Redactor,
     ) -> Captured {
         let said = |name| statement(headers, name).map(|s| redactor.text(&s).into_owned());
+        // Every value of each bound header: a duplicate cannot carry something unreviewed.
         let values: Vec<(&str, &str)> = FINGERPRINT_HEADERS
             .iter()
-            .filter_map(|n| Some((*n, headers.get(*n)?.to_str().unwrap_or("<binary>"))))
+            .flat_map(|n| {
+                headers
+                    .get_all(*n)
+                    .iter()
+                    .map(move |v| (*n, v.to_str().unwrap_or("<binary>")))
+            })
             .collect();
         Captured {
             fingerprint: fingerprint(
@@ -135,6 +144,19 @@ impl Captured {
                 &summary.body.sha256,
                 &values,
             ),
+            shown: SHOWN_HEADERS
+                .iter()
+                .flat_map(|n| {
+                    headers.get_all(*n).iter().map(move |v| {
+                        (
+                            n.to_string(),
+                            redactor
+                                .text(&String::from_utf8_lossy(v.as_bytes()))
+                                .into_owned(),
+                        )
+                    })
+                })
+                .collect(),
             intent: said(INTENT_HEADER),
             evidence: said(EVIDENCE_HEADER),
             preview: crate::approval::preview(
@@ -235,6 +257,7 @@ pub async fn hold(
         fingerprint: held.fingerprint.clone(),
         request: ReviewedRequest {
             body_preview: held.preview,
+            headers: held.shown,
             ..reviewed(summary)
         },
         agent: principal.agent.id.clone(),

@@ -103,12 +103,21 @@ pub fn refuse(
     seen: &Seen,
     r: Refusal,
 ) -> Response<ProxyBody> {
-    note(state, principal, seen, &r);
+    let r = note(state, principal, seen, r);
     respond::error(r.status, r.code, &r.message, &seen.request_id)
 }
 
-/// The log line and the ledger entry of a refusal answered some other way (inside a tunnel).
-pub fn note(state: &ProxyState, principal: &Principal, seen: &Seen, r: &Refusal) {
+/// The log line and the ledger entry of a refusal; returns it with its message redacted (a
+/// message may quote the agent's input), for the answer.
+pub fn note(state: &ProxyState, principal: &Principal, seen: &Seen, r: Refusal) -> Refusal {
+    let r = Refusal {
+        message: state.redactor.text(&r.message).into_owned(),
+        ..r
+    };
+    let seen = &Seen {
+        host: state.redactor.text(&seen.host).into_owned(),
+        ..seen.clone()
+    };
     state.metrics.decided(Outcome::Deny, Default::default());
     DecisionLine {
         principal,
@@ -122,4 +131,5 @@ pub fn note(state: &ProxyState, principal: &Principal, seen: &Seen, r: &Refusal)
             record::refused(principal, seen, r.code, &r.message),
         );
     }
+    r
 }

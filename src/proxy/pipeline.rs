@@ -113,7 +113,7 @@ async fn run(
         id: seen.request_id.clone(),
         scheme: target.scheme.to_string(),
         method: parts.method.as_str().to_string(),
-        host: target.host.as_string(),
+        host: state.redactor.text(&target.host.as_string()).into_owned(),
         port: target.port,
         path: seen.path.clone(),
         query: redacted_query(
@@ -172,13 +172,13 @@ fn target(
     match &got {
         Ok(t) => {
             seen.scheme = t.scheme;
-            seen.host = t.host.as_string();
+            seen.host = state.redactor.text(&t.host.as_string()).into_owned();
             seen.port = t.port;
             seen.path = state.redactor.text(&t.path).into_owned();
         }
         Err(_) => {
             if let Some((h, p)) = &conn.connect {
-                seen.host = h.as_string();
+                seen.host = state.redactor.text(&h.as_string()).into_owned();
                 seen.port = *p;
             }
             // Not canonical: decode what can be decoded so encoded secrets are seen too.
@@ -251,7 +251,14 @@ async fn decide_and_forward(
     };
     // Write-ahead: the decision is durable in the ledger before anything is forwarded.
     if let Some(ledger) = &state.ledger {
-        let entry = record::decided(principal, &summary, &env, Some(destination), &eval);
+        let entry = record::decided(
+            principal,
+            &summary,
+            &env,
+            Some(destination),
+            &eval,
+            &state.redactor,
+        );
         let live = state.events.has_subscribers().then(|| entry.clone());
         let appended = ledger.append("request.decided", entry).await;
         if let (Ok(seq), Some(data)) = (&appended, live) {

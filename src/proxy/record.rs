@@ -14,8 +14,9 @@ use serde_json::{json, Value};
 use super::outcome::Seen;
 use crate::identity::Principal;
 use crate::ledger::Ledger;
-use crate::model::{Destination, RequestSummary};
+use crate::model::{Destination, Reason, RequestSummary};
 use crate::policy::{Evaluated, Target};
+use crate::redact::Redactor;
 
 /// The `request.decided` entry.
 pub fn decided(
@@ -24,8 +25,15 @@ pub fn decided(
     target: &Target,
     destination: Option<&Destination>,
     eval: &Evaluated,
+    redactor: &Redactor,
 ) -> Value {
     let d = &eval.decision;
+    // Policy messages may quote the input (the body's JSON is not redacted for policies).
+    let reasons: Vec<Reason> = d
+        .reasons
+        .iter()
+        .map(|r| Reason::new(r.code.clone(), redactor.text(&r.message).into_owned()))
+        .collect();
     json!({
         "request_id": req.id,
         "agent": p.agent.id,
@@ -34,7 +42,7 @@ pub fn decided(
         "job": p.job.as_ref().map(|j| j.id.clone()),
         "credential": p.credential_id,
         "outcome": d.outcome.as_str(),
-        "reasons": d.reasons,
+        "reasons": reasons,
         "approvers": d.approvers,
         "grants_used": d.grants_used,
         "policy_rev": eval.revision,

@@ -47,7 +47,7 @@ pub fn redacted_headers(headers: &HeaderMap, r: &Redactor) -> BTreeMap<String, V
             r.text(&String::from_utf8_lossy(value.as_bytes()))
                 .into_owned()
         };
-        out.entry(n.to_string()).or_default().push(v);
+        out.entry(r.text(n).into_owned()).or_default().push(v);
     }
     out
 }

@@ -63,6 +63,7 @@ function card(a) {
   field(dl, "Runtime", a.runtime);
   field(dl, "Job", a.job);
   field(dl, "Body", (a.request.body_size == null ? "unknown size" : a.request.body_size + " bytes") + ", sha256 " + a.request.body_sha256);
+  for (const [name, value] of (a.request.headers || [])) field(dl, name, value);
   if (a.request.body_preview) {
     dl.append(el("dt", {}, "Body preview (redacted)"), el("dd", {}, el("pre", { class: "preview" }, a.request.body_preview)));
   }

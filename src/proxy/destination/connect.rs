@@ -43,10 +43,8 @@ impl Destinations {
             match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
                 Ok(Ok(s)) => {
                     let (peer, local) = (s.peer_addr()?, s.local_addr()?);
-                    if self.is_self(peer, local) {
-                        return Err(io::Error::other(format!(
-                            "{peer} is Clawser's own listener"
-                        )));
+                    if let Some(why) = self.lands_on_this_host(peer, local) {
+                        return Err(io::Error::other(why));
                     }
                     let _ = s.set_nodelay(true);
                     return Ok(s);
@@ -63,14 +61,28 @@ impl Destinations {
         Err(last)
     }
 
-    /// True when a connection from `local` to `peer` lands on one of Clawser's listeners: the
-    /// peer port is one of theirs and the connection never left this host.
-    pub fn is_self(&self, peer: SocketAddr, local: SocketAddr) -> bool {
-        self.own.iter().any(|o| {
-            o.port() == peer.port()
-                && (super::class::effective(peer.ip()) == super::class::effective(local.ip())
-                    || super::class::effective(o.ip()) == super::class::effective(peer.ip()))
-        })
+    /// Why a connection from `local` to `peer` must not be used, if it must not: it landed on
+    /// one of Clawser's listeners (refused always), or it never left this host (its two ends
+    /// share an address: the host's own global address reaches every local service) and that
+    /// address is not in `proxy.allow_private`.
+    pub fn lands_on_this_host(&self, peer: SocketAddr, local: SocketAddr) -> Option<String> {
+        let (p, l) = (
+            super::class::effective(peer.ip()),
+            super::class::effective(local.ip()),
+        );
+        let own = self
+            .own
+            .iter()
+            .any(|o| o.port() == peer.port() && (p == l || super::class::effective(o.ip()) == p));
+        if own {
+            return Some(format!("{peer} is Clawser's own listener"));
+        }
+        if p == l && !self.allowed(peer.ip()) {
+            return Some(format!(
+                "{peer} is this host itself; list it in proxy.allow_private to allow it"
+            ));
+        }
+        None
     }
 }
 
@@ -165,10 +177,33 @@ mod tests {
             addr.port(),
         )]);
         assert!(d.connect(&[addr], Duration::from_secs(5)).await.is_err());
-        assert!(d.is_self(addr, "127.0.0.1:5555".parse().unwrap()));
-        assert!(!d.is_self(
-            "8.8.8.8:443".parse().unwrap(),
-            "10.0.0.2:5555".parse().unwrap()
-        ));
+        assert!(d
+            .lands_on_this_host(addr, "127.0.0.1:5555".parse().unwrap())
+            .is_some());
+        assert!(d
+            .lands_on_this_host(
+                "8.8.8.8:443".parse().unwrap(),
+                "10.0.0.2:5555".parse().unwrap()
+            )
+            .is_none());
+        // The host's own global address, on any port: refused unless listed.
+        let own_global = "203.0.113.7:5432".parse().unwrap();
+        let local = "203.0.113.7:40000".parse().unwrap();
+        let none = Destinations::new(
+            vec![],
+            vec![],
+            Duration::from_secs(30),
+            16,
+            Duration::from_secs(5),
+        );
+        assert!(none.lands_on_this_host(own_global, local).is_some());
+        let listed = Destinations::new(
+            vec!["203.0.113.7/32".parse().unwrap()],
+            vec![],
+            Duration::from_secs(30),
+            16,
+            Duration::from_secs(5),
+        );
+        assert!(listed.lands_on_this_host(own_global, local).is_none());
     }
 }

@@ -93,18 +93,21 @@ impl Destinations {
                 )));
             }
         }
-        if class == AddrClass::Global
-            || self
-                .allow_private
-                .iter()
-                .any(|n| n.contains(&ip) || n.contains(&eff))
-        {
+        if class == AddrClass::Global || self.allowed(ip) {
             return Ok(class);
         }
         Err(DestinationRefusal::NotAllowed(format!(
             "{ip} is a {} address; list it in proxy.allow_private to allow it",
             class.as_str()
         )))
+    }
+
+    /// Whether `proxy.allow_private` lists `ip` (or the IPv4 address it embeds).
+    pub fn allowed(&self, ip: IpAddr) -> bool {
+        let eff = class::effective(ip);
+        self.allow_private
+            .iter()
+            .any(|n| n.contains(&ip) || n.contains(&eff))
     }
 
     fn check_all(&self, ips: &[IpAddr], port: u16) -> Result<Destination, DestinationRefusal> {
