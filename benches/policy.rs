@@ -6,10 +6,8 @@ use std::time::{Duration, Instant};
 
 use clawser::policy::{pack, EvalEngine, EvalOptions, PolicyEngine};
 
-// As in the clawser binary (src/main.rs): mimalloc, and no backtraces captured for the
-// library errors regorus creates while evaluating.
-#[global_allocator]
-static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+// As in the clawser binary (src/main.rs): mimalloc (declared by regorus), and no backtraces
+// captured for the library errors regorus creates while evaluating.
 
 fn main() {
     if std::env::var_os("RUST_LIB_BACKTRACE").is_none() {

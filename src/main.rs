@@ -6,10 +6,10 @@ use clawser::cli::{run_cli, Cli, Command, LogFormatArg};
 use clawser::config::{Config, LogFormat};
 use tracing_subscriber::EnvFilter;
 
-// mimalloc: the proxy allocates and frees many small buffers per request across threads;
-// glibc malloc spent ~15% of worker time (arena consolidation) under load.
-#[global_allocator]
-static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+// The global allocator is mimalloc, declared by regorus (its `allocator-memory-limits`
+// feature): the proxy allocates and frees many small buffers per request across threads
+// (glibc malloc spent ~15% of worker time in arena consolidation under load), and regorus's
+// build counts allocations, which is what lets it enforce policy.max_memory_mib.
 
 fn init_logging(config: &Config, cli: &Cli) {
     let json = match cli.log_format {

@@ -150,6 +150,11 @@ async fn passthrough_tunnels_end_on_revocation_and_when_idle() {
         started.elapsed() >= Duration::from_secs(2),
         "closed before the idle timeout"
     );
-    let log = w.server.log_text();
-    assert!(log.contains("Revoked") && log.contains("Idle"), "{log}");
+    // The server's line for each ending (written just after it closed the tunnel).
+    let ended = common::eventually(Duration::from_secs(5), || {
+        let log = w.server.log_text();
+        log.contains("Revoked") && log.contains("Idle")
+    })
+    .await;
+    assert!(ended, "{}", w.server.log_text());
 }

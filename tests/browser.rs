@@ -123,6 +123,14 @@ impl Driver {
 
     /// Waits for an element matching `css` (the page updates live).
     async fn find(&self, css: &str, timeout: Duration) -> String {
+        match self.try_find(css, timeout).await {
+            Ok(id) => id,
+            Err(v) => panic!("no element {css}: {v}"),
+        }
+    }
+
+    /// Like `find`, but returns the driver's last answer when nothing matched in time.
+    async fn try_find(&self, css: &str, timeout: Duration) -> Result<String, Value> {
         let deadline = Instant::now() + timeout;
         loop {
             let v = self
@@ -133,9 +141,11 @@ impl Driver {
                 )
                 .await;
             if let Some(id) = v["value"][ELEMENT].as_str() {
-                return id.to_string();
+                return Ok(id.to_string());
             }
-            assert!(Instant::now() < deadline, "no element {css}: {v}");
+            if Instant::now() >= deadline {
+                return Err(v);
+            }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
@@ -212,9 +222,28 @@ async fn approve_a_held_request_in_the_web_page() {
             .await
         })
     };
-    let card = driver
-        .find(".approval[data-state=pending]", Duration::from_secs(20))
-        .await;
+    let card = match driver
+        .try_find(".approval[data-state=pending]", Duration::from_secs(20))
+        .await
+    {
+        Ok(card) => card,
+        Err(v) => {
+            // Say everything that could explain it: the page, the agent's answer, the log.
+            let body = driver.find("body", Duration::from_secs(5)).await;
+            let page = driver.text(&body).await;
+            let api = std::process::Command::new("curl")
+                .args(["-sS", "-H", &format!("Authorization: Bearer {token}")])
+                .arg(format!("http://{}/v1/approvals", server.admin))
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                .unwrap_or_default();
+            agent.abort();
+            panic!(
+                "no pending card: {v}\npage: {page}\napprovals: {api}\nlog: {}",
+                server.log_text()
+            );
+        }
+    };
     let text = driver.text(&card).await;
     for want in [
         "POST",

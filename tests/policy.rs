@@ -172,3 +172,52 @@ async fn a_policy_that_errors_at_evaluation_fails_closed() {
     // Other requests are unaffected.
     assert_eq!(curl(&env, &[w.upstream.url("/fine").as_str()]).await.0, 200);
 }
+
+/// regorus's memory limit (`policy.max_memory_mib`): an evaluation that would grow the heap
+/// past it fails, and the request is denied (`policy_error`), fail closed; the same policy on
+/// a small input still allows.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_evaluation_past_the_memory_limit_denies() {
+    let tmp = tempfile::tempdir().unwrap();
+    let upstream = common::Upstream::start(tmp.path()).await;
+    let policies = tmp.path().join("policies");
+    std::fs::create_dir_all(&policies).unwrap();
+    std::fs::write(
+        policies.join("clawser.rego"),
+        include_str!("../policies/clawser.rego"),
+    )
+    .unwrap();
+    std::fs::write(
+        policies.join("authz.rego"),
+        r#"package clawser.authz
+
+import rego.v1
+
+allow if input.request.path != "/big"
+
+allow if {
+	input.request.path == "/big"
+	count([x | some x in numbers.range(1, 4000000)]) > 0
+}
+"#,
+    )
+    .unwrap();
+    let cfg = common::base_config(tmp.path(), &upstream, "").replace(
+        "  reload_interval: 100ms\n",
+        "  reload_interval: 100ms\n  eval_timeout: 60s\n  max_memory_mib: 64\n",
+    );
+    assert!(cfg.contains("max_memory_mib: 64"));
+    let server = common::Server::start(tmp.path(), &cfg);
+    let env = server.env_for("dev", None);
+    let (code, body) = curl(&env, &[upstream.url("/small").as_str()]).await;
+    assert_eq!(code, 200, "{body}");
+    let (code, body) = curl(&env, &[upstream.url("/big").as_str()]).await;
+    assert_eq!(code, 403, "{body}");
+    assert!(body.contains("policy_error"), "{body}");
+    let log = server.log_text();
+    assert!(
+        log.to_ascii_lowercase().contains("memory"),
+        "the error names the memory limit: {log}"
+    );
+    assert_eq!(upstream.hits(), 1);
+}

@@ -19,6 +19,7 @@ pub(super) fn print_json<T: serde::Serialize>(v: &T) {
 
 /// Runs a parsed command line; returns the process exit code.
 pub async fn run_cli(cli: Cli, config: Config) -> Result<i32> {
+    crate::policy::set_memory_limit(config.policy.max_memory_mib);
     match cli.command {
         Command::Serve => {
             let running = App::build(config)?.start().await?;

@@ -47,6 +47,8 @@ pub struct PolicyConfig {
     pub eval: crate::policy::EvalOptions,
     pub reload_interval: Duration,
     pub eval_timeout: Duration,
+    /// regorus's memory limit (process-wide heap, MiB): beyond it evaluations fail and so deny.
+    pub max_memory_mib: u64,
 }
 
 /// Upstream client.
@@ -257,6 +259,10 @@ impl Validator<'_> {
                 "1s",
             )?,
             eval_timeout: self.duration("policy.eval_timeout", raw.policy.eval_timeout, "250ms")?,
+            max_memory_mib: match raw.policy.max_memory_mib.unwrap_or(2048) {
+                n if n < 16 => return Err(self.err("policy.max_memory_mib", "must be at least 16")),
+                n => n,
+            },
         };
         let u = raw.upstream;
         let upstream = UpstreamConfig {

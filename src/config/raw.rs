@@ -79,6 +79,7 @@ pub struct RawPolicy {
     pub dir: Option<String>,
     pub engine: Option<String>,
     pub max_instructions: Option<usize>,
+    pub max_memory_mib: Option<u64>,
     pub reload_interval: Option<String>,
     pub eval_timeout: Option<String>,
 }

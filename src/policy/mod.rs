@@ -233,3 +233,11 @@ impl PolicyEngine {
         }
     }
 }
+
+/// Sets regorus's memory limit: while the process's heap (as counted by the global
+/// allocator, regorus's mimalloc) exceeds `mib` MiB, evaluations fail, which Clawser turns
+/// into a deny (`policy_error`, fail closed) instead of growing until the kernel kills it.
+/// Process-wide; without that allocator (unit tests) nothing is counted and nothing fails.
+pub fn set_memory_limit(mib: u64) {
+    regorus::set_global_memory_limit(Some(mib.saturating_mul(1024 * 1024)));
+}

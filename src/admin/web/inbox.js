@@ -104,9 +104,15 @@ function card(a) {
   return c;
 }
 
+// Refreshes can overlap (the stream opening, then an event): only the last one started may
+// draw, so an older, slower answer never replaces a newer one.
+let refreshGen = 0;
+
 async function refresh() {
+  const gen = ++refreshGen;
   try {
     const all = await api("GET", "/v1/approvals");
+    if (gen !== refreshGen) return;
     const pending = all.filter((a) => a.state === "pending");
     const recent = all.filter((a) => a.state !== "pending").reverse().slice(0, 20);
     $("pending").replaceChildren(...pending.map(card));
