@@ -494,3 +494,42 @@ async fn clawser_run_withholds_admin_secrets() {
         .collect();
     assert!(leaked.is_empty(), "{leaked:?}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn presented_but_refused_credentials_are_recorded_a_missing_one_only_logged() {
+    let w = World::new().await;
+    let env = w.server.env_for("oc-1", None);
+    let url = w.upstream.url("/x");
+    w.server.cli_ok(&["agents", "revoke", "oc-1"]);
+    let (code, _) = curl(&env, &[url.as_str()]).await;
+    assert_eq!(code, 407);
+    // The challenge git waits for (no credentials at all): logged, not recorded.
+    let mut bare = env.clone();
+    for k in ["HTTPS_PROXY", "HTTP_PROXY", "https_proxy", "http_proxy"] {
+        if let Some(v) = bare.get_mut(k) {
+            *v = format!("http://{}", w.server.proxy);
+        }
+    }
+    let (code, _) = curl(&bare, &[url.as_str()]).await;
+    assert_eq!(code, 407);
+    let mut found = Vec::new();
+    for _ in 0..50 {
+        found = decided(&w.server)
+            .into_iter()
+            .filter(|e| {
+                e["data"]["reasons"][0]["code"]
+                    .as_str()
+                    .unwrap_or("")
+                    .starts_with("auth_")
+            })
+            .collect();
+        if !found.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0]["data"]["reasons"][0]["code"], "auth_revoked");
+    assert_eq!(found[0]["data"]["claimed_agent"], "oc-1");
+    assert_eq!(w.upstream.hits(), 0);
+}

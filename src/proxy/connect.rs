@@ -15,7 +15,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::body::{empty, ProxyBody};
 use super::destination::{Destinations, Host};
-use super::outcome::{note, refuse, DecisionLine, Refusal, Seen};
+use super::outcome::{auth_refused, note, refuse, DecisionLine, Refusal, Seen};
 use super::permit::{self, Permitted};
 use super::pipeline::{self, destination_refusal, ConnInfo};
 use super::relay::relay;
@@ -35,17 +35,13 @@ pub async fn handle_connect(
     let mut seen = Seen::new(req.method());
     seen.scheme = "tcp";
     seen.path = String::new();
-    let principal = match state.auth.authenticate(
-        req.headers()
-            .get(http::header::PROXY_AUTHORIZATION)
-            .and_then(|v| v.to_str().ok()),
-    ) {
+    let header = req
+        .headers()
+        .get(http::header::PROXY_AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let principal = match state.auth.authenticate(header) {
         Ok(p) => p,
-        Err(f) => {
-            state.metrics.auth_failed();
-            tracing::info!(target: "clawser::decision", request_id = seen.request_id.as_str(), method = "CONNECT", outcome = "deny", reasons = f.code(), status = 407u16, "request refused: proxy authentication");
-            return respond::auth_required(&f, &seen.request_id);
-        }
+        Err(f) => return auth_refused(&state, &seen, &f, header),
     };
     let (host, port) = match req.uri().authority() {
         Some(a) => match split_authority(a.as_str(), 443) {

@@ -9,7 +9,7 @@ use http::{Method, Response, StatusCode};
 
 use super::body::ProxyBody;
 use super::{record, respond, ProxyState};
-use crate::identity::Principal;
+use crate::identity::{AuthFailure, Principal};
 use crate::model::Outcome;
 
 /// A refusal: the status the agent gets, a stable reason code and a sentence.
@@ -92,6 +92,38 @@ impl DecisionLine<'_> {
             "request decided"
         );
     }
+}
+
+/// A `407`: one decision line and, when credentials were presented but not accepted
+/// (malformed, unknown, revoked), a `request.decided` entry naming the agent they claim, so
+/// "a revoked agent kept trying" is in the ledger. A missing credential is only logged: it is
+/// the challenge git waits for before it sends any.
+pub fn auth_refused(
+    state: &ProxyState,
+    seen: &Seen,
+    failure: &AuthFailure,
+    header: Option<&str>,
+) -> Response<ProxyBody> {
+    state.metrics.auth_failed();
+    tracing::info!(
+        target: "clawser::decision",
+        request_id = seen.request_id.as_str(), method = seen.method.as_str(),
+        outcome = "deny", reasons = failure.code(), status = 407u16,
+        latency_ms = seen.start.elapsed().as_secs_f64() * 1e3,
+        "request refused: proxy authentication"
+    );
+    if *failure != AuthFailure::Missing {
+        if let Some(l) = &state.ledger {
+            let claimed = header
+                .and_then(crate::identity::token::parse_basic)
+                .map(|(user, _)| state.redactor.text(&user).into_owned());
+            l.append_detached(
+                "request.decided",
+                record::auth_refused(seen, failure.code(), &failure.message(), claimed),
+            );
+        }
+    }
+    respond::auth_required(failure, &seen.request_id)
 }
 
 /// The sink of every refusal that the policy did not make: one decision line, one

@@ -18,7 +18,7 @@ use hyper::body::Incoming;
 use super::body::{inspect, BodyError, ProxyBody};
 use super::destination::{DestinationRefusal, Destinations, Host, PathRules};
 use super::forward::{Outbound, UpstreamFailure};
-use super::outcome::{refuse, DecisionLine, Refusal, Seen};
+use super::outcome::{auth_refused, refuse, DecisionLine, Refusal, Seen};
 use super::summary::{
     header_bytes, redacted_headers, redacted_query, strip_for_upstream, strip_response,
 };
@@ -26,7 +26,7 @@ use super::target::{of_request, RequestTarget};
 use super::ProxyState;
 use super::{hold, permit, record, respond};
 use crate::identity::{AuthFailure, Principal};
-use crate::model::{Destination, Outcome, RequestSummary, TlsSummary};
+use crate::model::{BodySummary, Destination, Outcome, RequestSummary, TlsSummary};
 use crate::policy::{classify, PolicyInput};
 
 /// How the connection carrying a request arrived.
@@ -52,7 +52,13 @@ pub async fn handle(
     let mut seen = Seen::new(req.method());
     let principal = match identify(&state, &conn, &req) {
         Ok(p) => p,
-        Err(failure) => return auth_failed(&state, &failure, &seen),
+        Err(failure) => {
+            let header = req
+                .headers()
+                .get(PROXY_AUTHORIZATION)
+                .and_then(|v| v.to_str().ok());
+            return auth_refused(&state, &seen, &failure, header);
+        }
     };
     match run(&state, &conn, &principal, &mut seen, req).await {
         Ok(resp) => resp,
@@ -87,12 +93,35 @@ async fn run(
     let target = target(state, conn, seen, &req)?;
     let destination = destination(state, &target).await?;
     let (parts, body) = req.into_parts();
-    let declared = parts
-        .headers
+    let (body_summary, body, inspected) = read_body(state, &parts.headers, body).await?;
+    let summary = summarize(state, conn, seen, &target, &parts, body_summary);
+    let mut upstream_req = Request::from_parts(parts, body);
+    *upstream_req.uri_mut() = target.upstream_uri()?;
+    *upstream_req.version_mut() = http::Version::HTTP_11;
+    Ok(decide_and_forward(
+        state,
+        principal,
+        seen,
+        &target,
+        &destination,
+        summary,
+        upstream_req,
+        &inspected,
+    )
+    .await)
+}
+
+/// Reads the body for inspection (bounded, with `proxy.body_timeout` between pieces).
+async fn read_body(
+    state: &ProxyState,
+    headers: &http::HeaderMap,
+    body: Incoming,
+) -> Result<(BodySummary, ProxyBody, bytes::Bytes), Refusal> {
+    let declared = headers
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse().ok());
-    let (body_summary, body, inspected) = inspect(
+    inspect(
         body,
         declared,
         state.config.max_inspect_bytes,
@@ -108,8 +137,19 @@ async fn run(
             "body_error",
             format!("could not read the request body: {e}"),
         ),
-    })?;
-    let summary = RequestSummary {
+    })
+}
+
+/// The redacted view of the request that the policy, the log and the ledger see.
+fn summarize(
+    state: &ProxyState,
+    conn: &ConnInfo,
+    seen: &Seen,
+    target: &RequestTarget,
+    parts: &http::request::Parts,
+    body: BodySummary,
+) -> RequestSummary {
+    RequestSummary {
         id: seen.request_id.clone(),
         scheme: target.scheme.to_string(),
         method: parts.method.as_str().to_string(),
@@ -121,26 +161,12 @@ async fn run(
             &state.redactor,
         ),
         headers: redacted_headers(&parts.headers, &state.redactor),
-        body: body_summary,
+        body,
         tls: TlsSummary {
             sni: conn.sni.clone(),
             intercepted: conn.connect.is_some(),
         },
-    };
-    let mut upstream_req = Request::from_parts(parts, body);
-    *upstream_req.uri_mut() = target.upstream_uri()?;
-    *upstream_req.version_mut() = http::Version::HTTP_11;
-    Ok(decide_and_forward(
-        state,
-        principal,
-        seen,
-        &target,
-        &destination,
-        summary,
-        upstream_req,
-        &inspected,
-    )
-    .await)
+    }
 }
 
 /// Bounds checked before anything else is read.
@@ -396,17 +422,4 @@ fn outbound(
         request,
         addrs: Destinations::addrs(destination, target.port),
     }
-}
-
-/// 407: logged, not recorded (no principal to attribute it to, and git is challenged once
-/// per operation by design).
-fn auth_failed(state: &ProxyState, failure: &AuthFailure, seen: &Seen) -> Response<ProxyBody> {
-    state.metrics.auth_failed();
-    tracing::info!(
-        target: "clawser::decision",
-        request_id = seen.request_id.as_str(), method = seen.method.as_str(), outcome = "deny", reasons = failure.code(), status = 407u16,
-        latency_ms = seen.start.elapsed().as_secs_f64() * 1e3,
-        "request refused: proxy authentication"
-    );
-    respond::auth_required(failure, &seen.request_id)
 }

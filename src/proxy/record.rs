@@ -79,6 +79,19 @@ pub fn refused(p: &Principal, seen: &Seen, code: &str, message: &str) -> Value {
     })
 }
 
+/// The `request.decided` entry of a `407` for presented but unaccepted credentials: no
+/// principal, only the agent the credentials claim (unverified).
+pub fn auth_refused(seen: &Seen, code: &str, message: &str, claimed: Option<String>) -> Value {
+    json!({
+        "request_id": seen.request_id,
+        "agent": null,
+        "claimed_agent": claimed,
+        "outcome": "deny",
+        "reasons": [{"code": code, "message": message}],
+        "request": {"method": seen.method},
+    })
+}
+
 /// The `request.completed` entry.
 pub fn completed(
     request_id: &str,
