@@ -98,17 +98,24 @@ async fn run(
     let mut upstream_req = Request::from_parts(parts, body);
     *upstream_req.uri_mut() = target.upstream_uri()?;
     *upstream_req.version_mut() = http::Version::HTTP_11;
-    Ok(decide_and_forward(
-        state,
-        principal,
-        seen,
-        &target,
-        &destination,
+    let ready = Ready {
+        target,
+        destination,
         summary,
-        upstream_req,
-        &inspected,
-    )
-    .await)
+        upstream: upstream_req,
+        inspected,
+    };
+    Ok(decide_and_forward(state, principal, seen, ready).await)
+}
+
+/// A request ready for the decision: where it goes, what the policy sees of it, what would
+/// be sent, and the inspected body (for an approver's preview).
+struct Ready {
+    target: RequestTarget,
+    destination: Destination,
+    summary: RequestSummary,
+    upstream: Request<ProxyBody>,
+    inspected: bytes::Bytes,
 }
 
 /// Reads the body for inspection (bounded, with `proxy.body_timeout` between pieces).
@@ -240,18 +247,22 @@ pub fn destination_refusal(r: DestinationRefusal) -> Refusal {
 }
 
 /// decide -> record (write-ahead) -> hold -> permit -> forward -> record.
-#[allow(clippy::too_many_arguments)]
 async fn decide_and_forward(
     state: &Arc<ProxyState>,
     principal: &Principal,
     seen: &Seen,
-    target: &RequestTarget,
-    destination: &Destination,
-    summary: RequestSummary,
-    mut upstream_req: Request<ProxyBody>,
-    inspected: &[u8],
+    ready: Ready,
 ) -> Response<ProxyBody> {
-    let env = classify(&state.environments, &summary.host, &target.path);
+    let Ready {
+        target,
+        destination,
+        summary,
+        upstream: mut upstream_req,
+        inspected,
+    } = ready;
+    let (target, destination) = (&target, &destination);
+    // Classified on the real host (the summary's may have a credential-shaped part redacted).
+    let env = classify(&state.environments, &target.host.as_string(), &target.path);
     let mut input = PolicyInput::new(principal, &summary, &env);
     input.destination = Some(destination);
     let eval = state.policy.decide(&input);
@@ -264,7 +275,7 @@ async fn decide_and_forward(
             &summary,
             upstream_req.uri(),
             upstream_req.headers(),
-            inspected,
+            &inspected,
             &state.redactor,
         )
     });
