@@ -266,6 +266,18 @@ mod tests {
             assert!(!r.secret_query_key(k), "{k}");
         }
         assert!(r.secret_header("x-vault-token"));
+        for h in [
+            "authorization",
+            "proxy-authorization",
+            "cookie",
+            "set-cookie",
+            "x-api-key",
+            "x-auth-token",
+            "private-token",
+            "x-amz-security-token",
+        ] {
+            assert!(r.secret_header(h), "{h}");
+        }
         assert!(r.secret_header("x-tenant"));
         assert!(!r.secret_header("accept"));
         assert_eq!(r.text("id corp-123456 ok"), "id <redacted> ok");

@@ -4,6 +4,7 @@
 //!
 //! - `types.rs`: approval objects and decisions.
 //! - `fingerprint.rs`: the binding between an approval and a request.
+//! - `index.rs`: the approvals in memory, indexed by fingerprint and pending count per agent.
 //! - `preview.rs`: the bounded, redacted body preview an approver reads.
 //! - `store.rs`: persistence, the decision rules, waiting, consumption and expiry.
 //!
@@ -11,6 +12,7 @@
 //! (`admin/approvals.rs`), the CLI and the web page decide them.
 
 mod fingerprint;
+mod index;
 mod preview;
 mod store;
 mod types;

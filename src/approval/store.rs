@@ -2,7 +2,6 @@
 //! recorded through the event sink, and a watch channel per approval so a held request can
 //! wait for its decision. Times are passed in, so the rules are tested without sleeping.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde_json::json;
@@ -10,6 +9,7 @@ use time::format_description::well_known::Rfc3339;
 use time::{Duration, OffsetDateTime};
 use tokio::sync::watch;
 
+use super::index::Inner;
 use super::types::{Approval, ApprovalDecision, ApprovalState, ApproverRef, NewApproval, Verdict};
 use crate::error::{Error, Result};
 use crate::model::EventSink;
@@ -34,75 +34,6 @@ pub enum DecideError {
     AlreadyDecided(String),
     #[error(transparent)]
     Store(#[from] Error),
-}
-
-struct Inner {
-    approvals: HashMap<String, Approval>,
-    /// Approval ids by fingerprint: the hold path looks up only these.
-    by_fingerprint: HashMap<String, Vec<String>>,
-    /// Pending approvals per agent.
-    pending_by_agent: HashMap<String, usize>,
-    watchers: HashMap<String, watch::Sender<ApprovalState>>,
-}
-
-impl Inner {
-    fn new() -> Inner {
-        Inner {
-            approvals: HashMap::new(),
-            by_fingerprint: HashMap::new(),
-            pending_by_agent: HashMap::new(),
-            watchers: HashMap::new(),
-        }
-    }
-
-    /// Inserts or replaces an approval, keeping the indexes in step.
-    fn put(&mut self, a: Approval) {
-        match self.approvals.get(&a.id) {
-            Some(old) if old.state == ApprovalState::Pending => {
-                if let Some(n) = self.pending_by_agent.get_mut(&old.agent) {
-                    *n = n.saturating_sub(1);
-                }
-            }
-            Some(_) => {}
-            None => self
-                .by_fingerprint
-                .entry(a.fingerprint.clone())
-                .or_default()
-                .push(a.id.clone()),
-        }
-        if a.state == ApprovalState::Pending {
-            *self.pending_by_agent.entry(a.agent.clone()).or_default() += 1;
-        }
-        self.approvals.insert(a.id.clone(), a);
-    }
-
-    /// Removes an approval and its index entries.
-    fn remove(&mut self, id: &str) {
-        let Some(a) = self.approvals.remove(id) else {
-            return;
-        };
-        if a.state == ApprovalState::Pending {
-            if let Some(n) = self.pending_by_agent.get_mut(&a.agent) {
-                *n = n.saturating_sub(1);
-            }
-        }
-        if let Some(ids) = self.by_fingerprint.get_mut(&a.fingerprint) {
-            ids.retain(|i| i != id);
-            if ids.is_empty() {
-                self.by_fingerprint.remove(&a.fingerprint);
-            }
-        }
-        self.watchers.remove(id);
-    }
-
-    /// The approvals of one fingerprint.
-    fn with_fingerprint<'a>(&'a self, fp: &str) -> impl Iterator<Item = &'a Approval> + 'a {
-        self.by_fingerprint
-            .get(fp)
-            .into_iter()
-            .flatten()
-            .filter_map(|id| self.approvals.get(id))
-    }
 }
 
 /// Why a held request could not open (or join) an approval.
@@ -214,11 +145,6 @@ impl ApprovalStore {
         })
     }
 
-    #[cfg(test)]
-    pub(crate) fn max_pending_per_agent_for_tests(&mut self, n: usize) {
-        self.max_pending_per_agent = n;
-    }
-
     fn lock(&self) -> MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -308,7 +234,7 @@ impl ApprovalStore {
             if let Some(a) = same.first() {
                 return Ok(Opened::Joined((*a).clone()));
             }
-            let pending = inner.pending_by_agent.get(&new.agent).copied().unwrap_or(0);
+            let pending = inner.pending_of(&new.agent);
             if pending >= self.max_pending_per_agent {
                 return Err(OpenError::TooManyPending {
                     agent: new.agent,

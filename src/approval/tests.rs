@@ -360,9 +360,8 @@ fn ended_approvals_are_pruned_after_retention_and_indexes_follow() {
 
 #[test]
 fn the_pending_count_per_agent_follows_state_changes() {
-    let (_d, _db, s, _) = store();
-    let mut limited = s.clone();
-    limited.max_pending_per_agent_for_tests(2);
+    let (_d, db, _, _) = store();
+    let limited = ApprovalStore::open(&db, std::time::Duration::from_secs(3600), 2, None).unwrap();
     let mut ids = Vec::new();
     for i in 0..2 {
         let mut n = new_approval(1);

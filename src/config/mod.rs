@@ -69,7 +69,7 @@ pub struct EnvRule {
     pub env: String,
     /// Host globs (`*` matches any run of characters); empty matches any host.
     pub hosts: Vec<String>,
-    /// Path globs, matched case-insensitively; empty matches any path.
+    /// Path globs (lower-case), matched case-insensitively; empty matches any path.
     pub paths: Vec<String>,
     /// Repository globs (`owner/name`, lower-case), matched against the repository a GitHub
     /// API path or a git URL names; empty matches any request.
@@ -371,7 +371,7 @@ impl Validator<'_> {
                 Ok(EnvRule {
                     env: r.env,
                     hosts: lower(r.hosts),
-                    paths: r.paths,
+                    paths: lower(r.paths),
                     repos: lower(r.repos)
                         .into_iter()
                         .map(|r| r.trim_end_matches(".git").to_string())

@@ -166,7 +166,7 @@ impl Writer {
         let max_queue = cfg.max_queue;
         let mut w = WriterThread {
             db,
-            data_dir: data_dir.to_path_buf(),
+            db_dir,
             wal,
             key,
             cfg,
@@ -208,18 +208,10 @@ impl Writer {
             data: canonical(&data),
             reply,
         };
-        // The frame also holds the kind, sequence and time: leave room for them.
-        if req.data.len() + req.kind.len() + 256 > super::wal::MAX_FRAME {
-            return Err(Error::Invalid(format!(
-                "a {} ledger entry of {} bytes is larger than the write-ahead log's frame limit",
-                kind,
-                req.data.len()
-            )));
-        }
-        let limit = self.max_queue;
-        match self.shared.queue.push(req, self.max_batch, limit) {
+        super::wal::check_fits(kind, req.data.len())?;
+        match self.shared.queue.push(req, self.max_batch, self.max_queue) {
             Ok(()) => Ok(()),
-            Err(Refused::Full) => Err(Error::LedgerBusy(limit)),
+            Err(Refused::Full) => Err(Error::LedgerBusy(self.max_queue)),
             Err(Refused::Stopped) => Err(store_err("the writer has stopped")),
         }
     }
@@ -295,7 +287,8 @@ pub(super) fn key_seq(k: &[u8]) -> Option<u64> {
 
 struct WriterThread {
     db: sled::Db,
-    data_dir: std::path::PathBuf,
+    /// sled's directory (`data_dir/db`).
+    db_dir: std::path::PathBuf,
     wal: Wal,
     key: Arc<LedgerKey>,
     cfg: LedgerConfig,
@@ -448,11 +441,8 @@ impl WriterThread {
             .wal
             .sync()
             .and_then(|_| self.db.flush().map_err(store_err))
-            .and_then(|_| {
-                // Everything sled needs (its log, blobs, snapshots), not only `db/db`.
-                let dir = self.data_dir.join("db");
-                crate::fsutil::sync_dir_contents(&dir).map_err(store_err)
-            })
+            // Everything sled needs (its log, blobs, snapshots), not only `db/db`.
+            .and_then(|_| crate::fsutil::sync_dir_contents(&self.db_dir).map_err(store_err))
             .and_then(|_| self.wal.truncate());
         if let Err(e) = r {
             self.fail("could not make the ledger store durable", &e);

@@ -38,6 +38,17 @@ pub const MAX_FRAME: usize = 16 * 1024 * 1024;
 /// Bytes preallocated for the log (it grows beyond if one generation needs more).
 pub const PREALLOC: u64 = 16 * 1024 * 1024;
 
+/// Refuses an entry (its kind and canonical data) that would not fit in one frame: the
+/// frame also holds the kind, sequence and time, so some room is left for them.
+pub fn check_fits(kind: &str, data_len: usize) -> Result<()> {
+    if data_len + kind.len() + 256 > MAX_FRAME {
+        return Err(Error::Invalid(format!(
+            "a {kind} ledger entry of {data_len} bytes is larger than the write-ahead log's frame limit"
+        )));
+    }
+    Ok(())
+}
+
 /// One replayable frame.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Frame {

@@ -19,15 +19,20 @@ pub struct Target {
 /// (GitHub names are case-insensitive; over-matching a production rule is the safe side).
 pub fn classify(envs: &Environments, host: &str, path: &str) -> Target {
     let host = host.to_ascii_lowercase();
-    let lower_path = lenient_view(path);
-    let repo = repo_of(&lower_path);
+    // Read the path (and the repository it names) only when some rule looks at them.
+    let by_repo = envs.rules.iter().any(|r| !r.repos.is_empty());
+    let by_path = by_repo || envs.rules.iter().any(|r| !r.paths.is_empty());
+    let lower_path = if by_path {
+        lenient_view(path)
+    } else {
+        String::new()
+    };
+    let repo = if by_repo { repo_of(&lower_path) } else { None };
     for rule in &envs.rules {
         let host_ok = rule.hosts.is_empty() || rule.hosts.iter().any(|g| glob_match(g, &host));
-        let path_ok = rule.paths.is_empty()
-            || rule
-                .paths
-                .iter()
-                .any(|g| glob_match(&g.to_ascii_lowercase(), &lower_path));
+        // Rule paths are lower-cased when the config is loaded.
+        let path_ok =
+            rule.paths.is_empty() || rule.paths.iter().any(|g| glob_match(g, &lower_path));
         let repo_ok = rule.repos.is_empty()
             || repo
                 .as_deref()

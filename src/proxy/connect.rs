@@ -60,7 +60,8 @@ pub async fn handle_connect(
             return refuse(&state, &principal, &seen, r);
         }
     };
-    seen.host = state.redactor.text(&host.as_string()).into_owned();
+    let host_name = host.as_string();
+    seen.host = state.redactor.text(&host_name).into_owned();
     seen.port = port;
     // Decided on the resolved addresses before a byte is tunnelled: a forbidden destination
     // is refused here, whether the tunnel would be intercepted or passed through.
@@ -72,12 +73,13 @@ pub async fn handle_connect(
         .config
         .passthrough_hosts
         .iter()
-        .any(|g| glob_match(g, &host.as_string()));
+        .any(|g| glob_match(g, &host_name));
     let mut permitted = None;
     if passthrough {
         // Decided now, on host and port, so a refusal is a proper HTTP answer.
         let summary = connect_summary(&seen.request_id, &seen.host, port);
-        let env = classify(&state.environments, &seen.host, "");
+        // Classified on the real host (`seen.host` may have a credential-shaped part redacted).
+        let env = classify(&state.environments, &host_name, "");
         let mut input = PolicyInput::new(&principal, &summary, &env);
         input.destination = Some(&destination);
         let eval = state.policy.decide(&input);

@@ -32,7 +32,7 @@ impl Refusal {
 }
 
 /// What is known about a request so far; the pipeline fills it in as it learns. `host` and
-/// `path` are `-` until known, and `path` is always the redacted form.
+/// `path` are `-` until known, and both are always the redacted form.
 #[derive(Debug, Clone)]
 pub struct Seen {
     pub request_id: String,
@@ -145,10 +145,6 @@ pub fn note(state: &ProxyState, principal: &Principal, seen: &Seen, r: Refusal) 
     let r = Refusal {
         message: state.redactor.text(&r.message).into_owned(),
         ..r
-    };
-    let seen = &Seen {
-        host: state.redactor.text(&seen.host).into_owned(),
-        ..seen.clone()
     };
     state.metrics.decided(Outcome::Deny, Default::default());
     DecisionLine {

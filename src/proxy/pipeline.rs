@@ -160,7 +160,8 @@ fn summarize(
         id: seen.request_id.clone(),
         scheme: target.scheme.to_string(),
         method: parts.method.as_str().to_string(),
-        host: state.redactor.text(&target.host.as_string()).into_owned(),
+        // Redacted once already, when `seen` learnt the target.
+        host: seen.host.clone(),
         port: target.port,
         path: seen.path.clone(),
         query: redacted_query(
@@ -223,10 +224,7 @@ fn target(
 }
 
 /// Resolves and checks where the request would really go.
-pub async fn destination(
-    state: &ProxyState,
-    target: &RequestTarget,
-) -> Result<Destination, Refusal> {
+async fn destination(state: &ProxyState, target: &RequestTarget) -> Result<Destination, Refusal> {
     state
         .destinations
         .resolve(&target.host, target.port)

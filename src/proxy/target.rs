@@ -136,13 +136,13 @@ pub fn of_request<B>(
             format!("the request target is ambiguous: {m}"),
         )
     };
-    let raw_path = req.uri().path();
-    let query = req.uri().query();
-    let path = canonical_target(raw_path, None, rules).map_err(ambiguous)?;
-    let path_and_query = match query {
-        Some(_) => canonical_target(raw_path, query, rules).map_err(ambiguous)?,
-        None => path.clone(),
-    };
+    let path_and_query =
+        canonical_target(req.uri().path(), req.uri().query(), rules).map_err(ambiguous)?;
+    // A canonical path holds no '?' (an encoded one stays %3F): the first one starts the query.
+    let path = path_and_query
+        .split_once('?')
+        .map_or(path_and_query.as_str(), |(p, _)| p)
+        .to_string();
     Ok(RequestTarget {
         scheme,
         host,

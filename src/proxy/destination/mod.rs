@@ -36,8 +36,8 @@ pub enum DestinationRefusal {
     Unresolvable(String),
 }
 
-/// The rules and the cache of checked answers, shared by the pipeline and the upstream
-/// client's resolver.
+/// The rules and the cache of checked answers, shared by the pipeline, CONNECT and the
+/// upstream client's connector.
 pub struct Destinations {
     allow_private: Vec<IpNet>,
     own: Vec<SocketAddr>,
@@ -163,7 +163,7 @@ impl Destinations {
             )));
         }
         let dest = self.check_all(&ips, port)?;
-        // Only checked answers are cached: the upstream resolver reads nothing else.
+        // Only answers that passed the check are cached (a refused name is looked up again).
         self.cache.insert(
             name.clone(),
             Arc::new(Checked {
