@@ -3,7 +3,9 @@
 # policy if your edit does not compile or breaks a test.
 #
 #   allow  reads anywhere, and writes outside production
-#   hold   writes to production wait for a release approver
+#   hold   writes to production wait for a release approver, unless a grant covers them
+#          (`clawser approvals approve apr_... --grant-for 1h`, or `clawser grants add
+#          --actions production_write ...`)
 #   deny   deleting a repository; deleting or force-pushing a protected branch
 #
 # `input` is documented in README.md ("Policy input"); input.target.env comes from the
@@ -35,10 +37,20 @@ hold contains {
 	"code": "production_write",
 	"message": sprintf("%s %s%s changes production: a release approver must approve it", [input.request.method, input.request.host, input.request.path]),
 	"approvers": {"role": "release-approver", "count": 1},
+	# A grant whose scope.actions names production_write satisfies this hold.
+	"grantable": true,
 } if {
 	not is_read
 	input.target.env == "production"
 }
+
+# Example: a grant with action "deploy" lets an agent create deployments in staging.
+# allow if {
+# 	input.request.method == "POST"
+# 	endswith(input.request.path, "/deployments")
+# 	data.clawser.granted("deploy")
+# }
+# grants_used contains id if some id in data.clawser.grants_for("deploy")
 
 deny contains {
 	"code": "repo_delete",

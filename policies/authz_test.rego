@@ -66,3 +66,25 @@ test_nothing_matched_is_no_rule if {
 	d.outcome == "deny"
 	d.reasons[0].code == "no_rule"
 }
+
+grant(actions) := {"id": "grt_test", "subject": {"kind": "agent", "id": "dev"}, "scope": {"hosts": [], "repos": [], "envs": [], "actions": actions}, "expires_at": null, "uses_left": 1, "issued_by": "carol"}
+
+test_a_grant_satisfies_a_production_hold if {
+	i := object.union(req("PUT", "/repos/acme/api/pulls/7/merge", "production"), {"grants": [grant(["production_write"])]})
+	d := data.clawser.decision with input as i
+	d.outcome == "allow"
+	d.grants_used == ["grt_test"]
+}
+
+test_a_grant_for_another_action_does_not if {
+	i := object.union(req("PUT", "/repos/acme/api/pulls/7/merge", "production"), {"grants": [grant(["deploy"])]})
+	d := data.clawser.decision with input as i
+	d.outcome == "hold"
+	d.grants_used == []
+}
+
+test_no_grant_satisfies_a_deny if {
+	i := object.union(req("DELETE", "/repos/acme/api", "production"), {"grants": [grant(["*"])]})
+	d := data.clawser.decision with input as i
+	d.outcome == "deny"
+}

@@ -6,6 +6,16 @@
 #   deny contains {"code": "...", "message": "..."} if { ... }
 #   hold contains {"code": "...", "message": "...", "approvers": {"role": "...", "count": 1}} if { ... }
 #
+# Grants (input.grants) are authority the control plane holds for the caller. Two helpers:
+#
+#   granted("deploy")      true when an applicable grant's scope.actions names "deploy" (or "*")
+#   grants_for("deploy")   the ids of those grants
+#
+# A hold that says "grantable": true is satisfied by a grant whose actions name its code
+# (what `clawser approvals approve --grant-for 1h` issues): the request is allowed without
+# another hold, and the decision's grants_used names the grant, whose use is counted.
+# Rules that rely on a grant otherwise name it: grants_used contains id if { ... }.
+#
 # A hold's approvers may add "self_approval": true to let the human the agent acts for
 # (input.agent.on_behalf_of) approve it; it applies only when every matching hold says so.
 #
@@ -19,11 +29,30 @@ _reason(r) := {"code": object.get(r, "code", "unspecified"), "message": object.g
 
 _denies := {_reason(r) | some r in data.clawser.authz.deny}
 
-_holds := {r | some r in data.clawser.authz.hold}
+_names_action(g, action) if action in object.get(object.get(g, "scope", {}), "actions", [])
+
+_names_action(g, _) if "*" in object.get(object.get(g, "scope", {}), "actions", [])
+
+grants_for(action) := {g.id | some g in input.grants; _names_action(g, action)}
+
+granted(action) if count(grants_for(action)) > 0
+
+_satisfied(r) if {
+	object.get(r, "grantable", false) == true
+	granted(r.code)
+}
+
+_satisfied_holds := {r | some r in data.clawser.authz.hold; _satisfied(r)}
+
+_holds := {r | some r in data.clawser.authz.hold; not _satisfied(r)}
 
 _hold_reasons := {_reason(r) | some r in _holds}
 
-_grants_used := sort([g | some g in data.clawser.authz.grants_used])
+_named_grants := {g | some g in data.clawser.authz.grants_used}
+
+_hold_grants := {id | some r in _satisfied_holds; some id in grants_for(r.code)}
+
+_grants_used := sort([g | some g in _named_grants | _hold_grants])
 
 # The strictest approver requirement among the holds (highest count first).
 _approver_list := sort([[0 - object.get(r.approvers, "count", 1), r.approvers.role] | some r in _holds; r.approvers.role])
@@ -46,6 +75,9 @@ _approvers_out := object.union(_approvers, {"self_approval": _self_approval})
 default _allowed := false
 
 _allowed if data.clawser.authz.allow == true
+
+# Every hold satisfied by a grant (and none left): allowed under that grant.
+_allowed if count(_satisfied_holds) > 0
 
 decision := {"outcome": "deny", "reasons": sort(_denies), "grants_used": _grants_used} if {
 	count(_denies) > 0

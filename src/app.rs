@@ -16,6 +16,7 @@ use crate::ca::{CertificateAuthority, LeafIssuer, LocalCa};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::events::{EventBus, Published};
+use crate::grant::{GrantContext, GrantStore, PlaceholderKey, Secrets, SledGrants, SystemClock};
 use crate::identity::ApproverStore;
 use crate::identity::{AdminToken, Authenticator, IdentityStore};
 use crate::ledger::Ledger;
@@ -123,6 +124,8 @@ pub struct App {
     pub approvals: ApprovalStore,
     pub approvers: ApproverStore,
     pub bus: EventBus,
+    /// Grants, secrets, the placeholder key and the clock grants are judged by.
+    pub grants: GrantContext,
 }
 
 impl App {
@@ -166,7 +169,8 @@ impl App {
             config.approvals.max_pending_per_agent,
             sink.clone(),
         )?;
-        let identity = IdentityStore::open_recorded(db, &config.agents, sink.clone())?;
+        let identity = IdentityStore::open_recorded(db.clone(), &config.agents, sink.clone())?;
+        let grants = open_grants(&config, db, &identity, ledger.as_ref(), sink.clone())?;
         let admin_token = AdminToken::load_or_create(&config.data_dir)?;
         let policy = Arc::new(PolicyEngine::load_recorded(
             &config.policy.dir,
@@ -186,6 +190,7 @@ impl App {
             approvals,
             approvers,
             bus,
+            grants,
         })
     }
 
@@ -221,11 +226,18 @@ impl App {
             self.config.upstream.connect_timeout,
         ));
         let upstream = Upstream::new(&self.config.upstream, destinations.clone())?;
-        let redactor = Redactor::new(&p.redact_patterns, &p.redact_query_keys, &p.redact_headers)
-            .map_err(|e| Error::Config {
-            path: self.config.source.clone(),
-            message: format!("proxy.redact_patterns: {e}"),
-        })?;
+        // Secret values are redacted wherever they would show, as a last line of defence.
+        let mut patterns = p.redact_patterns.clone();
+        for v in self.grants.secrets.values() {
+            patterns.push(regex::escape(v.expose()));
+        }
+        let redactor =
+            Redactor::new(&patterns, &p.redact_query_keys, &p.redact_headers).map_err(|e| {
+                Error::Config {
+                    path: self.config.source.clone(),
+                    message: format!("proxy.redact_patterns: {e}"),
+                }
+            })?;
         let ca: Arc<dyn CertificateAuthority> = self.ca.clone();
         let state = Arc::new(ProxyState::new(
             self.config.proxy.clone(),
@@ -241,6 +253,7 @@ impl App {
             self.bus.clone(),
             destinations,
             redactor,
+            self.grants.clone(),
         ));
         let admin_state = Arc::new(AdminState {
             identity: self.identity.clone(),
@@ -251,6 +264,8 @@ impl App {
             approvals: self.approvals.clone(),
             approvers: self.approvers.clone(),
             bus: self.bus.clone(),
+            grants: self.grants.clone(),
+            secrets: self.config.secrets.clone(),
         });
         let notifier = Notifier::new(&self.config.notify, &self.config.upstream)?;
         let tasks = vec![
@@ -261,6 +276,15 @@ impl App {
                 rx.clone(),
             )),
             tokio::spawn(notifier.run(self.bus.subscribe(), rx.clone())),
+            tokio::spawn(crate::grant::upkeep::sweep(
+                self.grants.clone(),
+                self.config.approvals.expire_interval,
+                rx.clone(),
+            )),
+            tokio::spawn(crate::grant::upkeep::refresh_secrets(
+                self.grants.secrets.clone(),
+                rx.clone(),
+            )),
             tokio::spawn(proxy::serve(state, proxy_l, rx.clone())),
             tokio::spawn(admin::serve(admin_state, admin_l, rx.clone())),
             tokio::spawn(
@@ -295,6 +319,41 @@ impl App {
             ledger: self.ledger,
         })
     }
+}
+
+/// Opens the grant store (declared grants upserted, use counts reconciled with the ledger),
+/// reads every secret (a missing source is an error naming it), and loads the placeholder key.
+fn open_grants(
+    config: &Config,
+    db: sled::Db,
+    identity: &IdentityStore,
+    ledger: Option<&Ledger>,
+    sink: Option<Arc<dyn EventSink>>,
+) -> Result<GrantContext> {
+    let secrets = Secrets::load(&config.secrets).map_err(|m| Error::Config {
+        path: config.source.clone(),
+        message: m,
+    })?;
+    let store = SledGrants::open(db, sink)?;
+    for d in &config.grants {
+        if d.subject.kind == crate::grant::SubjectKind::Agent
+            && identity.agent(&d.subject.id).is_none()
+        {
+            tracing::warn!(grant = %d.name, agent = %d.subject.id, "declared grant names an unknown agent");
+        }
+        store.insert(crate::grant::declared(d))?;
+    }
+    if let Some(l) = ledger {
+        store.reconcile(&crate::grant::upkeep::uses_in(
+            l.raw_entries().filter_map(|e| e.ok().map(|(_, b, _)| b)),
+        ))?;
+    }
+    Ok(GrantContext {
+        store: Arc::new(store),
+        secrets: Arc::new(secrets),
+        key: Arc::new(PlaceholderKey::load_or_create(&config.data_dir)?),
+        clock: Arc::new(SystemClock),
+    })
 }
 
 /// A serving instance.

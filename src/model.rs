@@ -166,6 +166,19 @@ pub struct RequestSummary {
     pub body: BodySummary,
     /// How it arrived.
     pub tls: TlsSummary,
+    /// Placeholders of secrets the request carries (never the values).
+    #[serde(default)]
+    pub placeholders: Vec<PlaceholderSeen>,
+}
+
+/// A secret's placeholder found in a request (`input.request.placeholders`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlaceholderSeen {
+    /// The secret's name.
+    pub secret: String,
+    /// `authorization`, a header name, or `query:NAME`.
+    #[serde(rename = "where")]
+    pub where_: String,
 }
 
 /// Where lower layers (identity, policy) record events without knowing the ledger. The

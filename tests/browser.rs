@@ -267,6 +267,17 @@ async fn approve_a_held_request_in_the_web_page() {
         )
         .await;
     driver.type_into(&reason, "checked in the browser").await;
+    // Approve for a window: the page also issues a grant scoped to this request.
+    driver
+        .click(
+            &driver
+                .find(
+                    ".approval[data-state=pending] select.window option[value='1h']",
+                    Duration::from_secs(5),
+                )
+                .await,
+        )
+        .await;
     driver
         .click(
             &driver
@@ -292,4 +303,61 @@ async fn approve_a_held_request_in_the_web_page() {
         )
         .await;
     assert!(driver.text(&done).await.contains("checked in the browser"));
+    grants_view(&driver, &server, &token).await;
+}
+
+/// After `approve_a_held_request_in_the_web_page`'s approval: the grants view.
+async fn grants_view(driver: &Driver, server: &Server, token: &str) {
+    let card = driver
+        .find("#grants .grant[data-state=active]", Duration::from_secs(10))
+        .await;
+    let text = driver.text(&card).await;
+    for want in ["production_write", "bob", "approval", "agent dev"] {
+        assert!(text.contains(want), "{want} not in the grant card: {text}");
+    }
+    driver
+        .click(
+            &driver
+                .find("#grants .grant button.revoke", Duration::from_secs(5))
+                .await,
+        )
+        .await;
+    driver
+        .find("#grants-empty:not(.hidden)", Duration::from_secs(10))
+        .await;
+    let (_, all) = common::gate::admin(server, "GET", "/v1/grants?state=all", token, None).await;
+    assert_eq!(all[0]["revoked_by"], "bob", "{all}");
+    // Issue one from the form.
+    driver
+        .click(&driver.find("details summary", Duration::from_secs(5)).await)
+        .await;
+    driver
+        .type_into(
+            &driver.find("#g-subject", Duration::from_secs(5)).await,
+            "dev",
+        )
+        .await;
+    driver
+        .type_into(
+            &driver.find("#g-actions", Duration::from_secs(5)).await,
+            "deploy",
+        )
+        .await;
+    driver
+        .type_into(
+            &driver.find("#g-expires", Duration::from_secs(5)).await,
+            "2h",
+        )
+        .await;
+    driver
+        .click(&driver.find("#grant-issue", Duration::from_secs(5)).await)
+        .await;
+    let issued = driver
+        .find("#grants .grant[data-state=active]", Duration::from_secs(10))
+        .await;
+    let text = driver.text(&issued).await;
+    assert!(
+        text.contains("deploy") && text.contains("agent dev"),
+        "{text}"
+    );
 }

@@ -3,7 +3,9 @@
 //! ```text
 //! GET  /v1/approvals?state=pending        list (state: pending|approved|denied|expired|consumed|all)
 //! GET  /v1/approvals/{id}                 one approval
-//! POST /v1/approvals/{id}/approve         {"reason": "..."}   (approvers only)
+//! POST /v1/approvals/{id}/approve         {"reason": "...", "grant_for": "1h", "max_uses": 5}
+//!                                         (approvers only; grant_for also issues a grant to
+//!                                         the agent or its job, scoped to the held request)
 //! POST /v1/approvals/{id}/deny            {"reason": "..."}   (approvers only)
 //! GET  /v1/approvers                      list;  POST /v1/approvers {"id", "roles"}
 //! POST /v1/approvers/{id}/token           a fresh token, shown once (replaces the old one)
@@ -26,6 +28,12 @@ pub const MAX_REASON_CHARS: usize = 2048;
 struct DecideRequest {
     #[serde(default)]
     reason: String,
+    /// Approve for a window: also issue a grant for this long (`1h`).
+    #[serde(default)]
+    grant_for: Option<String>,
+    /// With `grant_for`: how many requests the grant covers.
+    #[serde(default)]
+    max_uses: Option<u64>,
 }
 
 fn state_param(query: Option<&str>) -> Result<Option<ApprovalState>, String> {
@@ -129,6 +137,23 @@ pub async fn handle(
                 id: approver.id.clone(),
                 roles: approver.roles.clone(),
             };
+            if let Some(w) = &body.grant_for {
+                if verdict != Verdict::Approve {
+                    return Err(err(
+                        StatusCode::BAD_REQUEST,
+                        "invalid",
+                        "grant_for goes with approve",
+                    ));
+                }
+                crate::config::parse_duration(w).map_err(|m| {
+                    err(
+                        StatusCode::BAD_REQUEST,
+                        "invalid",
+                        &format!("grant_for: {m}"),
+                    )
+                })?;
+            }
+            let window = body.grant_for.clone().map(|w| (w, body.max_uses));
             let (store, id) = (state.approvals.clone(), id.to_string());
             // Deciding records a ledger entry (a durable write): off the async workers.
             let decided = tokio::task::spawn_blocking(move || {
@@ -149,7 +174,15 @@ pub async fn handle(
                 )
             })?;
             match decided {
-                Ok(a) => json(StatusCode::OK, &a),
+                Ok(a) => match window {
+                    Some((w, max_uses)) => {
+                        let grant = grant_for(state, &a, &approver.id, &w, max_uses).await?;
+                        let mut v = serde_json::to_value(&a).unwrap_or_default();
+                        v["grant"] = grant;
+                        json(StatusCode::OK, &v)
+                    }
+                    None => json(StatusCode::OK, &a),
+                },
                 Err(e) => decide_error(e),
             }
         }
@@ -196,6 +229,47 @@ pub async fn handle(
             &format!("no route for {method} /{}", segs.join("/")),
         ),
     })
+}
+
+/// Issues the grant of an approval decided "for a window" (once the approval is approved;
+/// while it still waits for more approvers, nothing is issued and the answer says so).
+async fn grant_for(
+    state: &AdminState,
+    a: &crate::approval::Approval,
+    approver: &str,
+    window: &str,
+    max_uses: Option<u64>,
+) -> Result<serde_json::Value, AdminResponse> {
+    if a.state != ApprovalState::Approved {
+        return Ok(
+            serde_json::json!({"issued": false, "why": format!("approval is {}; the grant is issued by the approval that completes it", a.state.as_str())}),
+        );
+    }
+    let new = crate::grant::for_approval(a, window, max_uses)
+        .map_err(|m| err(StatusCode::BAD_REQUEST, "invalid", &m))?;
+    let now = state.grants.clock.now();
+    let mut g = crate::grant::build(
+        new,
+        approver,
+        "approval",
+        &state.identity,
+        &state.secrets,
+        now,
+    )
+    .map_err(|e| from_error(&e))?;
+    g.approval = Some(a.id.clone());
+    let store = state.grants.store.clone();
+    let g = tokio::task::spawn_blocking(move || store.insert(g))
+        .await
+        .map_err(|e| {
+            err(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                &e.to_string(),
+            )
+        })?
+        .map_err(|e| from_error(&e))?;
+    Ok(super::grants::with_state(&g, now))
 }
 
 #[cfg(test)]

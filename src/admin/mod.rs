@@ -28,6 +28,8 @@
 mod approvals;
 pub mod client;
 mod events;
+mod grants;
+pub use grants::with_state as grant_json;
 mod ledger;
 mod web;
 
@@ -66,6 +68,10 @@ pub struct AdminState {
     pub approvals: ApprovalStore,
     pub approvers: ApproverStore,
     pub bus: EventBus,
+    /// Grants (issued, listed, revoked here) and the placeholder key for `clawser env`.
+    pub grants: crate::grant::GrantContext,
+    /// The configured secrets (names, hosts, env names; never values).
+    pub secrets: Vec<crate::config::SecretDecl>,
 }
 
 /// The body of every admin response (SSE streams too).
@@ -219,6 +225,8 @@ fn authorized(state: &AdminState, req: &Request<Incoming>) -> Result<Caller, Adm
 #[allow(clippy::result_large_err)]
 fn permitted(caller: &Caller, method: &Method, segs: &[&str]) -> Result<(), AdminResponse> {
     let deciding = matches!(segs, ["v1", "approvals", _, "approve" | "deny"]);
+    // Approvers issue and revoke grants as humans deciding (limits in `grants.rs`).
+    let granting = matches!(segs, ["v1", "grants"] | ["v1", "grants", _, "revoke"]);
     match caller {
         Caller::Admin if deciding => Err(err(
             StatusCode::FORBIDDEN,
@@ -226,7 +234,7 @@ fn permitted(caller: &Caller, method: &Method, segs: &[&str]) -> Result<(), Admi
             "the bootstrap admin token cannot approve or deny; add an approver (`clawser approvers add ID --role ROLE`) and use its token",
         )),
         Caller::Admin => Ok(()),
-        Caller::Approver(_) if deciding || method == Method::GET => Ok(()),
+        Caller::Approver(_) if deciding || granting || method == Method::GET => Ok(()),
         Caller::Approver(a) => Err(err(
             StatusCode::FORBIDDEN,
             "admin_only",
@@ -289,6 +297,7 @@ async fn handle(state: Arc<AdminState>, req: Request<Incoming>) -> AdminResponse
                 }
             }),
             (_, ["v1", "approvals" | "approvers", ..]) => approvals::handle(&state, &caller, req, &segs).await?,
+            (_, ["v1", "grants" | "secrets", ..]) => grants::handle(&state, &caller, req, &segs).await?,
             (&Method::GET, ["v1", "ledger", rest @ ..]) => {
                 let (ledger, rest, query) = (state.ledger.clone(), rest.iter().map(|s| s.to_string()).collect::<Vec<String>>(), req.uri().query().map(str::to_string));
                 // Scans and verification read the whole store: keep them off the async workers.
@@ -319,7 +328,9 @@ async fn handle(state: Arc<AdminState>, req: Request<Incoming>) -> AdminResponse
             (&Method::POST, ["v1", "agents", a, "credentials"]) => {
                 let a = a.to_string();
                 let body: CredentialRequest = read_json(req).await?;
-                json(StatusCode::CREATED, &id.issue_credential(&a, body.job.as_deref()).map_err(|e| from_error(&e))?)
+                let mut issued = id.issue_credential(&a, body.job.as_deref()).map_err(|e| from_error(&e))?;
+                issued.env = crate::grant::env_for(&state.grants, id, &state.secrets, &a, body.job.as_deref(), &issued.credential_id);
+                json(StatusCode::CREATED, &issued)
             }
             (&Method::POST, ["v1", "credentials", c, "revoke"]) => {
                 let c = id.revoke_credential(c).map_err(|e| from_error(&e))?;

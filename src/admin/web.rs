@@ -1,4 +1,4 @@
-//! The approval inbox web page at `/` of the admin endpoint: static HTML and JavaScript
+//! The approval inbox and grants web page at `/` of the admin endpoint: static HTML and JavaScript
 //! compiled into the binary (no CDN), talking to the same API as the CLI with the token the
 //! user logs in with (kept in the tab's session storage, sent as a Bearer header; never put
 //! in a URL). A strict Content-Security-Policy and `frame-ancestors 'none'` keep the
@@ -10,6 +10,7 @@ use super::{full, AdminResponse};
 
 const INDEX_HTML: &str = include_str!("web/index.html");
 const INBOX_JS: &str = include_str!("web/inbox.js");
+const GRANTS_JS: &str = include_str!("web/grants.js");
 
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
@@ -40,6 +41,7 @@ pub fn page(path: &str) -> Option<AdminResponse> {
     match path {
         "/" | "/index.html" => Some(asset(INDEX_HTML, "text/html; charset=utf-8")),
         "/inbox.js" => Some(asset(INBOX_JS, "text/javascript; charset=utf-8")),
+        "/grants.js" => Some(asset(GRANTS_JS, "text/javascript; charset=utf-8")),
         _ => None,
     }
 }
@@ -56,7 +58,7 @@ mod tests {
             .to_str()
             .unwrap()
             .contains("frame-ancestors 'none'"));
-        for text in [INDEX_HTML, INBOX_JS] {
+        for text in [INDEX_HTML, INBOX_JS, GRANTS_JS] {
             assert!(
                 !text.contains("http://") && !text.contains("https://"),
                 "no external URLs"

@@ -199,6 +199,7 @@ impl ApprovalStore {
             required: new.required,
             intent: new.intent,
             evidence: new.evidence,
+            env: new.env,
             allow_self_approval: new.allow_self_approval,
             decisions: Vec::new(),
             request_id: new.request_id,

@@ -37,6 +37,7 @@ fn new_approval(count: u32) -> NewApproval {
             body_sha256: "44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a".into(),
         },
         agent: "oc-1".into(),
+        env: Some("production".into()),
         on_behalf_of: "alice".into(),
         runtime: "openclaw".into(),
         job: Some("job_1".into()),

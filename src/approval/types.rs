@@ -94,6 +94,9 @@ pub struct Approval {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub evidence: Option<String>,
     /// Whether the policy lets the human the agent acts for approve it.
+    /// `target.env` of the held request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub env: Option<String>,
     #[serde(default)]
     pub allow_self_approval: bool,
     #[serde(default)]
@@ -119,6 +122,7 @@ pub struct NewApproval {
     pub required: Required,
     pub intent: Option<String>,
     pub evidence: Option<String>,
+    pub env: Option<String>,
     pub allow_self_approval: bool,
     /// The request that opened it.
     pub request_id: String,

@@ -118,8 +118,22 @@ pub async fn approvals(config: &Config, cmd: ApprovalsCmd, token: Option<String>
                 show(&a);
             }
         }
-        ApprovalsCmd::Approve { id, reason } => decide(&c, &id, "approve", &reason).await?,
-        ApprovalsCmd::Deny { id, reason } => decide(&c, &id, "deny", &reason).await?,
+        ApprovalsCmd::Approve {
+            id,
+            reason,
+            grant_for,
+            max_uses,
+        } => {
+            let mut body = serde_json::json!({ "reason": reason });
+            if let Some(w) = grant_for {
+                body["grant_for"] = serde_json::json!(w);
+                body["max_uses"] = serde_json::json!(max_uses);
+            }
+            decide(&c, &id, "approve", body).await?
+        }
+        ApprovalsCmd::Deny { id, reason } => {
+            decide(&c, &id, "deny", serde_json::json!({ "reason": reason })).await?
+        }
         ApprovalsCmd::Watch => {
             let mut body = c.stream("/v1/events").await?;
             let mut buf = String::new();
@@ -148,14 +162,11 @@ async fn decide(
     c: &crate::admin::client::AdminClient,
     id: &str,
     verb: &str,
-    reason: &str,
+    body: serde_json::Value,
 ) -> Result<()> {
-    let a: Approval = c
-        .post(
-            &format!("/v1/approvals/{id}/{verb}"),
-            &serde_json::json!({ "reason": reason }),
-        )
-        .await?;
+    let v: serde_json::Value = c.post(&format!("/v1/approvals/{id}/{verb}"), &body).await?;
+    let a: Approval = serde_json::from_value(v.clone())
+        .map_err(|e| Error::Store(format!("unexpected answer: {e}")))?;
     let approvals = a
         .decisions
         .iter()
@@ -167,6 +178,17 @@ async fn decide(
             a.id, a.required.count, a.required.role
         ),
         s => println!("{}: {s}", a.id),
+    }
+    match v.get("grant") {
+        Some(g) if g.get("id").is_some() => println!(
+            "issued grant {} (actions {}, expires {}, uses left {})",
+            g["id"].as_str().unwrap_or("?"),
+            g["scope"]["actions"],
+            g["expires_at"].as_str().unwrap_or("never"),
+            g["uses_left"]
+        ),
+        Some(g) => println!("no grant issued: {}", g["why"].as_str().unwrap_or("")),
+        None => {}
     }
     Ok(())
 }

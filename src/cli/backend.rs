@@ -9,6 +9,7 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use std::sync::Arc;
 
+use crate::grant::{GrantContext, NewGrant, PlaceholderKey, Secrets, SledGrants, SystemClock};
 use crate::identity::{
     Agent, Approver, ApproverStore, IdentityStore, IssuedApproverToken, IssuedCredential, Job,
     JobWithCredential, NewAgent, NewApprover, NewJob,
@@ -22,7 +23,7 @@ pub const ADMIN_TOKEN_ENV: &str = "CLAWSER_ADMIN_TOKEN";
 /// Remote (admin API) or local (sled) identity operations.
 pub enum Backend {
     Remote(Box<AdminClient>),
-    Local(IdentityStore, Ledger, ApproverStore),
+    Local(IdentityStore, Ledger, ApproverStore, Box<GrantContext>),
 }
 
 impl Backend {
@@ -35,8 +36,20 @@ impl Backend {
         let ledger = Ledger::open(db.clone(), &config.data_dir, config.ledger.clone())?;
         let sink: Arc<dyn EventSink> = Arc::new(ledger.clone());
         let approvers = ApproverStore::open(&db, &config.approvers, Some(sink.clone()))?;
-        let identity = IdentityStore::open_recorded(db, &config.agents, Some(sink))?;
-        Ok(Backend::Local(identity, ledger, approvers))
+        let identity =
+            IdentityStore::open_recorded(db.clone(), &config.agents, Some(sink.clone()))?;
+        let grants = GrantContext {
+            store: Arc::new(SledGrants::open(db, Some(sink))?),
+            secrets: Arc::new(Secrets::none()),
+            key: Arc::new(PlaceholderKey::load_or_create(&config.data_dir)?),
+            clock: Arc::new(SystemClock),
+        };
+        Ok(Backend::Local(
+            identity,
+            ledger,
+            approvers,
+            Box::new(grants),
+        ))
     }
 
     /// A client of the running server's admin API, if one answers. The token is `token`
@@ -75,14 +88,14 @@ impl Backend {
     pub async fn approvers(&self) -> Result<Vec<Approver>> {
         match self {
             Backend::Remote(c) => c.get("/v1/approvers").await,
-            Backend::Local(_, _, a) => Ok(a.list()),
+            Backend::Local(_, _, a, _) => Ok(a.list()),
         }
     }
 
     pub async fn add_approver(&self, new: NewApprover) -> Result<Approver> {
         match self {
             Backend::Remote(c) => c.post("/v1/approvers", &new).await,
-            Backend::Local(_, _, a) => a.add(new, "cli"),
+            Backend::Local(_, _, a, _) => a.add(new, "cli"),
         }
     }
 
@@ -92,7 +105,7 @@ impl Backend {
                 c.post(&format!("/v1/approvers/{id}/token"), &json!({}))
                     .await
             }
-            Backend::Local(_, _, a) => a.issue_token(id, "cli"),
+            Backend::Local(_, _, a, _) => a.issue_token(id, "cli"),
         }
     }
 
@@ -102,7 +115,73 @@ impl Backend {
                 c.post(&format!("/v1/approvers/{id}/revoke"), &json!({}))
                     .await
             }
-            Backend::Local(_, _, a) => a.revoke(id, "cli"),
+            Backend::Local(_, _, a, _) => a.revoke(id, "cli"),
+        }
+    }
+
+    /// Issues a grant (the issuer is the admin token's principal, or `cli` offline).
+    pub async fn add_grant(
+        &self,
+        new: NewGrant,
+        secrets: &[crate::config::SecretDecl],
+    ) -> Result<serde_json::Value> {
+        match self {
+            Backend::Remote(c) => c.post("/v1/grants", &new).await,
+            Backend::Local(s, _, _, g) => {
+                let now = g.clock.now();
+                let grant = crate::grant::build(new, "cli", "api", s, secrets, now)?;
+                let grant = g.store.insert(grant)?;
+                Ok(crate::admin::grant_json(&grant, now))
+            }
+        }
+    }
+
+    /// Grants (active only unless `all`).
+    pub async fn grants(&self, all: bool) -> Result<Vec<serde_json::Value>> {
+        match self {
+            Backend::Remote(c) => {
+                c.get(if all {
+                    "/v1/grants?state=all"
+                } else {
+                    "/v1/grants"
+                })
+                .await
+            }
+            Backend::Local(_, _, _, g) => {
+                let now = g.clock.now();
+                Ok(g.store
+                    .list()
+                    .iter()
+                    .filter(|x| all || x.state(now, 0) == crate::grant::GrantState::Active)
+                    .map(|x| crate::admin::grant_json(x, now))
+                    .collect())
+            }
+        }
+    }
+
+    /// One grant.
+    pub async fn grant(&self, id: &str) -> Result<serde_json::Value> {
+        match self {
+            Backend::Remote(c) => c.get(&format!("/v1/grants/{id}")).await,
+            Backend::Local(_, _, _, g) => g
+                .store
+                .get(id)
+                .map(|x| crate::admin::grant_json(&x, g.clock.now()))
+                .ok_or_else(|| Error::NotFound {
+                    kind: "grant",
+                    id: id.to_string(),
+                }),
+        }
+    }
+
+    /// Revokes a grant.
+    pub async fn revoke_grant(&self, id: &str) -> Result<serde_json::Value> {
+        match self {
+            Backend::Remote(c) => c.post(&format!("/v1/grants/{id}/revoke"), &json!({})).await,
+            Backend::Local(_, _, _, g) => {
+                let x = g.store.revoke(id, "cli")?;
+                Ok(crate::admin::grant_json(&x, g.clock.now()))
+            }
         }
     }
 
@@ -117,28 +196,30 @@ impl Backend {
     pub async fn add_agent(&self, new: NewAgent) -> Result<Agent> {
         match self {
             Backend::Remote(c) => c.post("/v1/agents", &new).await,
-            Backend::Local(s, _, _) => Ok((*s.add_agent(new)?).clone()),
+            Backend::Local(s, _, _, _) => Ok((*s.add_agent(new)?).clone()),
         }
     }
 
     pub async fn agents(&self) -> Result<Vec<Agent>> {
         match self {
             Backend::Remote(c) => c.get("/v1/agents").await,
-            Backend::Local(s, _, _) => Ok(s.agents().iter().map(|a| (**a).clone()).collect()),
+            Backend::Local(s, _, _, _) => Ok(s.agents().iter().map(|a| (**a).clone()).collect()),
         }
     }
 
     pub async fn revoke_agent(&self, id: &str) -> Result<Agent> {
         match self {
             Backend::Remote(c) => c.post(&format!("/v1/agents/{id}/revoke"), &json!({})).await,
-            Backend::Local(s, _, _) => Ok((*s.revoke_agent(id)?).clone()),
+            Backend::Local(s, _, _, _) => Ok((*s.revoke_agent(id)?).clone()),
         }
     }
 
+    /// Issues a credential; `secrets` (the config's) name the placeholders it may carry.
     pub async fn issue_credential(
         &self,
         agent: &str,
         job: Option<&str>,
+        secrets: &[crate::config::SecretDecl],
     ) -> Result<IssuedCredential> {
         match self {
             Backend::Remote(c) => {
@@ -148,7 +229,12 @@ impl Backend {
                 )
                 .await
             }
-            Backend::Local(s, _, _) => s.issue_credential(agent, job),
+            Backend::Local(s, _, _, g) => {
+                let mut issued = s.issue_credential(agent, job)?;
+                issued.env =
+                    crate::grant::env_for(g, s, secrets, agent, job, &issued.credential_id);
+                Ok(issued)
+            }
         }
     }
 
@@ -158,7 +244,7 @@ impl Backend {
                 c.post(&format!("/v1/credentials/{id}/revoke"), &json!({}))
                     .await
             }
-            Backend::Local(s, _, _) => {
+            Backend::Local(s, _, _, _) => {
                 let c = s.revoke_credential(id)?;
                 Ok(json!({"id": c.id, "agent": c.agent, "job": c.job, "revoked_at": c.revoked_at}))
             }
@@ -168,7 +254,7 @@ impl Backend {
     pub async fn start_job(&self, new: NewJob) -> Result<JobWithCredential> {
         match self {
             Backend::Remote(c) => c.post("/v1/jobs", &new).await,
-            Backend::Local(s, _, _) => s.start_job(new),
+            Backend::Local(s, _, _, _) => s.start_job(new),
         }
     }
 
@@ -178,21 +264,21 @@ impl Backend {
                 c.post(&format!("/v1/jobs/{job}/handoff"), &json!({"to": to}))
                     .await
             }
-            Backend::Local(s, _, _) => s.handoff_job(job, to),
+            Backend::Local(s, _, _, _) => s.handoff_job(job, to),
         }
     }
 
     pub async fn jobs(&self) -> Result<Vec<Job>> {
         match self {
             Backend::Remote(c) => c.get("/v1/jobs").await,
-            Backend::Local(s, _, _) => Ok(s.jobs().iter().map(|j| (**j).clone()).collect()),
+            Backend::Local(s, _, _, _) => Ok(s.jobs().iter().map(|j| (**j).clone()).collect()),
         }
     }
 
     pub async fn job(&self, id: &str) -> Result<Job> {
         match self {
             Backend::Remote(c) => c.get(&format!("/v1/jobs/{id}")).await,
-            Backend::Local(s, _, _) => {
+            Backend::Local(s, _, _, _) => {
                 s.job(id)
                     .map(|j| (*j).clone())
                     .ok_or_else(|| Error::NotFound {

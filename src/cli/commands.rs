@@ -77,6 +77,8 @@ pub async fn run_cli(cli: Cli, config: Config) -> Result<i32> {
         Command::Ledger { cmd } => super::ledger::run(&config, cmd).await,
         Command::Approvals { cmd, token } => super::approvals::approvals(&config, cmd, token).await,
         Command::Approvers { cmd } => super::approvals::approvers(&config, cmd).await,
+        Command::Grants { cmd, token } => super::grants::grants(&config, cmd, token).await,
+        Command::Secrets { cmd } => super::grants::secrets(&config, cmd),
     }
 }
 
@@ -87,7 +89,9 @@ async fn runtime_vars(
     job: Option<&str>,
 ) -> Result<Vec<(String, String)>> {
     let backend = Backend::connect(config).await?;
-    let issued = backend.issue_credential(agent, job).await?;
+    let issued = backend
+        .issue_credential(agent, job, &config.secrets)
+        .await?;
     let ca = LocalCa::load_or_create(&config.ca.dir)?.0;
     let bundle = write_bundle(&config.data_dir, &ca.cert_pem)?;
     let ca_cert =
@@ -95,7 +99,7 @@ async fn runtime_vars(
     let port = read_server_info(&config.data_dir)
         .map(|i| i.proxy.port())
         .unwrap_or(config.proxy.listen.port());
-    Ok(exports(&RuntimeEnv {
+    let mut vars = exports(&RuntimeEnv {
         proxy_host: &config.runtime_env.proxy_host,
         proxy_port: port,
         agent,
@@ -103,7 +107,15 @@ async fn runtime_vars(
         ca_cert: &ca_cert,
         bundle: &bundle,
         no_proxy: &config.runtime_env.no_proxy,
-    }))
+    });
+    // Placeholders of the secrets this credential may use (and git's credential helper).
+    for (k, v) in issued.env {
+        match vars.iter_mut().find(|(name, _)| *name == k) {
+            Some(slot) => slot.1 = v,
+            None => vars.push((k, v)),
+        }
+    }
+    Ok(vars)
 }
 
 fn show_credential(c: &IssuedCredential) {
@@ -173,9 +185,10 @@ async fn agents(config: &Config, cmd: AgentsCmd) -> Result<i32> {
                 a.revoked_at.unwrap_or_default()
             );
         }
-        AgentsCmd::Token { id, job } => {
-            show_credential(&b.issue_credential(&id, job.as_deref()).await?)
-        }
+        AgentsCmd::Token { id, job } => show_credential(
+            &b.issue_credential(&id, job.as_deref(), &config.secrets)
+                .await?,
+        ),
     }
     Ok(0)
 }

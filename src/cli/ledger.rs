@@ -66,7 +66,7 @@ pub async fn run(config: &Config, cmd: LedgerCmd) -> Result<i32> {
                 LedgerCmd::Proof { seq } => {
                     let p: InclusionProof = match &b {
                         Backend::Remote(c) => c.get(&format!("/v1/ledger/proof/{seq}")).await?,
-                        Backend::Local(_, l, _) => l.proof(seq)?,
+                        Backend::Local(_, l, _, _) => l.proof(seq)?,
                     };
                     println!("{}", serde_json::to_string_pretty(&p).unwrap_or_default());
                     Ok(0)
@@ -96,7 +96,7 @@ async fn list(b: &Backend, f: &Filter) -> Result<Vec<Entry>> {
             q.append_pair("limit", &f.limit.unwrap_or(10_000).to_string());
             c.get(&format!("/v1/ledger?{}", q.finish())).await
         }
-        Backend::Local(_, l, _) => l.entries(f),
+        Backend::Local(_, l, _, _) => l.entries(f),
     }
 }
 
@@ -111,7 +111,7 @@ async fn export(b: &Backend, format: ExportFormat) -> Result<Vec<u8>> {
             };
             Ok(c.get_text(path).await?.into_bytes())
         }
-        Backend::Local(_, l, _) => {
+        Backend::Local(_, l, _, _) => {
             let mut out = Vec::new();
             if ocsf {
                 write_ocsf(l, &mut out)?;
@@ -168,8 +168,12 @@ pub fn describe(e: &Entry) -> String {
                         .collect()
                 })
                 .unwrap_or_default();
+            let grants: Vec<&str> = d["grants_used"]
+                .as_array()
+                .map(|a| a.iter().filter_map(|g| g.as_str()).collect())
+                .unwrap_or_default();
             format!(
-                "{head} {} ({}, for {}) {} {}{} -> {}{} [job {}, {}, policy {}]",
+                "{head} {} ({}, for {}) {} {}{} -> {}{}{} [job {}, {}, policy {}]",
                 s("agent"),
                 s("runtime"),
                 s("on_behalf_of"),
@@ -181,6 +185,11 @@ pub fn describe(e: &Entry) -> String {
                     String::new()
                 } else {
                     format!(" ({})", reasons.join(", "))
+                },
+                if grants.is_empty() {
+                    String::new()
+                } else {
+                    format!(" under {}", grants.join(", "))
                 },
                 s("job"),
                 s("credential"),
@@ -246,6 +255,25 @@ pub fn describe(e: &Entry) -> String {
             s("request_id"),
         ),
         "approval.expired" => format!("{head} {} expired undecided", s("approval")),
+        "grant.issued" | "grant.revoked" | "grant.expired" | "grant.exhausted" => format!(
+            "{head} {} to {} {} by {}{}",
+            s("grant"),
+            d["subject"]["kind"].as_str().unwrap_or("?"),
+            d["subject"]["id"].as_str().unwrap_or("?"),
+            d.get("revoked_by")
+                .and_then(|v| v.as_str())
+                .unwrap_or(&s("issued_by")),
+            d["secret"]
+                .as_str()
+                .map(|x| format!(" (secret {x})"))
+                .unwrap_or_default(),
+        ),
+        "grant.used" => format!(
+            "{head} {} released by {} under {}",
+            s("request_id"),
+            s("approval"),
+            d["grants_used"]
+        ),
         "policy.loaded" => format!(
             "{head} revision {} ({})",
             s("revision").get(..12).unwrap_or("-"),

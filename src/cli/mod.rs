@@ -9,6 +9,7 @@
 mod approvals;
 mod backend;
 mod commands;
+mod grants;
 mod ledger;
 
 use std::path::PathBuf;
@@ -120,6 +121,25 @@ pub enum Command {
     Approvers {
         #[command(subcommand)]
         cmd: ApproversCmd,
+    },
+    /// Permission grants: scoped, expiring, counted authority (admin API or data dir).
+    Grants {
+        #[command(subcommand)]
+        cmd: GrantsCmd,
+        /// An admin or approver token (default: CLAWSER_ADMIN_TOKEN, else the data dir's
+        /// admin token).
+        #[arg(
+            long,
+            global = true,
+            env = "CLAWSER_ADMIN_TOKEN",
+            hide_env_values = true
+        )]
+        token: Option<String>,
+    },
+    /// Configured secrets.
+    Secrets {
+        #[command(subcommand)]
+        cmd: SecretsCmd,
     },
     /// Policies in the policy directory.
     Policy {
@@ -271,6 +291,13 @@ pub enum ApprovalsCmd {
         id: String,
         #[arg(long, default_value = "")]
         reason: String,
+        /// Also issue a grant for this long (e.g. 1h) to the agent (or its job), scoped to
+        /// the request's host, repo and env, whose actions are the hold's reason codes.
+        #[arg(long)]
+        grant_for: Option<String>,
+        /// With --grant-for: how many requests the grant covers.
+        #[arg(long, requires = "grant_for")]
+        max_uses: Option<u64>,
     },
     /// Deny: the held request gets 403 with your reason.
     Deny {
@@ -297,6 +324,61 @@ pub enum ApproversCmd {
     List,
     /// Revoke an approver: its token stops working at once.
     Revoke { id: String },
+}
+
+// Parsed once per process: the size of a variant does not matter.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Subcommand)]
+pub enum GrantsCmd {
+    /// Issue a grant to one agent, every agent with a role, or whoever holds a job.
+    Add {
+        #[arg(long, group = "subject")]
+        agent: Option<String>,
+        #[arg(long, group = "subject")]
+        role: Option<String>,
+        #[arg(long, group = "subject")]
+        job: Option<String>,
+        /// Host globs (repeatable or comma-separated; default: the secret's hosts, else any).
+        #[arg(long, value_delimiter = ',')]
+        hosts: Vec<String>,
+        /// Repositories, owner/name globs.
+        #[arg(long, value_delimiter = ',')]
+        repos: Vec<String>,
+        /// Environments (target.env).
+        #[arg(long, value_delimiter = ',')]
+        envs: Vec<String>,
+        /// Actions the policy may treat as granted (`granted("deploy")`).
+        #[arg(long, value_delimiter = ',')]
+        actions: Vec<String>,
+        /// A configured secret the holder may use through its placeholder.
+        #[arg(long)]
+        secret: Option<String>,
+        /// Lifetime, e.g. 2h, 30m, 7d (default: none).
+        #[arg(long)]
+        expires: Option<String>,
+        #[arg(long)]
+        max_uses: Option<u64>,
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+    /// List grants (active ones unless --all).
+    List {
+        #[arg(long)]
+        all: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one grant.
+    Show { id: String },
+    /// Revoke a grant: refused from the next request on.
+    Revoke { id: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SecretsCmd {
+    /// Read every configured secret's source (values are never shown); exit 1 naming the
+    /// first that fails.
+    Check,
 }
 
 #[derive(Debug, Subcommand)]

@@ -9,10 +9,12 @@ mod approvals;
 mod duration;
 mod proxy;
 mod raw;
+mod secrets;
 
 pub use approvals::{ApprovalsConfig, ApproverDecl, NotifyConfig, Webhook, WEBHOOK_EVENTS};
 pub use duration::parse_duration;
 pub use proxy::{parse_cidr, ProxyConfig};
+pub use secrets::{GrantDecl, Inject, SecretDecl, SecretSource};
 
 use crate::error::{Error, Result};
 use raw::{RawAgent, RawConfig};
@@ -134,6 +136,10 @@ pub struct Config {
     pub approvers: Vec<ApproverDecl>,
     pub approvals: ApprovalsConfig,
     pub notify: NotifyConfig,
+    /// Named credentials Clawser holds and injects (`secrets:`).
+    pub secrets: Vec<SecretDecl>,
+    /// Grants declared for a fixed team (`grants:`).
+    pub grants: Vec<GrantDecl>,
 }
 
 impl Config {
@@ -334,6 +340,8 @@ impl Validator<'_> {
         let approvers = self.approvers(raw.approvers)?;
         let approvals = self.approvals(raw.approvals)?;
         let notify = self.notify(raw.notify)?;
+        let secrets = self.secrets(raw.secrets)?;
+        let grants = self.grants(raw.grants, &secrets)?;
         Ok(Config {
             source: self.source.to_string(),
             data_dir: self.path(raw.data_dir, "data"),
@@ -351,6 +359,8 @@ impl Validator<'_> {
             approvers,
             approvals,
             notify,
+            secrets,
+            grants,
         })
     }
 

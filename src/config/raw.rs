@@ -34,6 +34,10 @@ pub struct RawConfig {
     pub approvals: RawApprovals,
     #[serde(default)]
     pub notify: RawNotify,
+    #[serde(default)]
+    pub secrets: Vec<RawSecret>,
+    #[serde(default)]
+    pub grants: Vec<RawGrant>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -186,4 +190,60 @@ pub struct RawNotify {
 pub struct RawWebhook {
     pub url: String,
     pub events: Option<Vec<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSecret {
+    pub name: String,
+    pub from: RawSource,
+    #[serde(default)]
+    pub hosts: Vec<String>,
+    pub inject: Option<RawInject>,
+    #[serde(default)]
+    pub env: Vec<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSource {
+    pub env: Option<String>,
+    pub file: Option<String>,
+    pub command: Option<String>,
+    pub ttl: Option<String>,
+}
+
+/// `bearer`, `basic`, `{header: NAME, format: "..."}` or `{query: NAME}`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RawInject {
+    Name(String),
+    Header {
+        header: String,
+        format: Option<String>,
+    },
+    Query {
+        query: String,
+    },
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawGrant {
+    pub name: String,
+    pub agent: Option<String>,
+    pub role: Option<String>,
+    pub job: Option<String>,
+    #[serde(default)]
+    pub hosts: Vec<String>,
+    #[serde(default)]
+    pub repos: Vec<String>,
+    #[serde(default)]
+    pub envs: Vec<String>,
+    #[serde(default)]
+    pub actions: Vec<String>,
+    pub secret: Option<String>,
+    pub expires_at: Option<String>,
+    pub max_uses: Option<u64>,
+    pub reason: Option<String>,
 }

@@ -102,3 +102,56 @@ fn approvers_and_webhooks_are_validated() {
         assert!(e.contains(key), "{bad}: {e}");
     }
 }
+
+#[test]
+fn secrets_and_grants() {
+    let ok = r#"
+secrets:
+  - name: github
+    from: {command: "gh auth token", ttl: 10m}
+    hosts: [GitHub.com, "*.github.com"]
+    inject: basic
+    env: [GH_TOKEN]
+  - name: key
+    from: {file: key.txt}
+    hosts: [api.example.com]
+    inject: {header: X-Api-Key, format: "Key {value}"}
+  - name: q
+    from: {env: Q}
+    hosts: [q.example.com]
+    inject: {query: api_key}
+grants:
+  - name: ci
+    role: ci
+    secret: github
+    actions: [deploy]
+    max_uses: 3
+"#;
+    let c = Config::from_yaml(ok, "t", Path::new("/etc/clawser")).unwrap();
+    assert_eq!(c.secrets.len(), 3);
+    assert_eq!(c.secrets[0].hosts, vec!["github.com", "*.github.com"]);
+    assert_eq!(
+        c.secrets[1].from,
+        crate::config::SecretSource::File("/etc/clawser/key.txt".into())
+    );
+    // The grant's hosts default to its secret's.
+    assert_eq!(c.grants[0].scope.hosts, c.secrets[0].hosts);
+    let bad = [
+        ("secrets: [{name: a, from: {env: A, file: f}, hosts: [x]}]", "secrets[0].from"),
+        ("secrets: [{name: a, from: {env: A}}]", "secrets[0].hosts"),
+        ("secrets: [{name: a, from: {env: A}, hosts: [x], inject: aws}]", "secrets[0].inject"),
+        ("secrets: [{name: a, from: {env: A}, hosts: [x], env: [1BAD]}]", "secrets[0].env"),
+        ("secrets: [{name: a, from: {env: A}, hosts: [x], inject: {header: Host}}]", "secrets[0].inject.header"),
+        ("secrets: [{name: a, from: {env: A}, hosts: [x]}, {name: a, from: {env: B}, hosts: [y]}]", "secrets[1].name"),
+        ("grants: [{name: g, agent: a, role: r}]", "grants[0]"),
+        ("grants: [{name: g, agent: a, secret: nope}]", "grants[0].secret"),
+        ("grants: [{name: g, agent: a, expires_at: tomorrow}]", "grants[0].expires_at"),
+        ("grants: [{name: g, agent: a, max_uses: 0}]", "grants[0].max_uses"),
+    ];
+    for (yaml, key) in bad {
+        let e = Config::from_yaml(yaml, "t", Path::new("."))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(key), "{yaml}: {e}");
+    }
+}

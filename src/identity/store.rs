@@ -244,6 +244,7 @@ impl IdentityStore {
             agent: cred.agent.clone(),
             job: cred.job.clone(),
             token,
+            env: Vec::new(),
         };
         let mut s = self.write();
         s.by_hash.insert(cred.token_sha256.clone(), cred.id.clone());

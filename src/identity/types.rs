@@ -45,6 +45,9 @@ pub struct IssuedCredential {
     pub job: Option<String>,
     /// The secret: shown once, never stored.
     pub token: String,
+    /// Placeholder variables for the secrets this credential may use (`clawser env`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env: Vec<(String, String)>,
 }
 
 /// One handoff of a job from an agent to another.
@@ -68,6 +71,17 @@ pub struct Job {
     pub created_at: String,
     #[serde(default)]
     pub handoffs: Vec<Handoff>,
+}
+
+impl Job {
+    /// The agent that holds the job now: the last one it was handed to, else its starter.
+    /// A job's grants are usable only by this agent.
+    pub fn current_holder(&self) -> &str {
+        self.handoffs
+            .last()
+            .map(|h| h.to.as_str())
+            .unwrap_or(&self.started_by)
+    }
 }
 
 /// A new agent, as posted to `/v1/agents` or `clawser agents add`.

@@ -35,8 +35,8 @@ pub struct PolicyInput<'a> {
     pub agent: AgentView<'a>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub job: Option<JobView<'a>>,
-    /// Filled by the grants issue; always present so policies can iterate it.
-    pub grants: Vec<serde_json::Value>,
+    /// The active grants that apply to this caller and request.
+    pub grants: Vec<crate::grant::GrantView>,
     pub request: &'a RequestSummary,
     /// The resolved, checked addresses the request goes to (absent for `policy eval` inputs
     /// that omit it).

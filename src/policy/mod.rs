@@ -24,7 +24,7 @@ pub use compiled::{
 };
 pub use input::{AgentView, JobView, PolicyInput};
 pub use source::PolicySource;
-pub use target::{classify, glob_match, Target};
+pub use target::{classify, glob_match, lenient_view, repo_of, Target};
 pub use testing::{merge, run_tests, TestFailure, TestReport};
 
 use std::num::NonZeroU32;

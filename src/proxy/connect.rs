@@ -156,6 +156,7 @@ fn connect_summary(request_id: &str, host: &str, port: u16) -> RequestSummary {
             sni: None,
             intercepted: false,
         },
+        placeholders: Vec::new(),
     }
 }
 

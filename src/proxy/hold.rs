@@ -110,6 +110,8 @@ pub struct Captured {
     pub evidence: Option<String>,
     /// The redacted body preview the approver reads.
     pub preview: Option<String>,
+    /// `target.env` of the request (the scope of a grant issued with `--grant-for`).
+    pub env: Option<String>,
 }
 
 impl Captured {
@@ -167,6 +169,7 @@ impl Captured {
                 redactor,
                 crate::approval::DEFAULT_PREVIEW_BYTES,
             ),
+            env: None,
         }
     }
 }
@@ -271,6 +274,7 @@ pub async fn hold(
         },
         intent: held.intent,
         evidence: held.evidence,
+        env: held.env,
         allow_self_approval: required.self_approval,
         request_id: rid.to_string(),
     };

@@ -8,6 +8,9 @@
 //! - `destination/`: host spelling, path canonicalization, address classes, resolution
 //!   and the pinned resolver of the upstream client.
 //! - `permit.rs`: `Permitted<T>` and the only two ways to build one.
+//! - `authority.rs`: the grants that apply and the placeholders a request presents.
+//! - `spend.rs`: reserving and counting grant uses; injecting secrets.
+//! - `scrub.rs`: masking injected secrets in what the upstream sends back.
 //! - `outcome.rs`: the decision line and the one refusal sink (log + ledger + answer).
 //! - `hold.rs`: holding a request until its approval is decided (or consumed by a retry).
 //! - `forward.rs`: the upstream client.
@@ -16,6 +19,7 @@
 //! - `rewind.rs`: replaying sniffed bytes.
 //! - `relay.rs`: passthrough byte relay with idle timeout and revocation.
 
+mod authority;
 mod body;
 mod connect;
 pub mod destination;
@@ -28,6 +32,8 @@ mod record;
 mod relay;
 pub mod respond;
 mod rewind;
+mod scrub;
+mod spend;
 mod summary;
 mod target;
 
@@ -79,6 +85,11 @@ pub struct ProxyState {
     pub destinations: Arc<Destinations>,
     /// Secret redaction for summaries, logs and the ledger.
     pub redactor: crate::redact::Redactor,
+    /// Grants, secrets and placeholders (the authority a request may carry).
+    pub grants: Arc<dyn crate::grant::GrantStore>,
+    pub secrets: Arc<crate::grant::Secrets>,
+    pub placeholder_key: Arc<crate::grant::PlaceholderKey>,
+    pub clock: Arc<dyn crate::grant::Clock>,
     /// HTTP/1.1 + h2 server for intercepted connections.
     inner_http: auto::Builder<TokioExecutor>,
 }
@@ -100,6 +111,7 @@ impl ProxyState {
         events: EventBus,
         destinations: Arc<Destinations>,
         redactor: crate::redact::Redactor,
+        authority: crate::grant::GrantContext,
     ) -> ProxyState {
         let held = Arc::new(Semaphore::new(config.max_held));
         let mut inner_http = auto::Builder::new(TokioExecutor::new());
@@ -132,6 +144,10 @@ impl ProxyState {
             events,
             destinations,
             redactor,
+            grants: authority.store,
+            secrets: authority.secrets,
+            placeholder_key: authority.key,
+            clock: authority.clock,
             inner_http,
         }
     }

@@ -17,6 +17,13 @@ impl<T> Permitted<T> {
     pub(crate) fn into_inner(self) -> T {
         self.inner
     }
+
+    /// Changes what was permitted after the decision: only secret injection does this, so
+    /// the policy decided on the placeholder and the upstream gets the value.
+    pub(super) fn amend<E>(mut self, f: impl FnOnce(&mut T) -> Result<(), E>) -> Result<Self, E> {
+        f(&mut self.inner)?;
+        Ok(self)
+    }
 }
 
 /// `inner` if the policy said `allow`.

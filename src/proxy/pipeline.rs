@@ -15,6 +15,7 @@ use http::{Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
+use super::authority::{self, Authority};
 use super::body::{inspect, BodyError, ProxyBody};
 use super::destination::{DestinationRefusal, Destinations, Host, PathRules};
 use super::forward::{Outbound, UpstreamFailure};
@@ -24,10 +25,10 @@ use super::summary::{
 };
 use super::target::{of_request, RequestTarget};
 use super::ProxyState;
-use super::{hold, permit, record, respond};
+use super::{hold, permit, record, respond, scrub, spend};
 use crate::identity::{AuthFailure, Principal};
 use crate::model::{BodySummary, Destination, Outcome, RequestSummary, TlsSummary};
-use crate::policy::{classify, PolicyInput};
+use crate::policy::{classify, PolicyInput, Target};
 
 /// How the connection carrying a request arrived.
 #[derive(Debug, Clone)]
@@ -94,13 +95,19 @@ async fn run(
     let destination = destination(state, &target).await?;
     let (parts, body) = req.into_parts();
     let (body_summary, body, inspected) = read_body(state, &parts.headers, body).await?;
-    let summary = summarize(state, conn, seen, &target, &parts, body_summary);
+    let mut summary = summarize(state, conn, seen, &target, &parts, body_summary);
+    // Classified on the real host (the summary's may have a credential-shaped part redacted).
+    let env = classify(&state.environments, &target.host.as_string(), &target.path);
+    let authority = authority::gather(state, principal, &target, &env, &parts.headers)?;
+    summary.placeholders = authority.found.iter().map(|(f, _)| f.seen()).collect();
     let mut upstream_req = Request::from_parts(parts, body);
     *upstream_req.uri_mut() = target.upstream_uri()?;
     *upstream_req.version_mut() = http::Version::HTTP_11;
     let ready = Ready {
         target,
         destination,
+        env,
+        authority,
         summary,
         upstream: upstream_req,
         inspected,
@@ -113,6 +120,8 @@ async fn run(
 struct Ready {
     target: RequestTarget,
     destination: Destination,
+    env: Target,
+    authority: Authority,
     summary: RequestSummary,
     upstream: Request<ProxyBody>,
     inspected: bytes::Bytes,
@@ -174,6 +183,7 @@ fn summarize(
             sni: conn.sni.clone(),
             intercepted: conn.connect.is_some(),
         },
+        placeholders: Vec::new(),
     }
 }
 
@@ -254,21 +264,26 @@ async fn decide_and_forward(
     let Ready {
         target,
         destination,
+        env,
+        authority,
         summary,
         upstream: mut upstream_req,
         inspected,
     } = ready;
     let (target, destination) = (&target, &destination);
-    // Classified on the real host (the summary's may have a credential-shaped part redacted).
-    let env = classify(&state.environments, &target.host.as_string(), &target.path);
     let mut input = PolicyInput::new(principal, &summary, &env);
     input.destination = Some(destination);
-    let eval = state.policy.decide(&input);
+    input.grants = authority.views();
+    let mut eval = state.policy.decide(&input);
+    // An allowed request reserves the uses it spends before its write-ahead record; the
+    // record names them, and they count once it is durable.
+    let reservation = spend::reserve(state, &authority, &mut eval);
     state.metrics.decided(eval.decision.outcome, eval.elapsed);
 
     // What a hold binds to and shows the approver, read before X-Clawser-* are stripped.
-    let captured = (eval.decision.outcome == Outcome::Hold).then(|| {
-        hold::Captured::of(
+    let captured = (eval.decision.outcome == Outcome::Hold).then(|| hold::Captured {
+        env: Some(env.env.clone()),
+        ..hold::Captured::of(
             principal,
             &summary,
             upstream_req.uri(),
@@ -303,6 +318,7 @@ async fn decide_and_forward(
             return ledger_refusal(&line, &seen.request_id, &e);
         }
     }
+    spend::commit(state, reservation);
     let mut released_by: Option<String> = None;
     let permitted = match captured {
         // Held: released only by an approval bound to exactly this request.
@@ -310,6 +326,19 @@ async fn decide_and_forward(
             let fp = held.fingerprint.clone();
             match hold::hold(state, principal, &summary, &eval.decision, held).await {
                 Ok(approval) => {
+                    if let Err(resp) = spend::on_release(
+                        state,
+                        principal,
+                        seen,
+                        &line,
+                        &authority,
+                        &eval,
+                        &approval.id,
+                    )
+                    .await
+                    {
+                        return *resp;
+                    }
                     released_by = Some(approval.id.clone());
                     permit::approved(
                         &eval,
@@ -339,6 +368,20 @@ async fn decide_and_forward(
         line.emit(eval.decision.outcome.as_str(), &codes, 403);
         return respond::refused(&eval.decision, &seen.request_id);
     };
+    // Secrets go in last: only into a permitted request, after its record is durable.
+    let permitted = match spend::inject(state, &authority, permitted, &seen.request_id) {
+        Ok(p) => p,
+        Err(resp) => {
+            line.emit("allow", "secret_unavailable", 503);
+            if let Some(l) = &state.ledger {
+                let msg = "secret_unavailable: not forwarded";
+                let entry =
+                    record::completed(&seen.request_id, principal, 503, 0, seen.start, Some(msg));
+                l.append_detached("request.completed", entry);
+            }
+            return *resp;
+        }
+    };
     match state.upstream.forward(permitted).await {
         Ok(resp) => {
             let status = resp.status().as_u16();
@@ -355,12 +398,17 @@ async fn decide_and_forward(
                 status,
                 seen.start,
             );
-            Response::from_parts(
-                parts,
-                record::Recorded::new(body, done)
-                    .map_err(Into::into)
-                    .boxed(),
-            )
+            let body = record::Recorded::new(body, done)
+                .map_err(Into::into)
+                .boxed();
+            // A response to a request that carried an injected secret never shows it.
+            let needles = spend::injected_values(state, &authority);
+            if needles.is_empty() {
+                Response::from_parts(parts, body)
+            } else {
+                scrub::headers(&mut parts.headers, &needles);
+                Response::from_parts(parts, scrub::Scrubbed::new(body, needles).boxed())
+            }
         }
         Err(failure) => {
             state.metrics.upstream_error();

@@ -36,6 +36,9 @@ pub struct Upstream {
     pub git_root: PathBuf,
     pub hits: Arc<AtomicUsize>,
     pub seen: Arc<Mutex<Vec<Seen>>>,
+    /// When set, `/private/*` and `/git/private/*` need this token (Bearer, or the password
+    /// of Basic), else 401 with a Basic challenge.
+    pub required_token: Arc<Mutex<Option<String>>>,
 }
 
 impl Upstream {
@@ -92,20 +95,34 @@ impl Upstream {
         let addr = listener.local_addr().unwrap();
         let hits = Arc::new(AtomicUsize::new(0));
         let seen = Arc::new(Mutex::new(Vec::new()));
-        let (h, s, root) = (hits.clone(), seen.clone(), git_root.clone());
+        let required_token: Arc<Mutex<Option<String>>> = Arc::new(Mutex::new(None));
+        let (h, s, root, rt) = (
+            hits.clone(),
+            seen.clone(),
+            git_root.clone(),
+            required_token.clone(),
+        );
         tokio::spawn(async move {
             loop {
                 let Ok((tcp, _)) = listener.accept().await else {
                     continue;
                 };
-                let (acceptor, h, s, root) = (acceptor.clone(), h.clone(), s.clone(), root.clone());
+                let (acceptor, h, s, root, rt) = (
+                    acceptor.clone(),
+                    h.clone(),
+                    s.clone(),
+                    root.clone(),
+                    rt.clone(),
+                );
                 tokio::spawn(async move {
                     let Ok(tls) = acceptor.accept(tcp).await else {
                         return;
                     };
                     let svc = service_fn(move |req| {
-                        let (h, s, root) = (h.clone(), s.clone(), root.clone());
-                        async move { Ok::<_, std::convert::Infallible>(handle(req, h, s, root).await) }
+                        let (h, s, root, rt) = (h.clone(), s.clone(), root.clone(), rt.clone());
+                        async move {
+                            Ok::<_, std::convert::Infallible>(handle(req, h, s, root, rt).await)
+                        }
                     });
                     let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                         .serve_connection(TokioIo::new(tls), svc)
@@ -119,7 +136,13 @@ impl Upstream {
             git_root,
             hits,
             seen,
+            required_token,
         }
+    }
+
+    /// Makes `/private/*` and `/git/private/*` require `token`.
+    pub fn require_token(&self, token: &str) {
+        *self.required_token.lock().unwrap() = Some(token.to_string());
     }
 
     /// Creates a bare repository `name` (e.g. `dev/app.git`) that accepts pushes.
@@ -147,6 +170,7 @@ async fn handle(
     hits: Arc<AtomicUsize>,
     seen: Arc<Mutex<Vec<Seen>>>,
     git_root: PathBuf,
+    required_token: Arc<Mutex<Option<String>>>,
 ) -> Response<Full<Bytes>> {
     hits.fetch_add(1, Ordering::SeqCst);
     let (parts, body) = req.into_parts();
@@ -171,6 +195,28 @@ async fn handle(
         headers: headers.clone(),
         body_len: body.len(),
     });
+    let private =
+        parts.uri.path().starts_with("/private/") || parts.uri.path().starts_with("/git/private/");
+    let wanted = required_token.lock().unwrap().clone();
+    if let (true, Some(token)) = (private, wanted) {
+        let auth = headers.get("authorization").cloned().unwrap_or_default();
+        let basic_pass = auth
+            .strip_prefix("Basic ")
+            .and_then(|b| {
+                use base64::Engine as _;
+                base64::engine::general_purpose::STANDARD.decode(b).ok()
+            })
+            .and_then(|b| String::from_utf8(b).ok())
+            .and_then(|s| s.split_once(':').map(|(_, p)| p.to_string()));
+        let ok = auth == format!("Bearer {token}") || basic_pass.as_deref() == Some(token.as_str());
+        if !ok {
+            return Response::builder()
+                .status(401)
+                .header("www-authenticate", "Basic realm=\"test\"")
+                .body(Full::new(Bytes::from("unauthorized")))
+                .unwrap();
+        }
+    }
     if let Some(rest) = parts.uri.path().strip_prefix("/git/") {
         return git_cgi(&parts, rest, body, &git_root).await;
     }

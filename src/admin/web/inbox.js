@@ -80,14 +80,21 @@ function card(a) {
   }
   if (a.state === "pending" && me && me.kind === "approver") {
     const reason = el("input", { class: "reason", type: "text", placeholder: "reason (shown to the agent and recorded)" });
+    // Approve for a window: also issue a grant scoped to this request (its host, repo, env).
+    const windowSel = el("select", { class: "window", title: "approve once, or for a window" },
+      el("option", { value: "" }, "once"), el("option", { value: "15m" }, "for 15 min"),
+      el("option", { value: "1h" }, "for 1 hour"), el("option", { value: "8h" }, "for 8 hours"));
     const approve = el("button", { class: "approve", type: "button" }, "Approve");
     const deny = el("button", { class: "deny", type: "button" }, "Deny");
     const out = el("span", { class: "result" });
     const act = (verb) => async () => {
       approve.disabled = deny.disabled = true;
       try {
-        const r = await api("POST", "/v1/approvals/" + encodeURIComponent(a.id) + "/" + verb, { reason: reason.value });
-        out.textContent = verb === "approve" ? "approved (" + r.state + ")" : "denied";
+        const body = { reason: reason.value };
+        if (verb === "approve" && windowSel.value) body.grant_for = windowSel.value;
+        const r = await api("POST", "/v1/approvals/" + encodeURIComponent(a.id) + "/" + verb, body);
+        out.textContent = verb === "approve" ? "approved (" + r.state + ")" + (r.grant && r.grant.id ? ", granted " + r.grant.id : "") : "denied";
+        if (r.grant) refreshGrants();
         refresh();
       } catch (e) {
         out.textContent = e.message;
@@ -97,7 +104,7 @@ function card(a) {
     };
     approve.addEventListener("click", act("approve"));
     deny.addEventListener("click", act("deny"));
-    c.append(el("div", { class: "actions" }, reason, approve, deny), out);
+    c.append(el("div", { class: "actions" }, reason, windowSel, approve, deny), out);
   } else if (a.state === "pending") {
     c.append(el("p", { class: "meta" }, "Log in with an approver token to approve or deny."));
   }
@@ -115,8 +122,18 @@ async function refresh() {
     if (gen !== refreshGen) return;
     const pending = all.filter((a) => a.state === "pending");
     const recent = all.filter((a) => a.state !== "pending").reverse().slice(0, 20);
-    $("pending").replaceChildren(...pending.map(card));
-    $("recent").replaceChildren(...recent.map(card));
+    // Keep the cards that did not change, so a reason being typed (or a chosen window)
+    // survives a refresh caused by some other approval's event.
+    const old = new Map();
+    for (const c of document.querySelectorAll(".approval")) old.set(c.getAttribute("data-key"), c);
+    const keep = (a) => {
+      const key = a.id + "|" + a.state + "|" + (a.decisions || []).length;
+      const c = old.get(key) || card(a);
+      c.setAttribute("data-key", key);
+      return c;
+    };
+    $("pending").replaceChildren(...pending.map(keep));
+    $("recent").replaceChildren(...recent.map(keep));
     $("pending-count").textContent = "(" + pending.length + ")";
     $("empty").className = pending.length ? "hidden" : "meta";
   } catch (e) {
@@ -164,7 +181,13 @@ async function follow() {
           const block = buf.slice(0, i);
           buf = buf.slice(i + 2);
           const kind = (block.match(/^event: (.*)$/m) || [])[1] || "";
-          if (kind.startsWith("approval.") || kind === "events.lagged") refresh();
+          // The event is published as the change is recorded, a moment before the store
+          // shows it: refresh now and once more shortly after.
+          if (kind.startsWith("approval.") || kind === "events.lagged") {
+            refresh();
+            setTimeout(refresh, 300);
+          }
+          if (kind.startsWith("grant.") || kind === "events.lagged") refreshGrants();
         }
       }
     } catch (e) {
@@ -191,6 +214,7 @@ async function login(t) {
   $("inbox-view").className = "";
   $("logout").className = "";
   await refresh();
+  refreshGrants();
   follow();
 }
 

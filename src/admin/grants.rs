@@ -1,0 +1,154 @@
+//! Grant routes of the admin API.
+//!
+//! ```text
+//! GET  /v1/grants?state=active|all       list, each with its state at the time of the call
+//! POST /v1/grants                        NewGrant {"agent"|"role"|"job", "hosts", "repos", "envs",
+//!                                        "actions", "secret", "expires": "2h", "max_uses", "reason"}
+//! GET  /v1/grants/{id}                   one grant
+//! POST /v1/grants/{id}/revoke            revoke (refused from the next request on)
+//! GET  /v1/secrets                       configured secrets: names, hosts, injection (never values)
+//! ```
+//!
+//! The admin issues any grant. An approver may issue and revoke grants too (it is a human's
+//! decision), but never one that would let an agent acting on the approver's own behalf
+//! spend it, and never to a whole role.
+
+use http::{Method, Request, StatusCode};
+use hyper::body::Incoming;
+use serde_json::json;
+
+use super::{err, from_error, json, read_json, AdminResponse, AdminState, Caller};
+use crate::grant::{build, Grant, NewGrant, SubjectKind};
+
+/// A grant with its state now.
+pub fn with_state(g: &Grant, now: time::OffsetDateTime) -> serde_json::Value {
+    let mut v = serde_json::to_value(g).unwrap_or_default();
+    v["state"] = json!(g.state(now, 0).as_str());
+    v["uses_left"] = json!(g.uses_left());
+    v
+}
+
+/// Refuses an approver's grant that would reach an agent acting for that approver.
+#[allow(clippy::result_large_err)]
+fn approver_may_issue(
+    state: &AdminState,
+    approver: &str,
+    new: &NewGrant,
+) -> Result<(), AdminResponse> {
+    let refuse = |m: String| Err(err(StatusCode::FORBIDDEN, "self_grant", &m));
+    let subject = new
+        .subject()
+        .map_err(|m| err(StatusCode::BAD_REQUEST, "invalid", &m))?;
+    let agents: Vec<String> =
+        match subject.kind {
+            SubjectKind::Role => return refuse(
+                "approvers issue grants to an agent or a job; a role grant needs the admin token"
+                    .into(),
+            ),
+            SubjectKind::Agent => vec![subject.id.clone()],
+            SubjectKind::Job => state
+                .identity
+                .job(&subject.id)
+                .map(|j| j.agents.clone())
+                .unwrap_or_default(),
+        };
+    for a in agents {
+        if state
+            .identity
+            .agent(&a)
+            .is_some_and(|x| x.on_behalf_of == approver)
+        {
+            return refuse(format!(
+                "agent {a} acts on behalf of {approver}: approvers cannot grant authority to their own agents"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Handles `/v1/grants...` and `/v1/secrets`.
+pub async fn handle(
+    state: &AdminState,
+    caller: &Caller,
+    req: Request<Incoming>,
+    segs: &[&str],
+) -> Result<AdminResponse, AdminResponse> {
+    let method = req.method().clone();
+    let now = state.grants.clock.now();
+    let store = &state.grants.store;
+    Ok(match (&method, segs) {
+        (&Method::GET, ["v1", "grants"]) => {
+            let all = form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes())
+                .any(|(k, v)| k == "state" && v == "all");
+            let list: Vec<_> = store
+                .list()
+                .iter()
+                .filter(|g| all || g.state(now, 0) == crate::grant::GrantState::Active)
+                .map(|g| with_state(g, now))
+                .collect();
+            json(StatusCode::OK, &list)
+        }
+        (&Method::POST, ["v1", "grants"]) => {
+            let new: NewGrant = read_json(req).await?;
+            if let Caller::Approver(a) = caller {
+                approver_may_issue(state, &a.id, &new)?;
+            }
+            let g = build(
+                new,
+                caller.id(),
+                "api",
+                &state.identity,
+                &state.secrets,
+                now,
+            )
+            .map_err(|e| from_error(&e))?;
+            let s = store.clone();
+            let g = tokio::task::spawn_blocking(move || s.insert(g))
+                .await
+                .map_err(|e| {
+                    err(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "internal",
+                        &e.to_string(),
+                    )
+                })?
+                .map_err(|e| from_error(&e))?;
+            json(StatusCode::CREATED, &with_state(&g, now))
+        }
+        (&Method::GET, ["v1", "grants", id]) => match store.get(id) {
+            Some(g) => json(StatusCode::OK, &with_state(&g, now)),
+            None => err(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                &format!("grant {id:?} not found"),
+            ),
+        },
+        (&Method::POST, ["v1", "grants", id, "revoke"]) => {
+            let (s, id, by) = (store.clone(), id.to_string(), caller.id().to_string());
+            let g = tokio::task::spawn_blocking(move || s.revoke(&id, &by))
+                .await
+                .map_err(|e| {
+                    err(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "internal",
+                        &e.to_string(),
+                    )
+                })?
+                .map_err(|e| from_error(&e))?;
+            json(StatusCode::OK, &with_state(&g, now))
+        }
+        (&Method::GET, ["v1", "secrets"]) => {
+            let list: Vec<_> = state
+                .secrets
+                .iter()
+                .map(|d| json!({"name": d.name, "hosts": d.hosts, "inject": format!("{:?}", d.inject).to_lowercase(), "env": d.env}))
+                .collect();
+            json(StatusCode::OK, &list)
+        }
+        _ => err(
+            StatusCode::NOT_FOUND,
+            "no_route",
+            &format!("no route for {method} /{}", segs.join("/")),
+        ),
+    })
+}
