@@ -33,6 +33,10 @@ pub enum Inject {
     Header { name: HeaderName, format: String },
     /// A query parameter.
     Query(String),
+    /// AWS SigV4: requests signed with the placeholder key id are re-signed with the real
+    /// key. The value is `KEY_ID:SECRET[:SESSION_TOKEN]` or the JSON of
+    /// `aws configure export-credentials --format process`.
+    Aws,
 }
 
 /// One configured secret (the value is never in the config).
@@ -111,12 +115,7 @@ impl Validator<'_> {
                 Some(RawInject::Name(n)) => match n.as_str() {
                     "bearer" => Inject::Bearer,
                     "basic" => Inject::Basic,
-                    "aws" => {
-                        return Err(self.err(
-                            &format!("{key}.inject"),
-                            "aws (SigV4 re-signing) is not supported yet",
-                        ))
-                    }
+                    "aws" => Inject::Aws,
                     other => {
                         return Err(self.err(
                             &format!("{key}.inject"),

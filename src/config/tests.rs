@@ -139,7 +139,7 @@ grants:
     let bad = [
         ("secrets: [{name: a, from: {env: A, file: f}, hosts: [x]}]", "secrets[0].from"),
         ("secrets: [{name: a, from: {env: A}}]", "secrets[0].hosts"),
-        ("secrets: [{name: a, from: {env: A}, hosts: [x], inject: aws}]", "secrets[0].inject"),
+        ("secrets: [{name: a, from: {env: A}, hosts: [x], inject: sigv2}]", "secrets[0].inject"),
         ("secrets: [{name: a, from: {env: A}, hosts: [x], env: [1BAD]}]", "secrets[0].env"),
         ("secrets: [{name: a, from: {env: A}, hosts: [x], inject: {header: Host}}]", "secrets[0].inject.header"),
         ("secrets: [{name: a, from: {env: A}, hosts: [x]}, {name: a, from: {env: B}, hosts: [y]}]", "secrets[1].name"),

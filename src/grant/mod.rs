@@ -6,10 +6,12 @@
 //! - `store.rs`: the `GrantStore` trait and its sled implementation; reserve / settle.
 //! - `secrets.rs`: secret values read from their sources, never printed.
 //! - `placeholder.rs`: placeholders bound to a credential; finding and injecting them.
+//! - `sigv4.rs`: AWS SigV4 requests signed with a placeholder key, re-signed with the real one.
 
 mod placeholder;
 mod scope;
 mod secrets;
+pub mod sigv4;
 mod store;
 mod types;
 pub mod upkeep;
@@ -17,7 +19,7 @@ pub mod upkeep;
 use std::sync::Arc;
 
 pub use placeholder::{
-    exports as placeholder_exports, find as find_placeholders, inject, Foreign, Found,
+    exports as placeholder_exports, find as find_placeholders, inject, Found, Unfit,
     PlaceholderKey, PlaceholderSeen, Spot, KEY_FILE as PLACEHOLDER_KEY_FILE, PLACEHOLDER_PREFIX,
 };
 pub use scope::{covers, host_allowed, subject_matches, Holder, Touches};

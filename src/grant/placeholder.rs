@@ -78,6 +78,8 @@ pub enum Spot {
     Header(HeaderName),
     /// A configured query parameter.
     Query(String),
+    /// `Authorization: AWS4-HMAC-SHA256 Credential=<placeholder>/…`: re-signed.
+    SigV4(super::sigv4::Signed),
 }
 
 /// A placeholder found in a request.
@@ -92,7 +94,9 @@ impl Found {
     /// The policy's view.
     pub fn seen(&self) -> PlaceholderSeen {
         let where_ = match &self.spot {
-            Spot::AuthToken { .. } | Spot::AuthBasic { .. } => "authorization".to_string(),
+            Spot::AuthToken { .. } | Spot::AuthBasic { .. } | Spot::SigV4(_) => {
+                "authorization".to_string()
+            }
             Spot::Header(h) => h.as_str().to_string(),
             Spot::Query(k) => format!("query:{k}"),
         };
@@ -103,21 +107,35 @@ impl Found {
     }
 }
 
-/// A candidate that looks like a placeholder but is not one of this credential's.
+/// Why placeholders in a request cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Foreign;
+pub enum Unfit {
+    /// Looks like a placeholder but is not one of this credential's.
+    Foreign,
+    /// A placeholder used in a way Clawser does not support (presigned AWS URLs,
+    /// streaming SigV4 uploads).
+    Unsupported(String),
+}
 
 /// Finds the placeholders in a request sent with `credential_id`. A string with the
-/// placeholder prefix that is not one of this credential's placeholders is [`Foreign`]
-/// (stolen from another agent, or made up).
+/// placeholder prefix that is not one of this credential's placeholders is
+/// [`Unfit::Foreign`] (stolen from another agent, or made up).
 pub fn find(
     headers: &HeaderMap,
     query: Option<&str>,
     key: &PlaceholderKey,
     credential_id: &str,
     secrets: &Secrets,
-) -> std::result::Result<Vec<Found>, Foreign> {
+) -> std::result::Result<Vec<Found>, Unfit> {
     let mut candidates: Vec<(String, Spot)> = Vec::new();
+    // A presigned AWS URL carries the key id in the query: not re-signable here.
+    for (k, v) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+        if k.eq_ignore_ascii_case("x-amz-credential") && v.starts_with(PLACEHOLDER_PREFIX) {
+            return Err(Unfit::Unsupported(
+                "presigned AWS URLs signed with a placeholder are not supported: sign the request in headers".into(),
+            ));
+        }
+    }
     for v in headers.get_all(AUTHORIZATION) {
         let Ok(v) = v.to_str() else { continue };
         let (scheme, rest) = v.trim().split_once(' ').unwrap_or((v.trim(), ""));
@@ -143,6 +161,24 @@ pub fn find(
                     candidates.push((part.clone(), spot));
                 }
             }
+        } else if scheme.eq_ignore_ascii_case(super::sigv4::SCHEME) {
+            match super::sigv4::parse_authorization(v) {
+                Some(signed) if signed.key_id.starts_with(PLACEHOLDER_PREFIX) => {
+                    let streaming = headers
+                        .get("x-amz-content-sha256")
+                        .and_then(|v| v.to_str().ok())
+                        .is_some_and(|v| v.starts_with("STREAMING-"));
+                    if streaming {
+                        return Err(Unfit::Unsupported(
+                            "streaming (aws-chunked) uploads signed with a placeholder are not supported".into(),
+                        ));
+                    }
+                    candidates.push((signed.key_id.clone(), Spot::SigV4(signed)));
+                }
+                Some(_) => {}
+                None if v.contains(PLACEHOLDER_PREFIX) => return Err(Unfit::Foreign),
+                None => {}
+            }
         } else if rest.starts_with(PLACEHOLDER_PREFIX) {
             let spot = Spot::AuthToken {
                 scheme: scheme.to_string(),
@@ -167,7 +203,7 @@ pub fn find(
                     }
                 }
             }
-            Inject::Bearer | Inject::Basic => {}
+            Inject::Bearer | Inject::Basic | Inject::Aws => {}
         }
     }
     let mut found: Vec<Found> = Vec::new();
@@ -176,7 +212,10 @@ pub fn find(
             .decls()
             .iter()
             .find(|d| constant_time_eq(&key.placeholder(credential_id, &d.name), &candidate));
-        match secret {
+        let kind_fits = |d: &&crate::config::SecretDecl| {
+            matches!(spot, Spot::SigV4(_)) == (d.inject == Inject::Aws)
+        };
+        match secret.filter(kind_fits) {
             Some(d) => {
                 let f = Found {
                     secret: d.name.clone(),
@@ -187,7 +226,7 @@ pub fn find(
                     found.push(f);
                 }
             }
-            None => return Err(Foreign),
+            None => return Err(Unfit::Foreign),
         }
     }
     Ok(found)
@@ -205,9 +244,14 @@ fn tokens_in(text: &str) -> impl Iterator<Item = &str> {
 pub fn inject(
     found: &[Found],
     secrets: &Secrets,
+    method: &str,
     headers: &mut HeaderMap,
     path_and_query: &str,
+    body_sha256: Option<&str>,
 ) -> std::result::Result<Option<String>, String> {
+    // Swap the plain placeholders first: a SigV4 signature covers the final headers.
+    let mut found: Vec<&Found> = found.iter().collect();
+    found.sort_by_key(|f| matches!(f.spot, Spot::SigV4(_)));
     let mut rewritten: Option<String> = None;
     for f in found {
         let value = secrets
@@ -243,6 +287,11 @@ pub fn inject(
                     headers.append(name.clone(), sensitive(v)?);
                 }
             }
+            Spot::SigV4(signed) => {
+                let uri = rewritten.as_deref().unwrap_or(path_and_query);
+                let creds = super::sigv4::creds(real);
+                super::sigv4::resign(signed, &creds, method, uri, headers, body_sha256)?;
+            }
             Spot::Query(_) => {
                 let current = rewritten.as_deref().unwrap_or(path_and_query);
                 let encoded: String =
@@ -271,6 +320,15 @@ pub fn exports(
         let ph = key.placeholder(credential_id, &d.name);
         for name in &d.env {
             vars.push((name.clone(), ph.clone()));
+        }
+        if d.inject == Inject::Aws {
+            // The SDKs sign with these; Clawser re-signs with the real key.
+            vars.push(("AWS_ACCESS_KEY_ID".into(), ph.clone()));
+            let secret = key.placeholder(credential_id, &format!("{}#secret", d.name));
+            vars.push(("AWS_SECRET_ACCESS_KEY".into(), secret));
+            let token = key.placeholder(credential_id, &format!("{}#token", d.name));
+            vars.push(("AWS_SESSION_TOKEN".into(), token));
+            continue;
         }
         if matches!(d.inject, Inject::Basic | Inject::Bearer) {
             // Host globs are plain `a-z0-9.-*` (validated), safe in a shell `case`.
@@ -356,8 +414,8 @@ mod tests {
             assert_eq!(found.len(), 1, "{value}");
             assert_eq!(found[0].seen().where_, "authorization");
             // Another credential's placeholder is foreign.
-            assert_eq!(find(&h, None, &key, "cred_b", &s), Err(Foreign));
-            inject(&found, &s, &mut h, "/").unwrap();
+            assert_eq!(find(&h, None, &key, "cred_b", &s), Err(Unfit::Foreign));
+            inject(&found, &s, "GET", &mut h, "/", None).unwrap();
             assert_eq!(h[AUTHORIZATION], want);
             assert!(h[AUTHORIZATION].is_sensitive());
         }
@@ -366,12 +424,12 @@ mod tests {
         h.insert("x-api-key", kph.parse().unwrap());
         let found = find(&h, None, &key, "cred_a", &s).unwrap();
         assert_eq!(found[0].seen().where_, "x-api-key");
-        inject(&found, &s, &mut h, "/").unwrap();
+        inject(&found, &s, "GET", &mut h, "/", None).unwrap();
         assert_eq!(h["x-api-key"], "k-real");
         // A made-up value with the prefix is refused, not passed on.
         let mut h = HeaderMap::new();
         h.insert(AUTHORIZATION, "Bearer clwp_madeup".parse().unwrap());
-        assert_eq!(find(&h, None, &key, "cred_a", &s), Err(Foreign));
+        assert_eq!(find(&h, None, &key, "cred_a", &s), Err(Unfit::Foreign));
         // No placeholder: nothing found.
         let mut h = HeaderMap::new();
         h.insert(AUTHORIZATION, "Bearer ghp_own".parse().unwrap());

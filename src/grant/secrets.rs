@@ -59,6 +59,11 @@ pub fn read_source(decl: &SecretDecl) -> Result<SecretValue, String> {
     if value.is_empty() {
         return Err(format!("secret {name:?}: its source is empty"));
     }
+    if decl.inject == crate::config::Inject::Aws {
+        let v = super::sigv4::normalize(value)
+            .map_err(|e| format!("secret {name:?}: not AWS credentials: {e}"))?;
+        return Ok(SecretValue(Arc::from(v.as_str())));
+    }
     if value.len() > MAX_SECRET_BYTES {
         return Err(format!(
             "secret {name:?}: longer than {MAX_SECRET_BYTES} bytes"
@@ -165,14 +170,32 @@ impl Secrets {
             .cloned()
     }
 
-    /// Every current value (for the redactor and the response scrubber).
+    /// Every current value (for the redactor).
     pub fn values(&self) -> Vec<SecretValue> {
-        self.values
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .values()
-            .cloned()
+        self.decls
+            .iter()
+            .flat_map(|d| self.needles(&d.name))
+            .map(|v| SecretValue(Arc::from(v.as_str())))
             .collect()
+    }
+
+    /// The strings of one secret that must never reach the agent: its value, or for AWS
+    /// credentials each of key id, secret key and session token.
+    pub fn needles(&self, name: &str) -> Vec<String> {
+        let Some(v) = self.value(name) else {
+            return Vec::new();
+        };
+        match self.decl(name).map(|d| &d.inject) {
+            Some(crate::config::Inject::Aws) => {
+                let c = super::sigv4::creds(v.expose());
+                [Some(c.key_id), Some(c.secret), c.token]
+                    .into_iter()
+                    .flatten()
+                    .map(str::to_string)
+                    .collect()
+            }
+            _ => vec![v.expose().to_string()],
+        }
     }
 
     /// Re-reads one secret (a `command` source after its TTL). On failure the old value

@@ -10,7 +10,7 @@ use super::outcome::Refusal;
 use super::target::RequestTarget;
 use super::ProxyState;
 use crate::grant::{
-    find_placeholders, holder_of, host_allowed, Foreign, Found, Grant, GrantView, Touches,
+    find_placeholders, holder_of, host_allowed, Found, Grant, GrantView, Spot, Touches, Unfit,
 };
 use crate::identity::Principal;
 use crate::policy::{lenient_view, repo_of, Target};
@@ -23,6 +23,8 @@ pub struct Authority {
     pub applicable: Vec<Grant>,
     /// Placeholders found, each with the grant that lets it be injected.
     pub found: Vec<(Found, String)>,
+    /// SHA-256 of the whole body, when it was read whole (re-signing SigV4 needs it).
+    pub body_sha256: Option<String>,
 }
 
 impl Authority {
@@ -60,6 +62,7 @@ pub fn gather(
     target: &RequestTarget,
     env: &Target,
     headers: &http::HeaderMap,
+    body: &crate::model::BodySummary,
 ) -> Result<Authority, Refusal> {
     let now = state.clock.now();
     let host = target.host.as_string().to_ascii_lowercase();
@@ -80,12 +83,26 @@ pub fn gather(
         &state.secrets,
     ) {
         Ok(f) => f,
-        Err(Foreign) => {
+        Err(Unfit::Foreign) => {
             return Err(misuse(
                 "this request carries a Clawser placeholder that was not issued to your credential; get yours from `clawser env`".to_string(),
             ))
         }
+        Err(Unfit::Unsupported(m)) => {
+            return Err(Refusal::new(StatusCode::BAD_REQUEST, "placeholder_unsupported", m))
+        }
     };
+    let body_sha256 = (!body.truncated).then(|| body.sha256.clone());
+    let needs_body = found.iter().any(|f| matches!(f.spot, Spot::SigV4(_)))
+        && !headers.contains_key("x-amz-content-sha256")
+        && body_sha256.is_none();
+    if needs_body {
+        return Err(Refusal::new(
+            StatusCode::BAD_REQUEST,
+            "placeholder_unsupported",
+            "the body is larger than proxy.max_inspect_bytes, so it cannot be hashed to re-sign it: send x-amz-content-sha256".to_string(),
+        ));
+    }
     let mut bound = Vec::with_capacity(found.len());
     for f in found {
         let Some(decl) = state.secrets.decl(&f.secret) else {
@@ -121,5 +138,6 @@ pub fn gather(
         now,
         applicable,
         found: bound,
+        body_sha256,
     })
 }

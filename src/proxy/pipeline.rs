@@ -98,7 +98,8 @@ async fn run(
     let mut summary = summarize(state, conn, seen, &target, &parts, body_summary);
     // Classified on the real host (the summary's may have a credential-shaped part redacted).
     let env = classify(&state.environments, &target.host.as_string(), &target.path);
-    let authority = authority::gather(state, principal, &target, &env, &parts.headers)?;
+    let authority =
+        authority::gather(state, principal, &target, &env, &parts.headers, &summary.body)?;
     summary.placeholders = authority.found.iter().map(|(f, _)| f.seen()).collect();
     let mut upstream_req = Request::from_parts(parts, body);
     *upstream_req.uri_mut() = target.upstream_uri()?;

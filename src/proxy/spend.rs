@@ -130,8 +130,15 @@ pub fn inject(
                 http::header::ACCEPT_ENCODING,
                 http::HeaderValue::from_static("identity"),
             );
-            let rewritten =
-                inject_secrets(&found, &state.secrets, out.request.headers_mut(), &uri)?;
+            let method = out.request.method().as_str().to_string();
+            let rewritten = inject_secrets(
+                &found,
+                &state.secrets,
+                &method,
+                out.request.headers_mut(),
+                &uri,
+                authority.body_sha256.as_deref(),
+            )?;
             if let Some(u) = rewritten {
                 *out.request.uri_mut() = u
                     .parse()
@@ -155,8 +162,8 @@ pub fn injected_values(state: &ProxyState, authority: &Authority) -> Vec<Vec<u8>
     let mut v: Vec<Vec<u8>> = authority
         .found
         .iter()
-        .filter_map(|(f, _)| state.secrets.value(&f.secret))
-        .map(|s| s.expose().as_bytes().to_vec())
+        .flat_map(|(f, _)| state.secrets.needles(&f.secret))
+        .map(String::into_bytes)
         .collect();
     v.sort();
     v.dedup();
