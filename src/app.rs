@@ -266,6 +266,7 @@ impl App {
             bus: self.bus.clone(),
             grants: self.grants.clone(),
             secrets: self.config.secrets.clone(),
+            approval_limits: self.config.approvals.clone(),
         });
         let notifier = Notifier::new(&self.config.notify, &self.config.upstream)?;
         let tasks = vec![

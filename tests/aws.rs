@@ -23,10 +23,16 @@ impl Drop for Verifier {
     }
 }
 
-fn verifier() -> Verifier {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/sigv4_server.py");
+fn verifier(dir: &std::path::Path) -> Verifier {
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/sigv4_server.py"
+    );
+    let (cert, key) = (dir.join("upstream-leaf.pem"), dir.join("upstream-leaf.key"));
     let mut child = Command::new("python3")
         .args([script, KEY, SECRET, TOKEN])
+        .arg(&cert)
+        .arg(&key)
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
@@ -43,9 +49,10 @@ fn verifier() -> Verifier {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_placeholder_signed_aws_request_is_resigned_with_the_real_key() {
-    let v = verifier();
     let tmp = tempfile::tempdir().unwrap();
+    // Its certificate (for 127.0.0.1) is what the verifier serves too.
     let upstream = Upstream::start(tmp.path()).await;
+    let v = verifier(tmp.path());
     let creds = tmp.path().join("aws.creds");
     std::fs::write(&creds, format!("{KEY}:{SECRET}:{TOKEN}\n")).unwrap();
     let cfg = format!(
@@ -56,14 +63,21 @@ async fn a_placeholder_signed_aws_request_is_resigned_with_the_real_key() {
     let s = Server::start(tmp.path(), &cfg);
     s.cli_ok(&["grants", "add", "--agent", "dev", "--secret", "aws"]);
     let env = s.env_for("dev", None);
-    for k in ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"] {
+    for k in [
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+    ] {
         assert!(env[k].starts_with("clwp_"), "{k}={}", env[k]);
     }
     let all = serde_json::to_string(&env).unwrap();
     assert!(!all.contains(KEY) && !all.contains(SECRET) && !all.contains(TOKEN));
 
-    let client = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/sigv4_client.py");
-    let url = format!("http://127.0.0.1:{}/things", v.1);
+    let client = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/sigv4_client.py"
+    );
+    let url = format!("https://127.0.0.1:{}/things", v.1);
     let out = run_with_env("python3", &[client, &url], &env).await;
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
@@ -79,10 +93,13 @@ async fn a_placeholder_signed_aws_request_is_resigned_with_the_real_key() {
     }
 
     // The same placeholder signature to a host the secret does not allow: refused.
-    let other = format!("http://localhost:{}/things", v.1);
+    let other = format!("https://localhost:{}/things", v.1);
     let out = run_with_env("python3", &[client, &other], &env).await;
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(text.starts_with("403") && text.contains("placeholder_misuse"), "{text}");
+    assert!(
+        text.starts_with("403") && text.contains("placeholder_misuse"),
+        "{text}"
+    );
 
     // Nothing Clawser wrote holds the real values.
     let export = tmp.path().join("export.jsonl");

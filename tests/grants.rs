@@ -8,43 +8,11 @@ mod common;
 use std::collections::HashMap;
 use std::path::Path;
 
-use common::gate::{admin, agent_request, approver_token, pending, APPROVERS};
+use common::gate::{admin, agent_request, approver_token, pending};
 use common::{base_config, curl, run_with_env, Server, Upstream};
 use serde_json::Value;
 
-const REAL: &str = "ghp_RealSecretValue0123456789abcdefABCDEF";
-
-/// A server whose config declares secret `gh` (from a file holding [`REAL`]) for `localhost`.
-async fn world(inject: &str, extra: &str) -> (tempfile::TempDir, Upstream, Server) {
-    let tmp = tempfile::tempdir().unwrap();
-    let upstream = Upstream::start(tmp.path()).await;
-    upstream.require_token(REAL);
-    let token_file = tmp.path().join("gh.token");
-    std::fs::write(&token_file, format!("{REAL}\n")).unwrap();
-    let cfg = format!(
-        "{}{APPROVERS}secrets:\n  - name: gh\n    from: {{file: {}}}\n    hosts: [localhost]\n    inject: {inject}\n    env: [GH_TOKEN, GITHUB_TOKEN]\n{extra}",
-        base_config(tmp.path(), &upstream, "  hold_timeout: 2s"),
-        token_file.display()
-    );
-    let server = Server::start(tmp.path(), &cfg);
-    (tmp, upstream, server)
-}
-
-fn grant_id(out: &str) -> String {
-    out.split_whitespace()
-        .find(|w| w.starts_with("grt_"))
-        .unwrap()
-        .to_string()
-}
-
-fn ledger(s: &Server) -> Vec<Value> {
-    let out = s.cli_ok(&["ledger", "show", "--json"]);
-    serde_json::from_str::<Vec<Value>>(&out).unwrap_or_else(|_| {
-        out.lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect()
-    })
-}
+use common::secrets::{grant_id, ledger, world, REAL};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_agent_holds_a_placeholder_and_the_upstream_gets_the_secret() {
@@ -406,4 +374,82 @@ fn head(bare: &Path) -> String {
         .output()
         .unwrap();
     String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn approvers_issue_only_narrow_grants_and_never_to_their_own_agents() {
+    let (_tmp, _up, s) = world("bearer", "").await;
+    let bob = approver_token(&s, "bob");
+    let alice = approver_token(&s, "alice");
+    let cases = [
+        (
+            &bob,
+            serde_json::json!({"agent": "dev", "actions": ["deploy"], "expires": "1h"}),
+            201,
+            "",
+        ),
+        (
+            &bob,
+            serde_json::json!({"agent": "dev", "actions": ["*"], "expires": "1h"}),
+            403,
+            "grant_too_wide",
+        ),
+        (
+            &bob,
+            serde_json::json!({"agent": "dev", "actions": ["deploy"]}),
+            403,
+            "grant_too_long",
+        ),
+        (
+            &bob,
+            serde_json::json!({"agent": "dev", "actions": ["deploy"], "expires": "30d"}),
+            403,
+            "grant_too_long",
+        ),
+        (
+            &bob,
+            serde_json::json!({"role": "dev", "actions": ["deploy"], "expires": "1h"}),
+            403,
+            "self_grant",
+        ),
+        // dev acts on behalf of alice.
+        (
+            &alice,
+            serde_json::json!({"agent": "dev", "actions": ["deploy"], "expires": "1h"}),
+            403,
+            "self_grant",
+        ),
+        (
+            &bob,
+            serde_json::json!({"agent": "dev", "expires": "99999999d"}),
+            403,
+            "grant_too_long",
+        ),
+    ];
+    for (token, body, want, code) in cases {
+        let (got, v) = admin(&s, "POST", "/v1/grants", token, Some(body.clone())).await;
+        assert_eq!(got, want, "{body}: {v}");
+        if !code.is_empty() {
+            assert_eq!(v["error"]["code"], code, "{body}: {v}");
+        }
+    }
+    // The admin may issue wide grants; an absurd expiry is still a clear error, not a crash.
+    let (got, v) = admin(
+        &s,
+        "POST",
+        "/v1/grants",
+        &s.admin_token(),
+        Some(serde_json::json!({"agent": "dev", "expires": "99999999d"})),
+    )
+    .await;
+    assert_eq!(got, 400, "{v}");
+    let (got, _) = admin(
+        &s,
+        "POST",
+        "/v1/grants",
+        &s.admin_token(),
+        Some(serde_json::json!({"role": "dev", "actions": ["*"]})),
+    )
+    .await;
+    assert_eq!(got, 201);
 }

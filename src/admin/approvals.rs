@@ -145,13 +145,38 @@ pub async fn handle(
                         "grant_for goes with approve",
                     ));
                 }
-                crate::config::parse_duration(w).map_err(|m| {
+                let d = crate::config::parse_duration(w).map_err(|m| {
                     err(
                         StatusCode::BAD_REQUEST,
                         "invalid",
                         &format!("grant_for: {m}"),
                     )
                 })?;
+                let most = state.approval_limits.max_grant_window;
+                if d > most {
+                    return Err(err(
+                        StatusCode::BAD_REQUEST,
+                        "grant_too_long",
+                        &format!(
+                            "grant_for: at most {}s (approvals.max_grant_window)",
+                            most.as_secs()
+                        ),
+                    ));
+                }
+                // One approver cannot open a window on a hold that needs several, nor one
+                // for an agent acting on their own behalf: checked before deciding.
+                if let Some(held) = state.approvals.get(id) {
+                    if held.required.count > 1 {
+                        return Err(err(
+                            StatusCode::FORBIDDEN,
+                            "window_needs_one_approver",
+                            "this hold needs more than one approver: approve it once, without a window",
+                        ));
+                    }
+                    let new = crate::grant::for_approval(&held, w, body.max_uses.or(Some(1)))
+                        .map_err(|m| err(StatusCode::BAD_REQUEST, "invalid", &m))?;
+                    super::grants::approver_may_issue(state, &approver.id, &new)?;
+                }
             }
             let window = body.grant_for.clone().map(|w| (w, body.max_uses));
             let (store, id) = (state.approvals.clone(), id.to_string());
@@ -245,8 +270,10 @@ async fn grant_for(
             serde_json::json!({"issued": false, "why": format!("approval is {}; the grant is issued by the approval that completes it", a.state.as_str())}),
         );
     }
-    let new = crate::grant::for_approval(a, window, max_uses)
+    let uses = max_uses.or(Some(state.approval_limits.window_uses));
+    let new = crate::grant::for_approval(a, window, uses)
         .map_err(|m| err(StatusCode::BAD_REQUEST, "invalid", &m))?;
+    super::grants::approver_may_issue(state, approver, &new)?;
     let now = state.grants.clock.now();
     let mut g = crate::grant::build(
         new,

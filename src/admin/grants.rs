@@ -28,14 +28,39 @@ pub fn with_state(g: &Grant, now: time::OffsetDateTime) -> serde_json::Value {
     v
 }
 
-/// Refuses an approver's grant that would reach an agent acting for that approver.
+/// What an approver may issue (the admin is not limited): a grant to an agent or a job
+/// (never a role), none reaching an agent that acts on the approver's own behalf, no `*`
+/// action, and an expiry within `approvals.max_grant_window`.
 #[allow(clippy::result_large_err)]
-fn approver_may_issue(
+pub(super) fn approver_may_issue(
     state: &AdminState,
     approver: &str,
     new: &NewGrant,
 ) -> Result<(), AdminResponse> {
     let refuse = |m: String| Err(err(StatusCode::FORBIDDEN, "self_grant", &m));
+    if new.actions.iter().any(|a| a.trim() == "*") {
+        return Err(err(
+            StatusCode::FORBIDDEN,
+            "grant_too_wide",
+            "approvers cannot grant every action (*); name the actions",
+        ));
+    }
+    let window = state.approval_limits.max_grant_window;
+    let within = new
+        .expires
+        .as_deref()
+        .and_then(|e| crate::config::parse_duration(e).ok())
+        .is_some_and(|d| d <= window);
+    if !within {
+        return Err(err(
+            StatusCode::FORBIDDEN,
+            "grant_too_long",
+            &format!(
+                "an approver's grant needs an expiry of at most {}s (approvals.max_grant_window)",
+                window.as_secs()
+            ),
+        ));
+    }
     let subject = new
         .subject()
         .map_err(|m| err(StatusCode::BAD_REQUEST, "invalid", &m))?;

@@ -72,6 +72,8 @@ pub struct AdminState {
     pub grants: crate::grant::GrantContext,
     /// The configured secrets (names, hosts, env names; never values).
     pub secrets: Vec<crate::config::SecretDecl>,
+    /// Limits on grants approvers issue (`approvals.max_grant_window`, `window_uses`).
+    pub approval_limits: crate::config::ApprovalsConfig,
 }
 
 /// The body of every admin response (SSE streams too).

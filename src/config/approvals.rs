@@ -26,6 +26,11 @@ pub struct ApprovalsConfig {
     /// Decided, consumed and expired approvals are pruned this long after they ended (their
     /// history stays in the ledger).
     pub retention: Duration,
+    /// The longest window an approver may grant (`approve --grant-for`), and the longest
+    /// expiry of any grant an approver issues.
+    pub max_grant_window: Duration,
+    /// Uses of a window grant when the approver gives no `--max-uses`.
+    pub window_uses: u64,
 }
 
 /// Events a webhook can receive.
@@ -100,6 +105,12 @@ impl Validator<'_> {
                 100,
             )?,
             retention: self.duration("approvals.retention", raw.retention, "7d")?,
+            max_grant_window: self.duration(
+                "approvals.max_grant_window",
+                raw.max_grant_window,
+                "8h",
+            )?,
+            window_uses: self.positive("approvals.window_uses", raw.window_uses, 10)? as u64,
         })
     }
 

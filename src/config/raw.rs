@@ -172,6 +172,8 @@ pub struct RawApprovals {
     pub expire_interval: Option<String>,
     pub max_pending_per_agent: Option<usize>,
     pub retention: Option<String>,
+    pub max_grant_window: Option<String>,
+    pub window_uses: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -5,9 +5,11 @@
 //! - `scope.rs`: which grants apply to a caller and a request (pure).
 //! - `store.rs`: the `GrantStore` trait and its sled implementation; reserve / settle.
 //! - `secrets.rs`: secret values read from their sources, never printed.
-//! - `placeholder.rs`: placeholders bound to a credential; finding and injecting them.
+//! - `placeholder.rs`: placeholders bound to a credential; what `clawser env` exports.
+//! - `inject.rs`: finding placeholders (only in their secret's place) and swapping them.
 //! - `sigv4.rs`: AWS SigV4 requests signed with a placeholder key, re-signed with the real one.
 
+mod inject;
 mod placeholder;
 mod scope;
 mod secrets;
@@ -18,9 +20,12 @@ pub mod upkeep;
 
 use std::sync::Arc;
 
+pub use inject::{
+    find as find_placeholders, inject, variants, Found, Injected, PlaceholderSeen, Spot, Unfit,
+};
 pub use placeholder::{
-    exports as placeholder_exports, find as find_placeholders, inject, Found, Unfit,
-    PlaceholderKey, PlaceholderSeen, Spot, KEY_FILE as PLACEHOLDER_KEY_FILE, PLACEHOLDER_PREFIX,
+    exports as placeholder_exports, PlaceholderKey, KEY_FILE as PLACEHOLDER_KEY_FILE,
+    PLACEHOLDER_PREFIX,
 };
 pub use scope::{covers, host_allowed, subject_matches, Holder, Touches};
 pub use secrets::{read_source, SecretValue, Secrets};
@@ -46,6 +51,8 @@ pub struct GrantContext {
 
 /// The most uses a grant may allow (a bound, not a policy).
 pub const MAX_USES_LIMIT: u64 = 1_000_000;
+/// The longest a grant may be issued for.
+pub const MAX_EXPIRY: std::time::Duration = std::time::Duration::from_secs(366 * 86_400);
 
 /// The caller as grant subjects see it.
 pub fn holder_of(p: &Principal) -> Holder<'_> {
@@ -121,9 +128,18 @@ pub fn build(
         Some(d) => {
             let d = crate::config::parse_duration(d)
                 .map_err(|m| Error::Invalid(format!("expires: {m}")))?;
+            if d > MAX_EXPIRY {
+                return Err(Error::Invalid(format!(
+                    "expires: at most {} days",
+                    MAX_EXPIRY.as_secs() / 86_400
+                )));
+            }
             let d = time::Duration::try_from(d)
                 .map_err(|_| Error::Invalid("expires: too long".into()))?;
-            Some(format_rfc3339(now + d))
+            let at = now
+                .checked_add(d)
+                .ok_or_else(|| Error::Invalid("expires: too far in the future".into()))?;
+            Some(format_rfc3339(at))
         }
     };
     if let Some(m) = new.max_uses {

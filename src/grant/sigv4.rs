@@ -42,7 +42,10 @@ pub fn normalize(raw: &str) -> Result<String, String> {
     } else {
         let mut parts = raw.trim().splitn(3, ':');
         let k = parts.next().unwrap_or("").to_string();
-        let s = parts.next().ok_or("expected KEY_ID:SECRET[:TOKEN]")?.to_string();
+        let s = parts
+            .next()
+            .ok_or("expected KEY_ID:SECRET[:TOKEN]")?
+            .to_string();
         (k, s, parts.next().map(str::to_string))
     };
     let ok = |x: &str| !x.is_empty() && !x.contains(':') && x.bytes().all(|b| b > 0x20 && b < 0x7f);
@@ -97,7 +100,10 @@ pub fn parse_authorization(value: &str) -> Option<Signed> {
         key_id: key_id.to_string(),
         region: region.to_string(),
         service: service.to_string(),
-        headers: signed?.split(';').map(|h| h.trim().to_ascii_lowercase()).collect(),
+        headers: signed?
+            .split(';')
+            .map(|h| h.trim().to_ascii_lowercase())
+            .collect(),
     })
 }
 
@@ -121,7 +127,10 @@ pub fn resign(
         .and_then(|v| v.to_str().ok())
     {
         Some(v) if v.starts_with("STREAMING-") => {
-            return Err("streaming (aws-chunked) uploads signed with a placeholder are not supported".into())
+            return Err(
+                "streaming (aws-chunked) uploads signed with a placeholder are not supported"
+                    .into(),
+            )
         }
         Some(v) => v.to_string(),
         None => body_sha256
@@ -193,8 +202,15 @@ mod tests {
         let s = parse_authorization(v).unwrap();
         assert_eq!(s.key_id, "clwp_abc");
         assert_eq!((s.region.as_str(), s.service.as_str()), ("us-east-1", "s3"));
-        assert_eq!(s.headers, vec!["host", "x-amz-content-sha256", "x-amz-date"]);
-        for bad in ["Bearer x", "AWS4-HMAC-SHA256 Credential=a/b/c", "AWS4-HMAC-SHA256 garbage"] {
+        assert_eq!(
+            s.headers,
+            vec!["host", "x-amz-content-sha256", "x-amz-date"]
+        );
+        for bad in [
+            "Bearer x",
+            "AWS4-HMAC-SHA256 Credential=a/b/c",
+            "AWS4-HMAC-SHA256 garbage",
+        ] {
             assert!(parse_authorization(bad).is_none(), "{bad}");
         }
     }
@@ -221,7 +237,10 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert("host", "example.amazonaws.com".parse().unwrap());
         h.insert("x-amz-date", "20150830T123600Z".parse().unwrap());
-        h.insert("authorization", "AWS4-HMAC-SHA256 Credential=clwp_x/...".parse().unwrap());
+        h.insert(
+            "authorization",
+            "AWS4-HMAC-SHA256 Credential=clwp_x/...".parse().unwrap(),
+        );
         h.insert("x-amz-security-token", "clwp_token".parse().unwrap());
         let creds = AwsCreds {
             key_id: "AKIDEXAMPLE",
@@ -229,14 +248,39 @@ mod tests {
             token: None,
         };
         let empty = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
-        resign(&signed, &creds, "GET", "https://example.amazonaws.com/", &mut h, Some(empty)).unwrap();
+        resign(
+            &signed,
+            &creds,
+            "GET",
+            "https://example.amazonaws.com/",
+            &mut h,
+            Some(empty),
+        )
+        .unwrap();
         let auth = h["authorization"].to_str().unwrap();
-        assert!(auth.starts_with("AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/"), "{auth}");
+        assert!(
+            auth.starts_with("AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/"),
+            "{auth}"
+        );
         assert!(auth.contains("SignedHeaders=host;x-amz-date"), "{auth}");
-        assert!(!h.contains_key("x-amz-security-token"), "the placeholder token is gone");
+        assert!(
+            !h.contains_key("x-amz-security-token"),
+            "the placeholder token is gone"
+        );
         assert!(h["authorization"].is_sensitive());
         let mut streaming = HeaderMap::new();
-        streaming.insert("x-amz-content-sha256", "STREAMING-AWS4-HMAC-SHA256-PAYLOAD".parse().unwrap());
-        assert!(resign(&signed, &creds, "PUT", "https://example.amazonaws.com/", &mut streaming, None).is_err());
+        streaming.insert(
+            "x-amz-content-sha256",
+            "STREAMING-AWS4-HMAC-SHA256-PAYLOAD".parse().unwrap(),
+        );
+        assert!(resign(
+            &signed,
+            &creds,
+            "PUT",
+            "https://example.amazonaws.com/",
+            &mut streaming,
+            None
+        )
+        .is_err());
     }
 }

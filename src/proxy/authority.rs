@@ -25,9 +25,22 @@ pub struct Authority {
     pub found: Vec<(Found, String)>,
     /// SHA-256 of the whole body, when it was read whole (re-signing SigV4 needs it).
     pub body_sha256: Option<String>,
+    /// What the request touches (host, repository, env), to judge grants again later.
+    pub host: String,
+    pub repo: Option<String>,
+    pub env: String,
 }
 
 impl Authority {
+    /// The request's scope, as grants see it.
+    pub fn touches(&self) -> Touches<'_> {
+        Touches {
+            host: &self.host,
+            repo: self.repo.as_deref(),
+            env: &self.env,
+        }
+    }
+
     /// `input.grants`.
     pub fn views(&self) -> Vec<GrantView> {
         self.applicable.iter().map(GrantView::of).collect()
@@ -74,10 +87,9 @@ pub fn gather(
     };
     let holder = holder_of(principal);
     let applicable = state.grants.applicable(&holder, &touches, now);
-    let query = target.path_and_query.split_once('?').map(|(_, q)| q);
     let found = match find_placeholders(
         headers,
-        query,
+        &target.path_and_query,
         &state.placeholder_key,
         &principal.credential_id,
         &state.secrets,
@@ -88,10 +100,16 @@ pub fn gather(
                 "this request carries a Clawser placeholder that was not issued to your credential; get yours from `clawser env`".to_string(),
             ))
         }
+        Err(Unfit::Misplaced(m)) => return Err(misuse(m)),
         Err(Unfit::Unsupported(m)) => {
             return Err(Refusal::new(StatusCode::BAD_REQUEST, "placeholder_unsupported", m))
         }
     };
+    if !found.is_empty() && target.scheme != "https" {
+        return Err(misuse(
+            "secrets are only sent over HTTPS: this request is plain HTTP".to_string(),
+        ));
+    }
     let body_sha256 = (!body.truncated).then(|| body.sha256.clone());
     let needs_body = found.iter().any(|f| matches!(f.spot, Spot::SigV4(_)))
         && !headers.contains_key("x-amz-content-sha256")
@@ -139,5 +157,8 @@ pub fn gather(
         applicable,
         found: bound,
         body_sha256,
+        repo,
+        host,
+        env: env.env.clone(),
     })
 }

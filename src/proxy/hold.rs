@@ -128,7 +128,7 @@ impl Captured {
     ) -> Captured {
         let said = |name| statement(headers, name).map(|s| redactor.text(&s).into_owned());
         // Every value of each bound header: a duplicate cannot carry something unreviewed.
-        let values: Vec<(&str, &str)> = FINGERPRINT_HEADERS
+        let mut values: Vec<(&str, &str)> = FINGERPRINT_HEADERS
             .iter()
             .flat_map(|n| {
                 headers
@@ -137,6 +137,14 @@ impl Captured {
                     .map(move |v| (*n, v.to_str().unwrap_or("<binary>")))
             })
             .collect();
+        // The secrets it would carry, and where: an approval for a request without one
+        // does not release the same request with a secret added.
+        let carried: Vec<String> = summary
+            .placeholders
+            .iter()
+            .map(|p| format!("{} in {}", p.secret, p.where_))
+            .collect();
+        values.extend(carried.iter().map(|c| ("x-clawser-secret", c.as_str())));
         Captured {
             fingerprint: fingerprint(
                 &principal.agent.id,
@@ -146,9 +154,10 @@ impl Captured {
                 &summary.body.sha256,
                 &values,
             ),
-            shown: SHOWN_HEADERS
+            shown: carried
                 .iter()
-                .flat_map(|n| {
+                .map(|c| ("secret".to_string(), c.clone()))
+                .chain(SHOWN_HEADERS.iter().flat_map(|n| {
                     headers.get_all(*n).iter().map(move |v| {
                         (
                             n.to_string(),
@@ -157,7 +166,7 @@ impl Captured {
                                 .into_owned(),
                         )
                     })
-                })
+                }))
                 .collect(),
             intent: said(INTENT_HEADER),
             evidence: said(EVIDENCE_HEADER),

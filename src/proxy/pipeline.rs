@@ -98,8 +98,14 @@ async fn run(
     let mut summary = summarize(state, conn, seen, &target, &parts, body_summary);
     // Classified on the real host (the summary's may have a credential-shaped part redacted).
     let env = classify(&state.environments, &target.host.as_string(), &target.path);
-    let authority =
-        authority::gather(state, principal, &target, &env, &parts.headers, &summary.body)?;
+    let authority = authority::gather(
+        state,
+        principal,
+        &target,
+        &env,
+        &parts.headers,
+        &summary.body,
+    )?;
     summary.placeholders = authority.found.iter().map(|(f, _)| f.seen()).collect();
     let mut upstream_req = Request::from_parts(parts, body);
     *upstream_req.uri_mut() = target.upstream_uri()?;
@@ -370,7 +376,7 @@ async fn decide_and_forward(
         return respond::refused(&eval.decision, &seen.request_id);
     };
     // Secrets go in last: only into a permitted request, after its record is durable.
-    let permitted = match spend::inject(state, &authority, permitted, &seen.request_id) {
+    let (permitted, needles) = match spend::inject(state, &authority, permitted, &seen.request_id) {
         Ok(p) => p,
         Err(resp) => {
             line.emit("allow", "secret_unavailable", 503);
@@ -403,12 +409,10 @@ async fn decide_and_forward(
                 .map_err(Into::into)
                 .boxed();
             // A response to a request that carried an injected secret never shows it.
-            let needles = spend::injected_values(state, &authority);
             if needles.is_empty() {
                 Response::from_parts(parts, body)
             } else {
-                scrub::headers(&mut parts.headers, &needles);
-                Response::from_parts(parts, scrub::Scrubbed::new(body, needles).boxed())
+                scrub::response(&mut parts, body, needles, &seen.request_id)
             }
         }
         Err(failure) => {

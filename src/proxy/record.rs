@@ -59,6 +59,7 @@ pub fn decided(
             "header_names": req.headers.keys().collect::<Vec<_>>(),
             "body": {"size": req.body.size, "sha256": req.body.sha256, "truncated": req.body.truncated},
             "tls": req.tls,
+            "placeholders": req.placeholders,
         },
     })
 }

@@ -1,18 +1,56 @@
 //! Keeps injected secrets from coming back to the agent: an upstream that echoes the
 //! request (a debug endpoint, an error page quoting the Authorization header) would hand the
 //! agent the real value. Responses to requests that carried an injected secret are scrubbed:
-//! every occurrence of the value, in headers and in the streamed body, is replaced by a mask
-//! of the same length (so `Content-Length` stays true). The request asked for an
-//! uncompressed response (`Accept-Encoding: identity`), so the body can be read.
+//! every form in which the value went out (as is, percent-encoded, JSON-escaped, inside
+//! base64), in headers, the reason phrase, the streamed body and trailers, is replaced by a
+//! mask of the same length (so `Content-Length` stays true). The request asked for an
+//! uncompressed response (`Accept-Encoding: identity`); an encoded body, which cannot be
+//! checked, is not passed on.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::{Bytes, BytesMut};
-use http::{HeaderMap, HeaderValue};
+use http::{HeaderMap, HeaderValue, Response, StatusCode};
 use http_body::{Body, Frame, SizeHint};
+use http_body_util::BodyExt;
 
 use super::body::{BoxError, ProxyBody};
+
+/// The response to a request that carried an injected secret, scrubbed of `needles` (the
+/// forms in which the secret went out).
+pub fn response(
+    parts: &mut http::response::Parts,
+    body: ProxyBody,
+    needles: Vec<Vec<u8>>,
+    request_id: &str,
+) -> Response<ProxyBody> {
+    // hyper keeps the upstream's reason phrase: never pass it on here.
+    parts.extensions.remove::<hyper::ext::ReasonPhrase>();
+    let encoded = parts
+        .headers
+        .get(http::header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| !v.trim().eq_ignore_ascii_case("identity"));
+    if encoded {
+        tracing::warn!(
+            request_id,
+            "encoded response to a request carrying a secret: not passed on"
+        );
+        return super::respond::error(
+            StatusCode::BAD_GATEWAY,
+            "response_unscrubbable",
+            "the upstream compressed its answer to a request that carried a secret, so Clawser could not check it for the secret; it was not passed on",
+            request_id,
+        );
+    }
+    headers(&mut parts.headers, &needles);
+    let mut out = Response::new(Scrubbed::new(body, needles).boxed());
+    *out.status_mut() = parts.status;
+    *out.version_mut() = parts.version;
+    *out.headers_mut() = std::mem::take(&mut parts.headers);
+    out
+}
 
 /// The mask for a value of `len` bytes.
 fn mask(len: usize) -> Vec<u8> {
@@ -62,27 +100,37 @@ pub fn headers(h: &mut HeaderMap, needles: &[Vec<u8>]) {
 pub struct Scrubbed {
     inner: ProxyBody,
     needles: Vec<Vec<u8>>,
-    /// The last `longest - 1` bytes seen: a value may continue in the next frame.
+    /// Bytes held back: only a tail that could be the start of a needle.
     carry: BytesMut,
-    keep: usize,
     trailers: Option<HeaderMap>,
     ended: bool,
 }
 
+/// The length of the longest tail of `buf` that is a proper prefix of some needle: all
+/// that must wait for the next frame (the rest flows on at once, so event streams do not
+/// stall).
+fn pending_prefix(buf: &[u8], needles: &[Vec<u8>]) -> usize {
+    let mut keep = 0;
+    for n in needles {
+        let most = n.len().saturating_sub(1).min(buf.len());
+        for k in (keep + 1..=most).rev() {
+            if buf[buf.len() - k..] == n[..k] {
+                keep = k;
+                break;
+            }
+        }
+    }
+    keep
+}
+
 impl Scrubbed {
-    /// Wraps `inner`; `needles` are the injected values.
-    pub fn new(inner: ProxyBody, needles: Vec<Vec<u8>>) -> Scrubbed {
-        let keep = needles
-            .iter()
-            .map(Vec::len)
-            .max()
-            .unwrap_or(1)
-            .saturating_sub(1);
+    /// Wraps `inner`; `needles` are the injected values' forms.
+    pub fn new(inner: ProxyBody, mut needles: Vec<Vec<u8>>) -> Scrubbed {
+        needles.sort_by_key(|n| std::cmp::Reverse(n.len()));
         Scrubbed {
             inner,
             needles,
             carry: BytesMut::new(),
-            keep,
             trailers: None,
             ended: false,
         }
@@ -122,13 +170,15 @@ impl Body for Scrubbed {
                     Ok(data) => {
                         this.carry.extend_from_slice(&data);
                         replace_all(&mut this.carry, &this.needles);
-                        if this.carry.len() > this.keep {
-                            let out = this.carry.split_to(this.carry.len() - this.keep);
+                        let keep = pending_prefix(&this.carry, &this.needles);
+                        if this.carry.len() > keep {
+                            let out = this.carry.split_to(this.carry.len() - keep);
                             return Poll::Ready(Some(Ok(Frame::data(out.freeze()))));
                         }
                     }
                     Err(frame) => {
-                        if let Ok(t) = frame.into_trailers() {
+                        if let Ok(mut t) = frame.into_trailers() {
+                            headers(&mut t, &this.needles);
                             this.trailers = Some(t);
                         }
                         this.ended = true;
@@ -184,6 +234,10 @@ mod tests {
                 "[clawser-se[clawser-se",
             ),
             (vec!["nothing here"], "nothing here"),
+            (
+                vec!["data: 1\n\n", "data: ghp_SECRET1\n\n"],
+                "data: 1\n\ndata: [clawser-se\n\n",
+            ),
             (vec!["ghp_SECRET"], "ghp_SECRET"),
         ];
         for (chunks, want) in cases {
@@ -191,6 +245,14 @@ mod tests {
             assert_eq!(got, want, "{chunks:?}");
             assert_eq!(got.len(), chunks.concat().len());
         }
+    }
+
+    #[test]
+    fn only_a_possible_start_of_a_value_waits() {
+        let needles = vec![b"ghp_SECRET1".to_vec()];
+        assert_eq!(pending_prefix(b"event: x\n\n", &needles), 0);
+        assert_eq!(pending_prefix(b"token ghp_SE", &needles), 6);
+        assert_eq!(pending_prefix(b"token g", &needles), 1);
     }
 
     #[test]

@@ -11,7 +11,7 @@ use super::forward::Outbound;
 use super::outcome::{DecisionLine, Seen};
 use super::permit::Permitted;
 use super::{respond, ProxyState};
-use crate::grant::{grant_event, inject as inject_secrets, Reservation};
+use crate::grant::{grant_event, holder_of, inject as inject_secrets, Reservation};
 use crate::identity::Principal;
 use crate::model::{Decision, Outcome};
 use crate::policy::Evaluated;
@@ -71,7 +71,28 @@ pub async fn on_release(
     if spent.is_empty() {
         return Ok(());
     }
-    let r = match Reservation::take(state.grants.clone(), spent.clone(), state.clock.now()) {
+    // Judged again now: the wait may have seen a handoff of the job, a revocation, expiry.
+    let now = state.clock.now();
+    let still = match state.auth.revalidate(&principal.credential_id) {
+        Ok(fresh) => {
+            let applicable = state
+                .grants
+                .applicable(&holder_of(&fresh), &authority.touches(), now);
+            spent
+                .iter()
+                .find(|id| !applicable.iter().any(|g| &g.id == *id))
+                .cloned()
+        }
+        Err(_) => spent.first().cloned(),
+    };
+    let reserved = match still {
+        Some(id) => Err(crate::grant::Unusable {
+            id,
+            state: "no longer applicable to this caller",
+        }),
+        None => Reservation::take(state.grants.clone(), spent.clone(), now),
+    };
+    let r = match reserved {
         Ok(r) => r,
         Err(u) => {
             let msg = format!(
@@ -111,27 +132,33 @@ pub async fn on_release(
     Ok(())
 }
 
-/// Swaps the placeholders of a permitted request for the real values.
+/// The forms in which injected secrets went out.
+pub type Needles = Vec<Vec<u8>>;
+
+/// Swaps the placeholders of a permitted request for the real values. Returns the request
+/// and every form in which a value went out (what its response is scrubbed of), captured
+/// here so a secret refreshed meanwhile cannot slip through.
 pub fn inject(
     state: &ProxyState,
     authority: &Authority,
     permitted: Permitted<Outbound>,
     request_id: &str,
-) -> Result<Permitted<Outbound>, Box<Response<ProxyBody>>> {
+) -> Result<(Permitted<Outbound>, Needles), Box<Response<ProxyBody>>> {
     if authority.found.is_empty() {
-        return Ok(permitted);
+        return Ok((permitted, Vec::new()));
     }
     let found: Vec<_> = authority.found.iter().map(|(f, _)| f.clone()).collect();
-    permitted
+    let mut needles = Vec::new();
+    let permitted = permitted
         .amend(|out| {
-            let uri = out.request.uri().to_string();
             // An uncompressed answer, so an echoed secret can be masked (`scrub.rs`).
             out.request.headers_mut().insert(
                 http::header::ACCEPT_ENCODING,
                 http::HeaderValue::from_static("identity"),
             );
+            let uri = out.request.uri().to_string();
             let method = out.request.method().as_str().to_string();
-            let rewritten = inject_secrets(
+            let injected = inject_secrets(
                 &found,
                 &state.secrets,
                 &method,
@@ -139,11 +166,12 @@ pub fn inject(
                 &uri,
                 authority.body_sha256.as_deref(),
             )?;
-            if let Some(u) = rewritten {
+            if let Some(u) = injected.uri {
                 *out.request.uri_mut() = u
                     .parse()
                     .map_err(|_| "the secret does not fit in a URL".to_string())?;
             }
+            needles = injected.needles;
             Ok(())
         })
         .map_err(|e: String| {
@@ -154,18 +182,6 @@ pub fn inject(
                 &format!("{e}; the request was not forwarded"),
                 request_id,
             ))
-        })
-}
-
-/// The values injected into a request (what its response is scrubbed of).
-pub fn injected_values(state: &ProxyState, authority: &Authority) -> Vec<Vec<u8>> {
-    let mut v: Vec<Vec<u8>> = authority
-        .found
-        .iter()
-        .flat_map(|(f, _)| state.secrets.needles(&f.secret))
-        .map(String::into_bytes)
-        .collect();
-    v.sort();
-    v.dedup();
-    v
+        })?;
+    Ok((permitted, needles))
 }

@@ -5,6 +5,7 @@
 
 pub mod client;
 pub mod gate;
+pub mod secrets;
 pub mod upstream;
 
 use std::collections::HashMap;

@@ -77,6 +77,9 @@ impl Upstream {
             .push(SanType::IpAddress("127.0.0.1".parse().unwrap()));
         p.use_authority_key_identifier_extension = true;
         let leaf = p.signed_by(&leaf_key, &issuer).unwrap();
+        // For upstreams in other languages (the SigV4 verifier in Python).
+        std::fs::write(dir.join("upstream-leaf.pem"), leaf.pem()).unwrap();
+        std::fs::write(dir.join("upstream-leaf.key"), leaf_key.serialize_pem()).unwrap();
         let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf_key.serialize_der()));
         let mut cfg = rustls::ServerConfig::builder_with_provider(Arc::new(
             rustls::crypto::ring::default_provider(),
@@ -208,7 +211,11 @@ async fn handle(
             })
             .and_then(|b| String::from_utf8(b).ok())
             .and_then(|s| s.split_once(':').map(|(_, p)| p.to_string()));
-        let ok = auth == format!("Bearer {token}") || basic_pass.as_deref() == Some(token.as_str());
+        let in_query = form_urlencoded::parse(parts.uri.query().unwrap_or("").as_bytes())
+            .any(|(k, v)| k == "key" && v == token.as_str());
+        let ok = auth == format!("Bearer {token}")
+            || basic_pass.as_deref() == Some(token.as_str())
+            || in_query;
         if !ok {
             return Response::builder()
                 .status(401)
