@@ -103,3 +103,39 @@ async fn secrets_never_travel_in_clear_or_in_a_second_header() {
     assert_eq!(code, 403, "{body}");
     assert_eq!(up.hits(), hits);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn add_mode_adds_the_secret_only_for_a_grant_holder() {
+    let (_t, up, s) = world("bearer\n    add: true", "").await;
+    s.cli_ok(&["grants", "add", "--agent", "dev", "--secret", "gh"]);
+    let env = s.env_for("dev", None);
+    // No credential in the request: the grant holder's request gets it added.
+    let (code, body) = curl(&env, &[&up.url("/private/add")]).await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(
+        up.last().unwrap().headers["authorization"],
+        format!("Bearer {REAL}")
+    );
+    assert!(!body.contains(REAL), "{body}");
+    // A request with a credential of its own is left alone.
+    let (code, _) = curl(
+        &env,
+        &["-H", "Authorization: Bearer mine", &up.url("/private/add")],
+    )
+    .await;
+    assert_eq!(code, 401);
+    assert_eq!(up.last().unwrap().headers["authorization"], "Bearer mine");
+    // Another agent without a grant gets nothing added.
+    let oc = s.env_for("oc-1", None);
+    let (code, _) = curl(&oc, &[&up.url("/private/add")]).await;
+    assert_eq!(code, 401);
+    assert!(!up.last().unwrap().headers.contains_key("authorization"));
+    // Nor does plain HTTP.
+    let hits = up.hits();
+    let _ = curl(
+        &env,
+        &[&format!("http://localhost:{}/private/add", up.port())],
+    )
+    .await;
+    assert!(up.hits() == hits || !up.last().unwrap().headers.contains_key("authorization"));
+}

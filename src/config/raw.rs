@@ -204,6 +204,7 @@ pub struct RawSecret {
     pub inject: Option<RawInject>,
     #[serde(default)]
     pub env: Vec<String>,
+    pub add: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

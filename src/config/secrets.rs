@@ -49,6 +49,9 @@ pub struct SecretDecl {
     pub inject: Inject,
     /// Variables `clawser env` fills with the placeholder.
     pub env: Vec<String>,
+    /// Also add the credential to a request to one of `hosts` that carries none, when the
+    /// caller holds a grant for it.
+    pub add: bool,
 }
 
 /// A grant declared in the config (stored as `grt_<name>`, issued by `config`).
@@ -165,12 +168,20 @@ impl Validator<'_> {
                     ));
                 }
             }
+            let add = s.add.unwrap_or(false);
+            if add && inject == Inject::Aws {
+                return Err(self.err(
+                    &format!("{key}.add"),
+                    "an aws secret cannot be added to unsigned requests; the agent signs with its placeholder",
+                ));
+            }
             out.push(SecretDecl {
                 name: s.name,
                 from,
                 hosts,
                 inject,
                 env: s.env,
+                add,
             });
         }
         Ok(out)

@@ -143,6 +143,7 @@ grants:
         ("secrets: [{name: a, from: {env: A}, hosts: [x], env: [1BAD]}]", "secrets[0].env"),
         ("secrets: [{name: a, from: {env: A}, hosts: [x], inject: {header: Host}}]", "secrets[0].inject.header"),
         ("secrets: [{name: a, from: {env: A}, hosts: [x]}, {name: a, from: {env: B}, hosts: [y]}]", "secrets[1].name"),
+        ("secrets: [{name: a, from: {env: A}, hosts: [x], inject: aws, add: true}]", "secrets[0].add"),
         ("grants: [{name: g, agent: a, role: r}]", "grants[0]"),
         ("grants: [{name: g, agent: a, secret: nope}]", "grants[0].secret"),
         ("grants: [{name: g, agent: a, expires_at: tomorrow}]", "grants[0].expires_at"),

@@ -32,6 +32,8 @@ pub enum Spot {
     Query(String),
     /// `Authorization: AWS4-HMAC-SHA256 Credential=<placeholder>/…`: re-signed.
     SigV4(Signed),
+    /// No placeholder: the secret (`add: true`) is added where its `inject` says.
+    Added,
 }
 
 /// A placeholder found in a request.
@@ -51,6 +53,7 @@ impl Found {
             }
             Spot::Header(h) => h.as_str().to_string(),
             Spot::Query(k) => format!("query:{k}"),
+            Spot::Added => "added".to_string(),
         };
         PlaceholderSeen {
             secret: self.secret.clone(),
@@ -66,6 +69,7 @@ impl Found {
             (Spot::Header(h), Inject::Header { name, .. }) => h == name,
             (Spot::Query(q), Inject::Query(p)) => q == p,
             (Spot::SigV4(_), Inject::Aws) => true,
+            (Spot::Added, _) => true,
             _ => false,
         }
     }
@@ -179,6 +183,17 @@ fn candidates(
         }
     }
     Ok(out)
+}
+
+/// True when the request already carries a credential where `inject` would put one (so a
+/// secret with `add: true` is not added).
+pub fn slot_taken(inject: &Inject, headers: &HeaderMap, path_and_query: &str) -> bool {
+    let query = path_and_query.split_once('?').map_or("", |(_, q)| q);
+    match inject {
+        Inject::Bearer | Inject::Basic | Inject::Aws => headers.contains_key(AUTHORIZATION),
+        Inject::Header { name, .. } => headers.contains_key(name),
+        Inject::Query(p) => query_values(query, p).next().is_some(),
+    }
 }
 
 /// Finds the placeholders in a request sent with `credential_id`.
@@ -334,6 +349,41 @@ pub fn inject(
                 let current = rewritten.as_deref().unwrap_or(uri);
                 let creds = sigv4::creds(real);
                 sigv4::resign(signed, &creds, method, current, headers, body_sha256)?;
+            }
+            Spot::Added => {
+                let inject = secrets
+                    .decl(&f.secret)
+                    .map(|d| d.inject.clone())
+                    .ok_or_else(|| format!("secret {:?} is not configured", f.secret))?;
+                match inject {
+                    Inject::Bearer => {
+                        let v = sensitive(&f.secret, format!("Bearer {real}"))?;
+                        headers.insert(AUTHORIZATION, v);
+                    }
+                    Inject::Basic => {
+                        let b64 = STANDARD.encode(format!("x-access-token:{real}"));
+                        needles.push(b64.clone().into_bytes());
+                        headers
+                            .insert(AUTHORIZATION, sensitive(&f.secret, format!("Basic {b64}"))?);
+                    }
+                    Inject::Header { name, format } => {
+                        let v = sensitive(&f.secret, format.replace("{value}", real))?;
+                        headers.insert(name, v);
+                    }
+                    Inject::Query(param) => {
+                        let current = rewritten.as_deref().unwrap_or(uri);
+                        let enc = |s: &str| {
+                            percent_encoding::utf8_percent_encode(
+                                s,
+                                percent_encoding::NON_ALPHANUMERIC,
+                            )
+                            .to_string()
+                        };
+                        let sep = if current.contains('?') { '&' } else { '?' };
+                        rewritten = Some(format!("{current}{sep}{}={}", enc(&param), enc(real)));
+                    }
+                    Inject::Aws => return Err("an aws secret cannot be added".to_string()),
+                }
             }
         }
         for n in secrets.needles(&f.secret) {

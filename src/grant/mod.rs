@@ -21,7 +21,8 @@ pub mod upkeep;
 use std::sync::Arc;
 
 pub use inject::{
-    find as find_placeholders, inject, variants, Found, Injected, PlaceholderSeen, Spot, Unfit,
+    find as find_placeholders, inject, slot_taken, variants, Found, Injected, PlaceholderSeen,
+    Spot, Unfit,
 };
 pub use placeholder::{
     exports as placeholder_exports, PlaceholderKey, KEY_FILE as PLACEHOLDER_KEY_FILE,

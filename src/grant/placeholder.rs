@@ -121,6 +121,7 @@ mod tests {
             hosts: vec!["api.github.com".into()],
             inject: Inject::Basic,
             env: vec!["GH_TOKEN".into()],
+            add: false,
         }
     }
 

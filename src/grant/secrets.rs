@@ -225,6 +225,7 @@ mod tests {
             hosts: vec!["api.github.com".into()],
             inject: Inject::Bearer,
             env: vec![],
+            add: false,
         }
     }
 

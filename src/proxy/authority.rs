@@ -10,7 +10,8 @@ use super::outcome::Refusal;
 use super::target::RequestTarget;
 use super::ProxyState;
 use crate::grant::{
-    find_placeholders, holder_of, host_allowed, Found, Grant, GrantView, Spot, Touches, Unfit,
+    find_placeholders, holder_of, host_allowed, slot_taken, Found, Grant, GrantView, Spot, Touches,
+    Unfit,
 };
 use crate::identity::Principal;
 use crate::policy::{lenient_view, repo_of, Target};
@@ -105,6 +106,25 @@ pub fn gather(
             return Err(Refusal::new(StatusCode::BAD_REQUEST, "placeholder_unsupported", m))
         }
     };
+    let mut found = found;
+    // Secrets with `add: true`: added to a request to their hosts that carries no credential
+    // of its own, when the caller holds a grant for them (over HTTPS only).
+    for d in state.secrets.decls().iter().filter(|d| d.add) {
+        let wanted = target.scheme == "https"
+            && !found.iter().any(|f| f.secret == d.name)
+            && host_allowed(&d.hosts, &host)
+            && !slot_taken(&d.inject, headers, &target.path_and_query)
+            && applicable
+                .iter()
+                .any(|g| g.secret.as_deref() == Some(d.name.as_str()));
+        if wanted {
+            found.push(Found {
+                secret: d.name.clone(),
+                placeholder: String::new(),
+                spot: Spot::Added,
+            });
+        }
+    }
     if !found.is_empty() && target.scheme != "https" {
         return Err(misuse(
             "secrets are only sent over HTTPS: this request is plain HTTP".to_string(),

@@ -13,6 +13,7 @@ fn secrets() -> Secrets {
         hosts: vec!["api.github.com".into()],
         inject,
         env: vec![],
+        add: false,
     };
     Secrets::load(&[
         d("gh", "CLAWSER_TEST_INJ_GH", Inject::Basic),
