@@ -50,7 +50,7 @@ hold contains {
 # 	endswith(input.request.path, "/deployments")
 # 	data.clawser.granted("deploy")
 # }
-# grants_used contains id if some id in data.clawser.grants_for("deploy")
+# grants_used contains sort(data.clawser.grants_for("deploy"))[0] if data.clawser.granted("deploy")
 
 deny contains {
 	"code": "repo_delete",

@@ -14,7 +14,9 @@
 # A hold that says "grantable": true is satisfied by a grant whose actions name its code
 # (what `clawser approvals approve --grant-for 1h` issues): the request is allowed without
 # another hold, and the decision's grants_used names the grant, whose use is counted.
-# Rules that rely on a grant otherwise name it: grants_used contains id if { ... }.
+# Rules that rely on a grant otherwise name it, so its use is counted (and max_uses holds):
+#   grants_used contains sort(grants_for("deploy"))[0] if { ...; granted("deploy") }
+# A rule that tests granted() without naming a grant in grants_used spends nothing.
 #
 # A hold's approvers may add "self_approval": true to let the human the agent acts for
 # (input.agent.on_behalf_of) approve it; it applies only when every matching hold says so.
@@ -50,7 +52,9 @@ _hold_reasons := {_reason(r) | some r in _holds}
 
 _named_grants := {g | some g in data.clawser.authz.grants_used}
 
-_hold_grants := {id | some r in _satisfied_holds; some id in grants_for(r.code)}
+# One grant per satisfied hold (the first by id), so a hold spends one use, not one of every
+# grant that names its code.
+_hold_grants := {sort(grants_for(r.code))[0] | some r in _satisfied_holds}
 
 _grants_used := sort([g | some g in _named_grants | _hold_grants])
 

@@ -16,7 +16,7 @@ use crate::ca::{CertificateAuthority, LeafIssuer, LocalCa};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::events::{EventBus, Published};
-use crate::grant::{GrantContext, GrantStore, PlaceholderKey, Secrets, SledGrants, SystemClock};
+use crate::grant::{GrantContext, PlaceholderKey, Secrets, SystemClock};
 use crate::identity::ApproverStore;
 use crate::identity::{AdminToken, Authenticator, IdentityStore};
 use crate::ledger::Ledger;
@@ -335,20 +335,17 @@ fn open_grants(
         path: config.source.clone(),
         message: m,
     })?;
-    let store = SledGrants::open(db, sink)?;
     for d in &config.grants {
         if d.subject.kind == crate::grant::SubjectKind::Agent
             && identity.agent(&d.subject.id).is_none()
         {
             tracing::warn!(grant = %d.name, agent = %d.subject.id, "declared grant names an unknown agent");
         }
-        store.insert(crate::grant::declared(d))?;
     }
-    if let Some(l) = ledger {
-        store.reconcile(&crate::grant::upkeep::uses_in(
-            l.raw_entries().filter_map(|e| e.ok().map(|(_, b, _)| b)),
-        ))?;
-    }
+    let recorded = ledger
+        .into_iter()
+        .flat_map(|l| l.raw_entries().filter_map(|e| e.ok().map(|(_, b, _)| b)));
+    let store = crate::grant::upkeep::open_sled(db, &config.grants, recorded, sink)?;
     Ok(GrantContext {
         store: Arc::new(store),
         secrets: Arc::new(secrets),

@@ -24,6 +24,11 @@ fn init_logging(config: &Config, cli: &Cli) {
         "warn"
     };
     let filter = EnvFilter::try_from_env("CLAWSER_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    // AWS's signer traces the requests and credentials it signs: never, at any level.
+    let filter = match "aws_sigv4=off".parse() {
+        Ok(d) => filter.add_directive(d),
+        Err(_) => filter,
+    };
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -92,6 +92,15 @@ async fn a_placeholder_signed_aws_request_is_resigned_with_the_real_key() {
         assert!(!text.contains(real), "{real} reached the agent: {text}");
     }
 
+    // Signed as UNSIGNED-PAYLOAD: Clawser signs the body it saw instead (the verifier checks
+    // the hash against the body, as S3 does).
+    let out = run_with_env("python3", &[client, &url, "unsigned-payload"], &env).await;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        text.starts_with("200") && text.contains("\"ok\": true"),
+        "{text}"
+    );
+
     // The same placeholder signature to a host the secret does not allow: refused.
     let other = format!("https://localhost:{}/things", v.1);
     let out = run_with_env("python3", &[client, &other], &env).await;

@@ -159,6 +159,11 @@ impl Driver {
         .await;
     }
 
+    async fn clear(&self, el: &str) {
+        self.call("POST", &format!("/element/{el}/clear"), Some(json!({})))
+            .await;
+    }
+
     async fn click(&self, el: &str) {
         self.call("POST", &format!("/element/{el}/click"), Some(json!({})))
             .await;
@@ -327,7 +332,19 @@ async fn grants_view(driver: &Driver, server: &Server, token: &str) {
         .await;
     let (_, all) = common::gate::admin(server, "GET", "/v1/grants?state=all", token, None).await;
     assert_eq!(all[0]["revoked_by"], "bob", "{all}");
-    // Issue one from the form.
+    // Grants are otherwise issued by the admin: log in as the admin and use the form.
+    driver
+        .click(&driver.find("#logout", Duration::from_secs(5)).await)
+        .await;
+    let field = driver.find("#token", Duration::from_secs(10)).await;
+    driver.clear(&field).await;
+    driver.type_into(&field, &server.admin_token()).await;
+    driver
+        .click(&driver.find("#login", Duration::from_secs(5)).await)
+        .await;
+    driver
+        .find("#inbox-view:not(.hidden)", Duration::from_secs(10))
+        .await;
     driver
         .click(&driver.find("details summary", Duration::from_secs(5)).await)
         .await;

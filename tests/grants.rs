@@ -377,63 +377,62 @@ fn head(bare: &Path) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn approvers_issue_only_narrow_grants_and_never_to_their_own_agents() {
-    let (_tmp, _up, s) = world("bearer", "").await;
+async fn approvers_grant_only_through_approvals() {
+    let (_tmp, up, s) = world("bearer", "").await;
     let bob = approver_token(&s, "bob");
     let alice = approver_token(&s, "alice");
-    let cases = [
-        (
-            &bob,
-            serde_json::json!({"agent": "dev", "actions": ["deploy"], "expires": "1h"}),
-            201,
-            "",
-        ),
-        (
-            &bob,
-            serde_json::json!({"agent": "dev", "actions": ["*"], "expires": "1h"}),
-            403,
-            "grant_too_wide",
-        ),
-        (
-            &bob,
-            serde_json::json!({"agent": "dev", "actions": ["deploy"]}),
-            403,
-            "grant_too_long",
-        ),
-        (
-            &bob,
-            serde_json::json!({"agent": "dev", "actions": ["deploy"], "expires": "30d"}),
-            403,
-            "grant_too_long",
-        ),
-        (
-            &bob,
-            serde_json::json!({"role": "dev", "actions": ["deploy"], "expires": "1h"}),
-            403,
-            "self_grant",
-        ),
-        // dev acts on behalf of alice.
-        (
-            &alice,
-            serde_json::json!({"agent": "dev", "actions": ["deploy"], "expires": "1h"}),
-            403,
-            "self_grant",
-        ),
-        (
-            &bob,
-            serde_json::json!({"agent": "dev", "expires": "99999999d"}),
-            403,
-            "grant_too_long",
-        ),
-    ];
-    for (token, body, want, code) in cases {
-        let (got, v) = admin(&s, "POST", "/v1/grants", token, Some(body.clone())).await;
-        assert_eq!(got, want, "{body}: {v}");
-        if !code.is_empty() {
-            assert_eq!(v["error"]["code"], code, "{body}: {v}");
-        }
-    }
-    // The admin may issue wide grants; an absurd expiry is still a clear error, not a crash.
+    // No direct grants from approvers, whatever they ask for.
+    let body = serde_json::json!({"agent": "dev", "actions": ["deploy"], "expires": "1h"});
+    let (got, v) = admin(&s, "POST", "/v1/grants", &bob, Some(body)).await;
+    assert_eq!(
+        (got, v["error"]["code"].as_str()),
+        (403, Some("admin_only")),
+        "{v}"
+    );
+    // A window on a request made on the approver's own behalf: refused before deciding.
+    let env = s.env_for("dev", None);
+    let held = agent_request(&env, "PUT", up.url("/prod/deploy/9"), "{}", &[]);
+    let id = pending(&s, &bob, 1).await[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let path = format!("/v1/approvals/{id}/approve");
+    let (got, v) = admin(
+        &s,
+        "POST",
+        &path,
+        &alice,
+        Some(serde_json::json!({"grant_for": "1h"})),
+    )
+    .await;
+    assert_eq!(got, 403, "{v}");
+    // Longer than approvals.max_grant_window (8h): refused, still pending.
+    let (got, v) = admin(
+        &s,
+        "POST",
+        &path,
+        &bob,
+        Some(serde_json::json!({"grant_for": "30d"})),
+    )
+    .await;
+    assert_eq!(
+        (got, v["error"]["code"].as_str()),
+        (400, Some("grant_too_long")),
+        "{v}"
+    );
+    // Within it, without --max-uses: approvals.window_uses (10) uses.
+    let (got, v) = admin(
+        &s,
+        "POST",
+        &path,
+        &bob,
+        Some(serde_json::json!({"grant_for": "1h"})),
+    )
+    .await;
+    assert_eq!(got, 200, "{v}");
+    assert_eq!(v["grant"]["max_uses"], 10, "{v}");
+    assert_eq!(held.await.unwrap().0, 200);
+    // The admin's grants are not limited this way; an absurd expiry is a clear error.
     let (got, v) = admin(
         &s,
         "POST",
@@ -452,4 +451,39 @@ async fn approvers_issue_only_narrow_grants_and_never_to_their_own_agents() {
     )
     .await;
     assert_eq!(got, 201);
+    // An approver revokes only what they issued.
+    let (_, all) = admin(&s, "GET", "/v1/grants", &bob, None).await;
+    for g in all.as_array().unwrap() {
+        let (got, _) = admin(
+            &s,
+            "POST",
+            &format!("/v1/grants/{}/revoke", g["id"].as_str().unwrap()),
+            &bob,
+            None,
+        )
+        .await;
+        assert_eq!(got, if g["issued_by"] == "bob" { 200 } else { 403 }, "{g}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_declared_grant_removed_from_the_config_is_revoked() {
+    let decl = "grants:\n  - name: ci\n    agent: dev\n    actions: [deploy]\n";
+    let (tmp, _up, mut s) = world("bearer", decl).await;
+    let g: Value = serde_json::from_str(&s.cli_ok(&["grants", "show", "grt_ci"])).unwrap();
+    assert_eq!(
+        (g["state"].as_str(), g["issued_by"].as_str()),
+        (Some("active"), Some("config"))
+    );
+    s.terminate();
+    let cfg = std::fs::read_to_string(tmp.path().join("clawser.yaml"))
+        .unwrap()
+        .replace(decl, "");
+    let s = Server::start(tmp.path(), &cfg);
+    let g: Value = serde_json::from_str(&s.cli_ok(&["grants", "show", "grt_ci"])).unwrap();
+    assert_eq!(
+        (g["state"].as_str(), g["revoked_by"].as_str()),
+        (Some("revoked"), Some("config")),
+        "{g}"
+    );
 }

@@ -9,9 +9,9 @@
 //! GET  /v1/secrets                       configured secrets: names, hosts, injection (never values)
 //! ```
 //!
-//! The admin issues any grant. An approver may issue and revoke grants too (it is a human's
-//! decision), but never one that would let an agent acting on the approver's own behalf
-//! spend it, and never to a whole role.
+//! The admin issues and revokes any grant. An approver grants only by approving a held
+//! request for a window (`approvals.rs`, limited by [`approver_may_issue`]) and may revoke
+//! the grants they issued.
 
 use http::{Method, Request, StatusCode};
 use hyper::body::Incoming;
@@ -28,9 +28,9 @@ pub fn with_state(g: &Grant, now: time::OffsetDateTime) -> serde_json::Value {
     v
 }
 
-/// What an approver may issue (the admin is not limited): a grant to an agent or a job
-/// (never a role), none reaching an agent that acts on the approver's own behalf, no `*`
-/// action, and an expiry within `approvals.max_grant_window`.
+/// What an approver's window grant may be: to an agent or a job (never a role), none
+/// reaching an agent that acts on the approver's own behalf, no `*` action, no secret, and an
+/// expiry within `approvals.max_grant_window`.
 #[allow(clippy::result_large_err)]
 pub(super) fn approver_may_issue(
     state: &AdminState,
@@ -38,6 +38,13 @@ pub(super) fn approver_may_issue(
     new: &NewGrant,
 ) -> Result<(), AdminResponse> {
     let refuse = |m: String| Err(err(StatusCode::FORBIDDEN, "self_grant", &m));
+    if new.secret.is_some() {
+        return Err(err(
+            StatusCode::FORBIDDEN,
+            "admin_only",
+            "only the admin grants the use of a secret",
+        ));
+    }
     if new.actions.iter().any(|a| a.trim() == "*") {
         return Err(err(
             StatusCode::FORBIDDEN,
@@ -115,9 +122,6 @@ pub async fn handle(
         }
         (&Method::POST, ["v1", "grants"]) => {
             let new: NewGrant = read_json(req).await?;
-            if let Caller::Approver(a) = caller {
-                approver_may_issue(state, &a.id, &new)?;
-            }
             let g = build(
                 new,
                 caller.id(),
@@ -149,6 +153,15 @@ pub async fn handle(
             ),
         },
         (&Method::POST, ["v1", "grants", id, "revoke"]) => {
+            if let Caller::Approver(a) = caller {
+                if store.get(id).is_some_and(|g| g.issued_by != a.id) {
+                    return Err(err(
+                        StatusCode::FORBIDDEN,
+                        "admin_only",
+                        &format!("approver {} may revoke only the grants they issued", a.id),
+                    ));
+                }
+            }
             let (s, id, by) = (store.clone(), id.to_string(), caller.id().to_string());
             let g = tokio::task::spawn_blocking(move || s.revoke(&id, &by))
                 .await

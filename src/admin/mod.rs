@@ -227,8 +227,9 @@ fn authorized(state: &AdminState, req: &Request<Incoming>) -> Result<Caller, Adm
 #[allow(clippy::result_large_err)]
 fn permitted(caller: &Caller, method: &Method, segs: &[&str]) -> Result<(), AdminResponse> {
     let deciding = matches!(segs, ["v1", "approvals", _, "approve" | "deny"]);
-    // Approvers issue and revoke grants as humans deciding (limits in `grants.rs`).
-    let granting = matches!(segs, ["v1", "grants"] | ["v1", "grants", _, "revoke"]);
+    // Approvers grant only by approving a held request for a window; they may revoke the
+    // grants they issued (checked in `grants.rs`).
+    let granting = matches!(segs, ["v1", "grants", _, "revoke"]);
     match caller {
         Caller::Admin if deciding => Err(err(
             StatusCode::FORBIDDEN,

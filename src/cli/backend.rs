@@ -9,7 +9,7 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use std::sync::Arc;
 
-use crate::grant::{GrantContext, NewGrant, PlaceholderKey, Secrets, SledGrants, SystemClock};
+use crate::grant::{GrantContext, NewGrant, PlaceholderKey, Secrets, SystemClock};
 use crate::identity::{
     Agent, Approver, ApproverStore, IdentityStore, IssuedApproverToken, IssuedCredential, Job,
     JobWithCredential, NewAgent, NewApprover, NewJob,
@@ -38,8 +38,14 @@ impl Backend {
         let approvers = ApproverStore::open(&db, &config.approvers, Some(sink.clone()))?;
         let identity =
             IdentityStore::open_recorded(db.clone(), &config.agents, Some(sink.clone()))?;
+        let recorded: Vec<Vec<u8>> = ledger
+            .raw_entries()
+            .filter_map(|e| e.ok().map(|(_, b, _)| b))
+            .collect();
+        let store =
+            crate::grant::upkeep::open_sled(db, &config.grants, recorded.into_iter(), Some(sink))?;
         let grants = GrantContext {
-            store: Arc::new(SledGrants::open(db, Some(sink))?),
+            store: Arc::new(store),
             secrets: Arc::new(Secrets::none()),
             key: Arc::new(PlaceholderKey::load_or_create(&config.data_dir)?),
             clock: Arc::new(SystemClock),
@@ -129,7 +135,11 @@ impl Backend {
             Backend::Remote(c) => c.post("/v1/grants", &new).await,
             Backend::Local(s, _, _, g) => {
                 let now = g.clock.now();
-                let grant = crate::grant::build(new, "cli", "api", s, secrets, now)?;
+                let by = format!(
+                    "cli:{}",
+                    std::env::var("USER").unwrap_or_else(|_| "local".into())
+                );
+                let grant = crate::grant::build(new, &by, "api", s, secrets, now)?;
                 let grant = g.store.insert(grant)?;
                 Ok(crate::admin::grant_json(&grant, now))
             }
@@ -179,7 +189,11 @@ impl Backend {
         match self {
             Backend::Remote(c) => c.post(&format!("/v1/grants/{id}/revoke"), &json!({})).await,
             Backend::Local(_, _, _, g) => {
-                let x = g.store.revoke(id, "cli")?;
+                let by = format!(
+                    "cli:{}",
+                    std::env::var("USER").unwrap_or_else(|_| "local".into())
+                );
+                let x = g.store.revoke(id, &by)?;
                 Ok(crate::admin::grant_json(&x, g.clock.now()))
             }
         }

@@ -7,7 +7,7 @@
 //! swapped) it is refused. The swap returns every form in which the value went out, so the
 //! response can be scrubbed of exactly those.
 
-use base64::engine::general_purpose::STANDARD;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE};
 use base64::Engine as _;
 use http::header::AUTHORIZATION;
 use http::{HeaderMap, HeaderName, HeaderValue};
@@ -139,6 +139,14 @@ fn candidates(
         } else if scheme.eq_ignore_ascii_case(sigv4::SCHEME) {
             match sigv4::parse_authorization(v) {
                 Some(signed) if signed.key_id.starts_with(PLACEHOLDER_PREFIX) => {
+                    // The real signature covers one value per header: a repeated signed
+                    // header would forward what it does not cover.
+                    let twice = |h: &String| headers.get_all(h.as_str()).iter().count() > 1;
+                    if signed.headers.iter().any(twice) {
+                        return Err(unsupported(
+                            "a header signed with a placeholder appears twice",
+                        ));
+                    }
                     let streaming = headers
                         .get("x-amz-content-sha256")
                         .and_then(|v| v.to_str().ok())
@@ -348,7 +356,10 @@ pub fn inject(
             Spot::SigV4(signed) => {
                 let current = rewritten.as_deref().unwrap_or(uri);
                 let creds = sigv4::creds(real);
-                sigv4::resign(signed, &creds, method, current, headers, body_sha256)?;
+                let signature =
+                    sigv4::resign(signed, &creds, method, current, headers, body_sha256)?;
+                // Masked in what comes back, so it cannot be replayed from an error page.
+                needles.push(signature.into_bytes());
             }
             Spot::Added => {
                 let inject = secrets
@@ -405,8 +416,23 @@ pub fn variants(value: &str) -> Vec<Vec<u8>> {
     let mut v: Vec<Vec<u8>> = vec![value.as_bytes().to_vec()];
     let upper = percent_encoding::utf8_percent_encode(value, percent_encoding::NON_ALPHANUMERIC)
         .to_string();
+    // The same escapes with lower-case hex digits (the rest of the value unchanged).
+    let mut lower = String::with_capacity(upper.len());
+    let mut rest = upper.as_str();
+    while let Some(i) = rest.find('%') {
+        lower.push_str(&rest[..i]);
+        let esc = rest.get(i..i + 3).unwrap_or(&rest[i..]);
+        lower.push_str(&esc.to_ascii_lowercase());
+        rest = &rest[i + esc.len()..];
+    }
+    lower.push_str(rest);
+    // Python's quote() keeps '/' as is.
+    v.push(upper.replace("%2F", "/").into_bytes());
+    v.push(lower.replace("%2f", "/").into_bytes());
     v.push(upper.clone().into_bytes());
-    v.push(upper.to_ascii_lowercase().into_bytes());
+    v.push(lower.into_bytes());
+    v.push(hex::encode(value).into_bytes());
+    v.push(hex::encode_upper(value).into_bytes());
     let json = serde_json::to_string(value).unwrap_or_default();
     v.push(json.trim_matches('"').as_bytes().to_vec());
     v.push(json.trim_matches('"').replace('/', "\\/").into_bytes());
@@ -415,16 +441,19 @@ pub fn variants(value: &str) -> Vec<Vec<u8>> {
         for k in 0..3usize {
             let mut bytes = vec![0u8; k];
             bytes.extend_from_slice(value.as_bytes());
-            let enc = STANDARD.encode(&bytes);
             // Characters whose six bits all come from the value.
             let first = (8 * k).div_ceil(6);
             let last = (8 * (k + n)) / 6;
-            if let Some(part) = enc.get(first..last) {
-                v.push(part.as_bytes().to_vec());
+            for enc in [STANDARD.encode(&bytes), URL_SAFE.encode(&bytes)] {
+                if let Some(part) = enc.get(first..last) {
+                    v.push(part.as_bytes().to_vec());
+                }
             }
         }
     }
     v.retain(|x| !x.is_empty());
+    v.sort();
+    v.dedup();
     v
 }
 

@@ -110,10 +110,14 @@ pub fn parse_authorization(value: &str) -> Option<Signed> {
 /// Headers the signer adds itself (never taken from the agent's request).
 const SIGNER_HEADERS: &[&str] = &["authorization", "x-amz-date", "x-amz-security-token"];
 
-/// Re-signs a request with the real credentials: the same method, URL, signed headers and
-/// payload hash the agent signed, the current time, and the real key (and session token).
-/// `body_sha256` is the hex SHA-256 of the whole body (used when the request carries no
-/// `x-amz-content-sha256`).
+/// Re-signs a request with the real credentials: the same method, URL and signed headers
+/// the agent signed, the current time, and the real key (and session token). Returns the
+/// new signature.
+///
+/// The payload hash signed is the body's: `body_sha256` (the hex SHA-256 of the whole body,
+/// when it was read whole) replaces whatever `x-amz-content-sha256` claims, so a signature
+/// never covers `UNSIGNED-PAYLOAD` or a made-up hash for a body Clawser saw. Only a body too
+/// large to read whole is signed with the request's own claim.
 pub fn resign(
     signed: &Signed,
     creds: &AwsCreds<'_>,
@@ -121,21 +125,30 @@ pub fn resign(
     uri: &str,
     headers: &mut HeaderMap,
     body_sha256: Option<&str>,
-) -> Result<(), String> {
-    let payload = match headers
+) -> Result<String, String> {
+    let claimed = headers
         .get("x-amz-content-sha256")
         .and_then(|v| v.to_str().ok())
-    {
-        Some(v) if v.starts_with("STREAMING-") => {
+        .map(str::to_string);
+    let payload = match (claimed, body_sha256) {
+        (Some(v), _) if v.starts_with("STREAMING-") => {
             return Err(
                 "streaming (aws-chunked) uploads signed with a placeholder are not supported"
                     .into(),
             )
         }
-        Some(v) => v.to_string(),
-        None => body_sha256
-            .ok_or("the body was too large to hash for re-signing (set x-amz-content-sha256)")?
-            .to_string(),
+        (Some(_), Some(h)) => {
+            let v = HeaderValue::from_str(h).map_err(|e| e.to_string())?;
+            headers.insert("x-amz-content-sha256", v);
+            h.to_string()
+        }
+        (None, Some(h)) => h.to_string(),
+        (Some(v), None) => v,
+        (None, None) => {
+            return Err(
+                "the body was too large to hash for re-signing (set x-amz-content-sha256)".into(),
+            )
+        }
     };
     let owned: Vec<(String, String)> = signed
         .headers
@@ -176,7 +189,7 @@ pub fn resign(
         SignableBody::Precomputed(payload),
     )
     .map_err(|e| format!("SigV4 request: {e}"))?;
-    let (instructions, _) = sign(request, &params)
+    let (instructions, signature) = sign(request, &params)
         .map_err(|e| format!("SigV4 signing: {e}"))?
         .into_parts();
     for h in SIGNER_HEADERS {
@@ -189,7 +202,7 @@ pub fn resign(
         v.set_sensitive(true);
         headers.insert(name, v);
     }
-    Ok(())
+    Ok(signature)
 }
 
 #[cfg(test)]

@@ -41,6 +41,8 @@ pub trait GrantStore: Send + Sync {
     fn get(&self, id: &str) -> Option<Grant>;
     /// Every grant, oldest first.
     fn list(&self) -> Vec<Grant>;
+    /// True when no grant was ever issued (requests then skip grant matching).
+    fn is_empty(&self) -> bool;
     /// Active grants whose subject is `who` (any scope).
     fn held_by(&self, who: &Holder<'_>, now: OffsetDateTime) -> Vec<Grant>;
     /// Active grants whose subject is `who` and whose scope covers `req`.
@@ -157,7 +159,13 @@ impl GrantStore for SledGrants {
             grant.created_at = old.created_at.clone();
             grant.revoked_at = old.revoked_at.clone();
             grant.revoked_by = old.revoked_by.clone();
-            grant.ended = old.ended.clone();
+            // Still ended only if it still is (a raised max_uses or a later expiry reopens
+            // it, and its next end is recorded again).
+            let now = time::OffsetDateTime::now_utc();
+            grant.ended = old
+                .ended
+                .clone()
+                .filter(|_| grant.state(now, 0) != GrantState::Active);
             if old == grant {
                 return Ok(grant);
             }
@@ -194,6 +202,10 @@ impl GrantStore for SledGrants {
         let mut v: Vec<Grant> = self.read().grants.values().cloned().collect();
         v.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id)));
         v
+    }
+
+    fn is_empty(&self) -> bool {
+        self.read().grants.is_empty()
     }
 
     fn held_by(&self, who: &Holder<'_>, now: OffsetDateTime) -> Vec<Grant> {

@@ -73,6 +73,34 @@ pub async fn refresh_secrets(secrets: Arc<Secrets>, mut shutdown: watch::Receive
     }
 }
 
+/// Opens the sled grant store as a node (or the offline CLI) starts: grants declared in the
+/// config are upserted (keeping their count and history), declared grants no longer in the
+/// config are revoked (`revoked_by: config`), and use counts are raised to what the ledger
+/// `recorded` (its entries' canonical bytes) says.
+pub fn open_sled(
+    db: sled::Db,
+    declared: &[crate::config::GrantDecl],
+    recorded: impl Iterator<Item = Vec<u8>>,
+    sink: Option<Arc<dyn crate::model::EventSink>>,
+) -> crate::error::Result<super::SledGrants> {
+    use super::GrantStore as _;
+    let store = super::SledGrants::open(db, sink)?;
+    for d in declared {
+        store.insert(super::declared(d))?;
+    }
+    for g in store.list() {
+        let gone = g.source == "config"
+            && g.revoked_at.is_none()
+            && !declared.iter().any(|d| format!("grt_{}", d.name) == g.id);
+        if gone {
+            tracing::info!(grant = %g.id, "declared grant removed from the config: revoked");
+            store.revoke(&g.id, "config")?;
+        }
+    }
+    store.reconcile(&uses_in(recorded))?;
+    Ok(store)
+}
+
 /// Uses per grant recorded in ledger entries (canonical JSON bytes): each allowed
 /// `request.decided` and each `grant.used` counts one use of every grant it names.
 pub fn uses_in(entries: impl Iterator<Item = Vec<u8>>) -> HashMap<String, u64> {

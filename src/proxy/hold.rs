@@ -145,6 +145,22 @@ impl Captured {
             .map(|p| format!("{} in {}", p.secret, p.where_))
             .collect();
         values.extend(carried.iter().map(|c| ("x-clawser-secret", c.as_str())));
+        // A request the agent signed for AWS with a placeholder: Clawser re-signs whatever
+        // it carries, so every x-amz-* and signed header is bound (not the signature).
+        let sigv4 = headers
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(crate::grant::sigv4::parse_authorization);
+        let signed_names: Vec<String> = sigv4.map(|s| s.headers).unwrap_or_default();
+        if !signed_names.is_empty() {
+            for (n, v) in headers.iter() {
+                let name = n.as_str();
+                let bound = name.starts_with("x-amz-") || signed_names.iter().any(|s| s == name);
+                if bound && name != "authorization" {
+                    values.push((name, v.to_str().unwrap_or("<binary>")));
+                }
+            }
+        }
         Captured {
             fingerprint: fingerprint(
                 &principal.agent.id,

@@ -408,11 +408,17 @@ async fn decide_and_forward(
             let body = record::Recorded::new(body, done)
                 .map_err(Into::into)
                 .boxed();
-            // A response to a request that carried an injected secret never shows it.
+            // A response to a request that carried an injected secret never shows it; one
+            // from a secret's host is checked too (best effort).
+            let (needles, strict) = if needles.is_empty() {
+                (spend::host_needles(state, &authority.host), false)
+            } else {
+                (needles, true)
+            };
             if needles.is_empty() {
                 Response::from_parts(parts, body)
             } else {
-                scrub::response(&mut parts, body, needles, &seen.request_id)
+                scrub::response(&mut parts, body, needles, strict, &seen.request_id)
             }
         }
         Err(failure) => {

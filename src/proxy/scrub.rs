@@ -17,12 +17,13 @@ use http_body_util::BodyExt;
 
 use super::body::{BoxError, ProxyBody};
 
-/// The response to a request that carried an injected secret, scrubbed of `needles` (the
-/// forms in which the secret went out).
+/// A response scrubbed of `needles`. `strict` (the request carried an injected secret): an
+/// encoded body, which cannot be checked, is refused; otherwise it is passed on unchecked.
 pub fn response(
     parts: &mut http::response::Parts,
     body: ProxyBody,
     needles: Vec<Vec<u8>>,
+    strict: bool,
     request_id: &str,
 ) -> Response<ProxyBody> {
     // hyper keeps the upstream's reason phrase: never pass it on here.
@@ -32,6 +33,14 @@ pub fn response(
         .get(http::header::CONTENT_ENCODING)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| !v.trim().eq_ignore_ascii_case("identity"));
+    if encoded && !strict {
+        headers(&mut parts.headers, &needles);
+        let mut out = Response::new(body);
+        *out.status_mut() = parts.status;
+        *out.version_mut() = parts.version;
+        *out.headers_mut() = std::mem::take(&mut parts.headers);
+        return out;
+    }
     if encoded {
         tracing::warn!(
             request_id,

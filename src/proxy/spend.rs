@@ -132,6 +132,23 @@ pub async fn on_release(
     Ok(())
 }
 
+/// What a response from one of a secret's hosts is scrubbed of when the request carried no
+/// secret: a value stored by that host earlier must not be read back (best effort: only
+/// uncompressed bodies can be checked).
+pub fn host_needles(state: &ProxyState, host: &str) -> Needles {
+    let mut v: Needles = state
+        .secrets
+        .decls()
+        .iter()
+        .filter(|d| crate::grant::host_allowed(&d.hosts, host))
+        .flat_map(|d| state.secrets.needles(&d.name))
+        .flat_map(|n| crate::grant::variants(&n))
+        .collect();
+    v.sort();
+    v.dedup();
+    v
+}
+
 /// The forms in which injected secrets went out.
 pub type Needles = Vec<Vec<u8>>;
 
@@ -151,11 +168,15 @@ pub fn inject(
     let mut needles = Vec::new();
     let permitted = permitted
         .amend(|out| {
-            // An uncompressed answer, so an echoed secret can be masked (`scrub.rs`).
-            out.request.headers_mut().insert(
+            // An uncompressed, whole answer, so an echoed secret can be masked (`scrub.rs`):
+            // a range could return the value in slices too short to recognise.
+            let h = out.request.headers_mut();
+            h.insert(
                 http::header::ACCEPT_ENCODING,
                 http::HeaderValue::from_static("identity"),
             );
+            h.remove(http::header::RANGE);
+            h.remove(http::header::IF_RANGE);
             let uri = out.request.uri().to_string();
             let method = out.request.method().as_str().to_string();
             let injected = inject_secrets(
