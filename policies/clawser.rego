@@ -44,9 +44,12 @@ _satisfied(r) if {
 	granted(r.code)
 }
 
-_satisfied_holds := {r | some r in data.clawser.authz.hold; _satisfied(r)}
+# Grant checks run only when the caller has grants (most requests have none).
+_all_holds := {r | some r in data.clawser.authz.hold}
 
-_holds := {r | some r in data.clawser.authz.hold; not _satisfied(r)}
+_satisfied_holds := {r | count(input.grants) > 0; some r in _all_holds; _satisfied(r)}
+
+_holds := _all_holds - _satisfied_holds
 
 _hold_reasons := {_reason(r) | some r in _holds}
 
@@ -56,7 +59,7 @@ _named_grants := {g | some g in data.clawser.authz.grants_used}
 # grant that names its code.
 _hold_grants := {sort(grants_for(r.code))[0] | some r in _satisfied_holds}
 
-_grants_used := sort([g | some g in _named_grants | _hold_grants])
+_grants_used := sort(_named_grants | _hold_grants)
 
 # The strictest approver requirement among the holds (highest count first).
 _approver_list := sort([[0 - object.get(r.approvers, "count", 1), r.approvers.role] | some r in _holds; r.approvers.role])

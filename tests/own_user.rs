@@ -91,6 +91,8 @@ async fn an_agent_as_another_user_uses_the_proxy_but_reads_none_of_its_secrets()
         .spawn()
         .unwrap();
     let info = tmp.path().join("data/server.json");
+    // runuser does not pass a kill on to the server: stop the server itself, whatever happens.
+    let _stop = StopServer(info.clone());
     let deadline = Instant::now() + Duration::from_secs(30);
     while !info.exists() {
         assert!(
@@ -194,4 +196,20 @@ fn the_shipped_unit_runs_clawser_as_its_own_user() {
         parsed.data_dir,
         std::path::Path::new("/var/lib/clawser/data")
     );
+}
+
+/// Kills the server whose `server.json` this is (running as another user, so the test's
+/// child handle, `runuser`, cannot).
+struct StopServer(std::path::PathBuf);
+
+impl Drop for StopServer {
+    fn drop(&mut self) {
+        let pid = std::fs::read_to_string(&self.0)
+            .ok()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .and_then(|v| v["pid"].as_u64());
+        if let Some(pid) = pid {
+            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+        }
+    }
 }
