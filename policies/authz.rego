@@ -26,6 +26,9 @@ is_read if {
 	endswith(input.request.path, "/git-upload-pack")
 }
 
+# A GraphQL query (not a mutation) is a read, when Clawser could read the document.
+is_read if input.github.graphql.operation == "query"
+
 allow if is_read
 
 allow if {
@@ -59,6 +62,23 @@ deny contains {
 	input.request.method == "DELETE"
 	regex.match(`^/repos/[^/]+/[^/]+/?$`, input.request.path)
 }
+
+deny contains {
+	"code": "repo_delete",
+	"message": "agents may not delete repositories",
+} if input.github.action == "repos.delete"
+
+deny contains {
+	"code": "repo_delete",
+	"message": "agents may not delete repositories",
+} if "deleteRepository" in input.github.graphql.fields
+
+# A GraphQL request Clawser cannot read (it does not parse, is ambiguous, or is only a
+# persisted-query hash) might be any mutation: refused.
+deny contains {
+	"code": "graphql_unreadable",
+	"message": sprintf("GraphQL request not readable: %s", [object.get(input.github.graphql, "error", "unknown")]),
+} if input.github.graphql.parsed == false
 
 deny contains {
 	"code": "protected_branch",

@@ -254,6 +254,7 @@ impl App {
             destinations,
             redactor,
             self.grants.clone(),
+            self.config.github.hosts.clone(),
         ));
         let admin_state = Arc::new(AdminState {
             identity: self.identity.clone(),

@@ -15,6 +15,7 @@
 //! | 1 | [`events`] | the live event stream (`/v1/events`, web page, webhooks) |
 //! | 1 | [`identity`] | agents, credentials, jobs, approvers, the authenticator, admin token |
 //! | 1 | [`grant`] | permission grants (scope, expiry, uses), secrets, placeholders, injection |
+//! | 1 | [`inspect`] | protocol-aware views: GitHub REST routes, GraphQL documents |
 //! | 1 | [`ledger`] | the work ledger: entries, Merkle tree, checkpoints, WAL, verifier |
 //! | 1 | [`policy`] | Rego input, engine (fail closed), hot reload, policy tests |
 //! | 1 | [`metrics`] | counters for `/metrics` |
@@ -40,6 +41,7 @@ pub mod config;
 pub mod events;
 pub mod grant;
 pub mod identity;
+pub mod inspect;
 pub mod ledger;
 pub mod metrics;
 pub mod policy;

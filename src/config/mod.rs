@@ -7,12 +7,14 @@
 
 mod approvals;
 mod duration;
+mod github;
 mod proxy;
 mod raw;
 mod secrets;
 
 pub use approvals::{ApprovalsConfig, ApproverDecl, NotifyConfig, Webhook, WEBHOOK_EVENTS};
 pub use duration::parse_duration;
+pub use github::GithubConfig;
 pub use proxy::{parse_cidr, ProxyConfig};
 pub use secrets::{GrantDecl, Inject, SecretDecl, SecretSource};
 
@@ -140,6 +142,8 @@ pub struct Config {
     pub secrets: Vec<SecretDecl>,
     /// Grants declared for a fixed team (`grants:`).
     pub grants: Vec<GrantDecl>,
+    /// Hosts read as GitHub (`github.hosts`).
+    pub github: GithubConfig,
 }
 
 impl Config {
@@ -342,6 +346,7 @@ impl Validator<'_> {
         let notify = self.notify(raw.notify)?;
         let secrets = self.secrets(raw.secrets)?;
         let grants = self.grants(raw.grants, &secrets)?;
+        let github = self.github(raw.github)?;
         Ok(Config {
             source: self.source.to_string(),
             data_dir: self.path(raw.data_dir, "data"),
@@ -361,6 +366,7 @@ impl Validator<'_> {
             notify,
             secrets,
             grants,
+            github,
         })
     }
 

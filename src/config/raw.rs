@@ -38,6 +38,14 @@ pub struct RawConfig {
     pub secrets: Vec<RawSecret>,
     #[serde(default)]
     pub grants: Vec<RawGrant>,
+    #[serde(default)]
+    pub github: RawGithub,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawGithub {
+    pub hosts: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

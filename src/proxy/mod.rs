@@ -90,6 +90,8 @@ pub struct ProxyState {
     pub secrets: Arc<crate::grant::Secrets>,
     pub placeholder_key: Arc<crate::grant::PlaceholderKey>,
     pub clock: Arc<dyn crate::grant::Clock>,
+    /// Hosts read as GitHub (`input.github`).
+    pub github_hosts: Vec<String>,
     /// HTTP/1.1 + h2 server for intercepted connections.
     inner_http: auto::Builder<TokioExecutor>,
 }
@@ -112,6 +114,7 @@ impl ProxyState {
         destinations: Arc<Destinations>,
         redactor: crate::redact::Redactor,
         authority: crate::grant::GrantContext,
+        github_hosts: Vec<String>,
     ) -> ProxyState {
         let held = Arc::new(Semaphore::new(config.max_held));
         let mut inner_http = auto::Builder::new(TokioExecutor::new());
@@ -148,6 +151,7 @@ impl ProxyState {
             secrets: authority.secrets,
             placeholder_key: authority.key,
             clock: authority.clock,
+            github_hosts,
             inner_http,
         }
     }

@@ -21,7 +21,7 @@ use super::destination::{DestinationRefusal, Destinations, Host, PathRules};
 use super::forward::{Outbound, UpstreamFailure};
 use super::outcome::{auth_refused, refuse, DecisionLine, Refusal, Seen};
 use super::summary::{
-    header_bytes, redacted_headers, redacted_query, strip_for_upstream, strip_response,
+    github_view, header_bytes, redacted_headers, redacted_query, strip_for_upstream, strip_response,
 };
 use super::target::{of_request, RequestTarget};
 use super::ProxyState;
@@ -278,9 +278,11 @@ async fn decide_and_forward(
         inspected,
     } = ready;
     let (target, destination) = (&target, &destination);
+    let github = github_view(&state.github_hosts, target, &summary);
     let mut input = PolicyInput::new(principal, &summary, &env);
     input.destination = Some(destination);
     input.grants = authority.views();
+    input.github = github.as_ref().and_then(|g| serde_json::to_value(g).ok());
     let mut eval = state.policy.decide(&input);
     // An allowed request reserves the uses it spends before its write-ahead record; the
     // record names them, and they count once it is durable.
@@ -308,7 +310,7 @@ async fn decide_and_forward(
     };
     // Write-ahead: the decision is durable in the ledger before anything is forwarded.
     if let Some(ledger) = &state.ledger {
-        let entry = record::decided(
+        let mut entry = record::decided(
             principal,
             &summary,
             &env,
@@ -316,6 +318,11 @@ async fn decide_and_forward(
             &eval,
             &state.redactor,
         );
+        // Who changed what: the GitHub action and repository, for auditors.
+        if let Some(g) = &github {
+            entry["github"] = serde_json::json!({"repo": g.repo, "action": g.action, "environment": g.environment,
+                "graphql": g.graphql.as_ref().map(|q| serde_json::json!({"operation": q.operation, "name": q.name, "fields": q.fields}))});
+        }
         let live = state.events.has_subscribers().then(|| entry.clone());
         let appended = ledger.append("request.decided", entry).await;
         if let (Ok(seq), Some(data)) = (&appended, live) {

@@ -109,6 +109,23 @@ pub fn header_bytes(headers: &HeaderMap) -> usize {
         .sum()
 }
 
+/// `input.github` for a request to one of `github.hosts`.
+pub fn github_view(
+    github_hosts: &[String],
+    target: &super::target::RequestTarget,
+    summary: &crate::model::RequestSummary,
+) -> Option<crate::inspect::GithubView> {
+    let host = target.host.as_string().to_ascii_lowercase();
+    crate::grant::host_allowed(github_hosts, &host).then(|| {
+        crate::inspect::github(
+            &host,
+            &summary.method,
+            &target.path,
+            summary.body.json.as_ref(),
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,448 @@
+//! GitHub REST, understood: a route table of method + path template -> `<resource>.<verb>` in
+//! GitHub's own REST vocabulary, giving policies `input.github = {repo, owner, name,
+//! resource, action}`. Owner and repository are lower-cased (GitHub treats them
+//! case-insensitively). Unknown routes give their resource and `action: null`.
+
+use serde::Serialize;
+
+use super::graphql::GraphqlView;
+
+/// What a request to a GitHub host does, as policies see it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct GithubView {
+    /// `owner/name`, lower-case, when the request names a repository.
+    pub repo: Option<String>,
+    pub owner: Option<String>,
+    pub name: Option<String>,
+    /// The REST resource (`pulls`, `issues`, `git`, `actions`, …) or `graphql`.
+    pub resource: Option<String>,
+    /// `pulls.merge`, `repos.delete`, … (`null` for a route not in the table).
+    pub action: Option<String>,
+    /// For `deployments.create`: the deployment's `environment` from the JSON body.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub environment: Option<String>,
+    /// For `POST /graphql`: the operation the document asks for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub graphql: Option<GraphqlView>,
+}
+
+/// `(method, template, action)`: templates are paths after `/repos/{owner}/{repo}` when they
+/// start with `+`, else absolute; `*` matches one segment, `**` the rest (one or more).
+const ROUTES: &[(&str, &str, &str)] = &[
+    ("POST", "/user/repos", "repos.create"),
+    ("POST", "/orgs/*/repos", "repos.create"),
+    (
+        "PUT",
+        "/orgs/*/teams/*/repos/*/*",
+        "teams.add_or_update_repo_permissions",
+    ),
+    ("DELETE", "/orgs/*/teams/*/repos/*/*", "teams.remove_repo"),
+    ("GET", "+", "repos.get"),
+    ("PATCH", "+", "repos.update"),
+    ("DELETE", "+", "repos.delete"),
+    ("POST", "+/transfer", "repos.transfer"),
+    ("POST", "+/merges", "repos.merge"),
+    ("POST", "+/forks", "repos.create_fork"),
+    (
+        "PUT",
+        "+/contents/**",
+        "repos.create_or_update_file_contents",
+    ),
+    ("DELETE", "+/contents/**", "repos.delete_file"),
+    ("POST", "+/git/refs", "git.refs.create"),
+    ("PATCH", "+/git/refs/**", "git.refs.update"),
+    ("DELETE", "+/git/refs/**", "git.refs.delete"),
+    ("POST", "+/git/commits", "git.commits.create"),
+    ("POST", "+/git/trees", "git.trees.create"),
+    ("POST", "+/git/blobs", "git.blobs.create"),
+    ("POST", "+/git/tags", "git.tags.create"),
+    ("POST", "+/pulls", "pulls.create"),
+    ("PATCH", "+/pulls/*", "pulls.update"),
+    ("PUT", "+/pulls/*/merge", "pulls.merge"),
+    ("PUT", "+/pulls/*/update-branch", "pulls.update_branch"),
+    ("POST", "+/pulls/*/reviews", "pulls.create_review"),
+    ("POST", "+/pulls/*/reviews/*/events", "pulls.submit_review"),
+    (
+        "PUT",
+        "+/pulls/*/reviews/*/dismissals",
+        "pulls.dismiss_review",
+    ),
+    (
+        "POST",
+        "+/pulls/*/requested_reviewers",
+        "pulls.request_reviewers",
+    ),
+    (
+        "DELETE",
+        "+/pulls/*/requested_reviewers",
+        "pulls.remove_requested_reviewers",
+    ),
+    ("POST", "+/pulls/*/comments", "pulls.create_review_comment"),
+    ("POST", "+/issues", "issues.create"),
+    ("PATCH", "+/issues/*", "issues.update"),
+    ("PUT", "+/issues/*/lock", "issues.lock"),
+    ("POST", "+/issues/*/comments", "issues.create_comment"),
+    ("PATCH", "+/issues/comments/*", "issues.update_comment"),
+    ("DELETE", "+/issues/comments/*", "issues.delete_comment"),
+    ("POST", "+/issues/*/labels", "issues.add_labels"),
+    ("POST", "+/releases", "releases.create"),
+    ("PATCH", "+/releases/*", "releases.update"),
+    ("DELETE", "+/releases/*", "releases.delete"),
+    ("DELETE", "+/releases/assets/*", "releases.delete_asset"),
+    ("POST", "+/deployments", "deployments.create"),
+    ("DELETE", "+/deployments/*", "deployments.delete"),
+    (
+        "POST",
+        "+/deployments/*/statuses",
+        "deployments.create_status",
+    ),
+    (
+        "PUT",
+        "+/environments/*",
+        "repos.create_or_update_environment",
+    ),
+    ("DELETE", "+/environments/*", "repos.delete_environment"),
+    (
+        "POST",
+        "+/actions/workflows/*/dispatches",
+        "actions.workflow_dispatch",
+    ),
+    (
+        "PUT",
+        "+/actions/workflows/*/enable",
+        "actions.enable_workflow",
+    ),
+    (
+        "PUT",
+        "+/actions/workflows/*/disable",
+        "actions.disable_workflow",
+    ),
+    ("POST", "+/actions/runs/*/rerun", "actions.rerun"),
+    (
+        "POST",
+        "+/actions/runs/*/rerun-failed-jobs",
+        "actions.rerun_failed_jobs",
+    ),
+    ("POST", "+/actions/runs/*/cancel", "actions.cancel"),
+    (
+        "POST",
+        "+/actions/runs/*/force-cancel",
+        "actions.force_cancel",
+    ),
+    ("DELETE", "+/actions/runs/*", "actions.delete_run"),
+    (
+        "POST",
+        "+/actions/runs/*/pending_deployments",
+        "actions.review_pending_deployments",
+    ),
+    ("GET", "+/actions/secrets", "actions.secrets.list"),
+    (
+        "GET",
+        "+/actions/secrets/public-key",
+        "actions.secrets.get_public_key",
+    ),
+    ("PUT", "+/actions/secrets/*", "actions.secrets.update"),
+    ("DELETE", "+/actions/secrets/*", "actions.secrets.delete"),
+    (
+        "PUT",
+        "+/environments/*/secrets/*",
+        "actions.secrets.update",
+    ),
+    (
+        "DELETE",
+        "+/environments/*/secrets/*",
+        "actions.secrets.delete",
+    ),
+    ("POST", "+/actions/variables", "actions.variables.create"),
+    ("PATCH", "+/actions/variables/*", "actions.variables.update"),
+    (
+        "DELETE",
+        "+/actions/variables/*",
+        "actions.variables.delete",
+    ),
+    (
+        "POST",
+        "+/environments/*/variables",
+        "actions.variables.create",
+    ),
+    (
+        "PATCH",
+        "+/environments/*/variables/*",
+        "actions.variables.update",
+    ),
+    (
+        "DELETE",
+        "+/environments/*/variables/*",
+        "actions.variables.delete",
+    ),
+    (
+        "PUT",
+        "+/branches/*/protection",
+        "branches.update_protection",
+    ),
+    (
+        "DELETE",
+        "+/branches/*/protection",
+        "branches.delete_protection",
+    ),
+    (
+        "POST",
+        "+/branches/*/protection/**",
+        "branches.update_protection",
+    ),
+    (
+        "PUT",
+        "+/branches/*/protection/**",
+        "branches.update_protection",
+    ),
+    (
+        "PATCH",
+        "+/branches/*/protection/**",
+        "branches.update_protection",
+    ),
+    (
+        "DELETE",
+        "+/branches/*/protection/**",
+        "branches.update_protection",
+    ),
+    ("POST", "+/rulesets", "repos.create_ruleset"),
+    ("PUT", "+/rulesets/*", "repos.update_ruleset"),
+    ("DELETE", "+/rulesets/*", "repos.delete_ruleset"),
+    ("PUT", "+/collaborators/*", "repos.add_collaborator"),
+    ("DELETE", "+/collaborators/*", "repos.remove_collaborator"),
+    ("POST", "+/hooks", "repos.create_webhook"),
+    ("PATCH", "+/hooks/*", "repos.update_webhook"),
+    ("DELETE", "+/hooks/*", "repos.delete_webhook"),
+    ("POST", "+/keys", "repos.create_deploy_key"),
+    ("DELETE", "+/keys/*", "repos.delete_deploy_key"),
+];
+
+fn matches(template: &[&str], segs: &[&str]) -> bool {
+    match (template.split_first(), segs.split_first()) {
+        (None, None) => true,
+        (Some((&"**", _)), Some(_)) => true,
+        (Some((t, trest)), Some((s, srest))) => (*t == "*" || t == s) && matches(trest, srest),
+        _ => false,
+    }
+}
+
+/// The view of a REST request (`path` canonical, without the query; `api_prefix` is
+/// stripped first, e.g. `/api/v3` on GitHub Enterprise). `body` is the parsed JSON body.
+pub fn rest(method: &str, path: &str, body: Option<&serde_json::Value>) -> GithubView {
+    let path = path.strip_prefix("/api/v3").unwrap_or(path);
+    let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    let mut view = GithubView::default();
+    // Owner and name: /repos/{owner}/{repo}/… (lower-case; `.git` dropped).
+    let in_repo = segs.first() == Some(&"repos") && segs.len() >= 3;
+    if in_repo {
+        set_repo(&mut view, segs[1], segs[2]);
+    } else if let ["orgs", _, "teams", _, "repos", o, r] = segs.as_slice() {
+        set_repo(&mut view, o, r);
+    }
+    let rest: &[&str] = if in_repo { &segs[3..] } else { &segs };
+    view.resource = Some(match (in_repo, rest.first()) {
+        (true, None) => "repos".to_string(),
+        (_, Some(first)) => first.to_ascii_lowercase(),
+        (false, None) => String::new(),
+    })
+    .filter(|r| !r.is_empty());
+    for (m, template, action) in ROUTES {
+        if *m != method {
+            continue;
+        }
+        let (tsegs, candidate): (Vec<&str>, &[&str]) = match template.strip_prefix('+') {
+            Some(t) if in_repo => (t.split('/').filter(|s| !s.is_empty()).collect(), rest),
+            Some(_) => continue,
+            None => (
+                template.split('/').filter(|s| !s.is_empty()).collect(),
+                &segs,
+            ),
+        };
+        if matches(&tsegs, candidate) {
+            view.action = Some(action.to_string());
+            view.resource = action.split('.').next().map(str::to_string);
+            break;
+        }
+    }
+    if view.action.as_deref() == Some("deployments.create") {
+        view.environment = body
+            .and_then(|b| b.get("environment"))
+            .and_then(|e| e.as_str())
+            .map(str::to_string)
+            .or_else(|| Some("production".to_string())); // GitHub's default
+    }
+    view
+}
+
+fn set_repo(view: &mut GithubView, owner: &str, name: &str) {
+    let owner = owner.to_ascii_lowercase();
+    let name = name.to_ascii_lowercase();
+    let name = name.strip_suffix(".git").unwrap_or(&name).to_string();
+    view.repo = Some(format!("{owner}/{name}"));
+    view.owner = Some(owner);
+    view.name = Some(name);
+}
+
+/// The view of a request to a GitHub web or git host (`github.com/{owner}/{repo}.git/…`):
+/// the repository only.
+pub fn web(path: &str) -> GithubView {
+    let mut view = GithubView::default();
+    if let Some(repo) = crate::policy::repo_of(path) {
+        if let Some((o, n)) = repo.split_once('/') {
+            set_repo(&mut view, o, n);
+        }
+    }
+    view.resource = crate::policy::repo_of(path).map(|_| "repos".to_string());
+    view
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn route_table() {
+        let cases = [
+            (
+                "PUT",
+                "/repos/ACME/Api/pulls/7/merge",
+                Some("pulls.merge"),
+                Some("acme/api"),
+            ),
+            (
+                "DELETE",
+                "/repos/acme/api",
+                Some("repos.delete"),
+                Some("acme/api"),
+            ),
+            (
+                "DELETE",
+                "/repos/acme/api/",
+                Some("repos.delete"),
+                Some("acme/api"),
+            ),
+            (
+                "POST",
+                "/repos/acme/api/transfer",
+                Some("repos.transfer"),
+                Some("acme/api"),
+            ),
+            (
+                "PATCH",
+                "/repos/acme/api/git/refs/heads/main",
+                Some("git.refs.update"),
+                Some("acme/api"),
+            ),
+            (
+                "DELETE",
+                "/repos/acme/api/git/refs/heads/feature/x",
+                Some("git.refs.delete"),
+                Some("acme/api"),
+            ),
+            (
+                "PUT",
+                "/repos/acme/api/contents/src/main.rs",
+                Some("repos.create_or_update_file_contents"),
+                Some("acme/api"),
+            ),
+            (
+                "POST",
+                "/repos/acme/api/releases",
+                Some("releases.create"),
+                Some("acme/api"),
+            ),
+            (
+                "POST",
+                "/repos/acme/api/actions/workflows/deploy.yml/dispatches",
+                Some("actions.workflow_dispatch"),
+                Some("acme/api"),
+            ),
+            (
+                "PUT",
+                "/repos/acme/api/actions/secrets/NPM_TOKEN",
+                Some("actions.secrets.update"),
+                Some("acme/api"),
+            ),
+            (
+                "PUT",
+                "/repos/acme/api/branches/main/protection",
+                Some("branches.update_protection"),
+                Some("acme/api"),
+            ),
+            (
+                "POST",
+                "/repos/acme/api/branches/main/protection/enforce_admins",
+                Some("branches.update_protection"),
+                Some("acme/api"),
+            ),
+            (
+                "PUT",
+                "/repos/acme/api/collaborators/mallory",
+                Some("repos.add_collaborator"),
+                Some("acme/api"),
+            ),
+            (
+                "PUT",
+                "/orgs/acme/teams/ops/repos/acme/api",
+                Some("teams.add_or_update_repo_permissions"),
+                Some("acme/api"),
+            ),
+            (
+                "POST",
+                "/repos/acme/api/hooks",
+                Some("repos.create_webhook"),
+                Some("acme/api"),
+            ),
+            (
+                "POST",
+                "/repos/acme/api/keys",
+                Some("repos.create_deploy_key"),
+                Some("acme/api"),
+            ),
+            ("POST", "/user/repos", Some("repos.create"), None),
+            (
+                "POST",
+                "/api/v3/repos/acme/api/issues",
+                Some("issues.create"),
+                Some("acme/api"),
+            ),
+            ("GET", "/repos/acme/api/pulls", None, Some("acme/api")),
+            ("GET", "/rate_limit", None, None),
+        ];
+        for (method, path, action, repo) in cases {
+            let v = rest(method, path, None);
+            assert_eq!(v.action.as_deref(), action, "{method} {path}");
+            assert_eq!(v.repo.as_deref(), repo, "{method} {path}");
+        }
+        // Unknown routes still name their resource.
+        assert_eq!(
+            rest("GET", "/repos/acme/api/pulls", None)
+                .resource
+                .as_deref(),
+            Some("pulls")
+        );
+        assert_eq!(
+            rest("GET", "/rate_limit", None).resource.as_deref(),
+            Some("rate_limit")
+        );
+    }
+
+    #[test]
+    fn deployment_environment_comes_from_the_body() {
+        let body = serde_json::json!({"ref": "main", "environment": "staging"});
+        let v = rest("POST", "/repos/acme/api/deployments", Some(&body));
+        assert_eq!(v.environment.as_deref(), Some("staging"));
+        let v = rest(
+            "POST",
+            "/repos/acme/api/deployments",
+            Some(&serde_json::json!({"ref": "main"})),
+        );
+        assert_eq!(v.environment.as_deref(), Some("production"));
+    }
+
+    #[test]
+    fn git_over_https_names_the_repo() {
+        let v = web("/ACME/api.git/git-receive-pack");
+        assert_eq!(v.repo.as_deref(), Some("acme/api"));
+    }
+}

@@ -1,0 +1,35 @@
+//! Protocol-aware views of a request (DESIGN.md section 2, layer 1): what a request to
+//! GitHub does, for policies (`input.github`). Pure functions over the canonical path and
+//! the parsed body; no sockets.
+//!
+//! - `github.rs`: the REST route table (`pulls.merge`, `repos.delete`, …), owner/repo.
+//! - `graphql.rs`: GraphQL documents (operation, name, top-level fields).
+
+pub mod github;
+pub mod graphql;
+
+pub use github::GithubView;
+pub use graphql::GraphqlView;
+
+/// The GitHub view of a request to one of `github.hosts`: `POST /graphql` (or
+/// `/api/graphql` on GitHub Enterprise) is read as GraphQL, `api.*` hosts and `/api/v3`
+/// paths as REST, anything else as a web or git URL naming a repository.
+pub fn github(
+    host: &str,
+    method: &str,
+    path: &str,
+    body: Option<&serde_json::Value>,
+) -> GithubView {
+    if method == "POST" && (path == "/graphql" || path == "/api/graphql") {
+        return GithubView {
+            resource: Some("graphql".to_string()),
+            graphql: Some(graphql::inspect(body)),
+            ..GithubView::default()
+        };
+    }
+    if host.starts_with("api.") || path.starts_with("/api/v3/") || path.starts_with("/repos/") {
+        github::rest(method, path, body)
+    } else {
+        github::web(path)
+    }
+}
