@@ -88,3 +88,15 @@ deny contains {
 	u.kind in {"delete", "force"}
 	u.ref in protected_refs
 }
+
+# An update Clawser cannot show to be a fast-forward (the pushed pack does not lead back to
+# the old commit) is treated like a force push.
+deny contains {
+	"code": "protected_branch",
+	"message": sprintf("agents may not force-push %s (this update is not shown to be a fast-forward)", [u.ref]),
+} if {
+	some u in input.git.ref_updates
+	u.kind == "update"
+	u.fast_forward == null
+	u.ref in protected_refs
+}

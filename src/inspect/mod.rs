@@ -4,9 +4,14 @@
 //!
 //! - `github.rs`: the REST route table (`pulls.merge`, `repos.delete`, …), owner/repo.
 //! - `graphql.rs`: GraphQL documents (operation, name, top-level fields).
+//! - `git.rs`: git smart HTTP: the service, the repository, a push's ref updates.
+//! - `pktline.rs`, `pack.rs`: the receive-pack command list; commits of the pushed pack.
 
+pub mod git;
 pub mod github;
 pub mod graphql;
+pub mod pack;
+pub mod pktline;
 
 pub use github::GithubView;
 pub use graphql::GraphqlView;

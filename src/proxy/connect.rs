@@ -99,7 +99,7 @@ pub async fn handle_connect(
                 &state.redactor,
             );
             if let Err(e) = ledger.append("request.decided", entry).await {
-                return pipeline::ledger_refusal(&line, &seen.request_id, &e);
+                return super::outcome::ledger_refusal(&line, &seen.request_id, &e);
             }
         }
         match permit::allowed(&eval, Destinations::addrs(&destination, port)) {

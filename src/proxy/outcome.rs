@@ -161,3 +161,27 @@ pub fn note(state: &ProxyState, principal: &Principal, seen: &Seen, r: Refusal) 
     }
     r
 }
+/// The answer when the write-ahead record failed: nothing is forwarded.
+pub fn ledger_refusal(
+    line: &DecisionLine<'_>,
+    request_id: &str,
+    e: &crate::error::Error,
+) -> http::Response<super::body::ProxyBody> {
+    let (code, msg) = match e {
+        crate::error::Error::LedgerBusy(_) => {
+            ("ledger_busy", format!("{e}; the request was not forwarded"))
+        }
+        _ => (
+            "ledger_unavailable",
+            "the work ledger could not record this request, so it was not forwarded".to_string(),
+        ),
+    };
+    tracing::error!(error = %e, request_id, code, "ledger append failed; request refused (fail closed)");
+    line.emit("deny", code, 503);
+    super::respond::error(
+        http::StatusCode::SERVICE_UNAVAILABLE,
+        code,
+        &msg,
+        request_id,
+    )
+}

@@ -19,9 +19,10 @@ use super::authority::{self, Authority};
 use super::body::{inspect, BodyError, ProxyBody};
 use super::destination::{DestinationRefusal, Destinations, Host, PathRules};
 use super::forward::{Outbound, UpstreamFailure};
-use super::outcome::{auth_refused, refuse, DecisionLine, Refusal, Seen};
+use super::outcome::{auth_refused, ledger_refusal, refuse, DecisionLine, Refusal, Seen};
 use super::summary::{
-    github_view, header_bytes, redacted_headers, redacted_query, strip_for_upstream, strip_response,
+    header_bytes, inspect_protocols, redacted_headers, redacted_query, strip_for_upstream,
+    strip_response, Inspected,
 };
 use super::target::{of_request, RequestTarget};
 use super::ProxyState;
@@ -110,7 +111,9 @@ async fn run(
     let mut upstream_req = Request::from_parts(parts, body);
     *upstream_req.uri_mut() = target.upstream_uri()?;
     *upstream_req.version_mut() = http::Version::HTTP_11;
+    let protocols = inspect_protocols(&state.github_hosts, &target, &summary, &inspected)?;
     let ready = Ready {
+        protocols,
         target,
         destination,
         env,
@@ -125,6 +128,7 @@ async fn run(
 /// A request ready for the decision: where it goes, what the policy sees of it, what would
 /// be sent, and the inspected body (for an approver's preview).
 struct Ready {
+    protocols: Inspected,
     target: RequestTarget,
     destination: Destination,
     env: Target,
@@ -269,6 +273,7 @@ async fn decide_and_forward(
     ready: Ready,
 ) -> Response<ProxyBody> {
     let Ready {
+        protocols,
         target,
         destination,
         env,
@@ -278,11 +283,12 @@ async fn decide_and_forward(
         inspected,
     } = ready;
     let (target, destination) = (&target, &destination);
-    let github = github_view(&state.github_hosts, target, &summary);
+    let (github, git) = (protocols.github, protocols.git);
     let mut input = PolicyInput::new(principal, &summary, &env);
     input.destination = Some(destination);
     input.grants = authority.views();
     input.github = github.as_ref().and_then(|g| serde_json::to_value(g).ok());
+    input.git = git.as_ref().and_then(|g| serde_json::to_value(g).ok());
     let mut eval = state.policy.decide(&input);
     // An allowed request reserves the uses it spends before its write-ahead record; the
     // record names them, and they count once it is durable.
@@ -318,7 +324,10 @@ async fn decide_and_forward(
             &eval,
             &state.redactor,
         );
-        // Who changed what: the GitHub action and repository, for auditors.
+        // Who changed what: the ref updates, the GitHub action and repository, for auditors.
+        if let Some(g) = &git {
+            entry["git"] = serde_json::to_value(g).unwrap_or_default();
+        }
         if let Some(g) = &github {
             entry["github"] = serde_json::json!({"repo": g.repo, "action": g.action, "environment": g.environment,
                 "graphql": g.graphql.as_ref().map(|q| serde_json::json!({"operation": q.operation, "name": q.name, "fields": q.fields}))});
@@ -459,26 +468,6 @@ async fn decide_and_forward(
             respond::error(status, code, &msg, &seen.request_id)
         }
     }
-}
-
-/// The answer when the write-ahead record failed: nothing is forwarded.
-pub fn ledger_refusal(
-    line: &DecisionLine<'_>,
-    request_id: &str,
-    e: &crate::error::Error,
-) -> Response<ProxyBody> {
-    let (code, msg) = match e {
-        crate::error::Error::LedgerBusy(_) => {
-            ("ledger_busy", format!("{e}; the request was not forwarded"))
-        }
-        _ => (
-            "ledger_unavailable",
-            "the work ledger could not record this request, so it was not forwarded".to_string(),
-        ),
-    };
-    tracing::error!(error = %e, request_id, code, "ledger append failed; request refused (fail closed)");
-    line.emit("deny", code, 503);
-    respond::error(StatusCode::SERVICE_UNAVAILABLE, code, &msg, request_id)
 }
 
 /// `%XX` escapes decoded where they are valid (the rest kept), for redacting a raw path.

@@ -121,7 +121,7 @@ pub async fn on_release(
             "authority_of": authority.found.iter().map(|(f, g)| json!({"secret": f.secret, "grant": g})).collect::<Vec<_>>(),
         });
         if let Err(e) = l.append("grant.used", entry).await {
-            return Err(Box::new(super::pipeline::ledger_refusal(
+            return Err(Box::new(super::outcome::ledger_refusal(
                 line,
                 &seen.request_id,
                 &e,

@@ -109,21 +109,40 @@ pub fn header_bytes(headers: &HeaderMap) -> usize {
         .sum()
 }
 
-/// `input.github` for a request to one of `github.hosts`.
-pub fn github_view(
+/// What Clawser understood of a request's protocol: `input.github` (for `github.hosts`)
+/// and `input.git` (git smart HTTP, any host).
+pub struct Inspected {
+    pub github: Option<crate::inspect::GithubView>,
+    pub git: Option<crate::inspect::git::GitView>,
+}
+
+/// Reads the request's protocol; a push whose command list is malformed is refused
+/// (`400 bad_pktline`), never guessed at.
+pub fn inspect_protocols(
     github_hosts: &[String],
     target: &super::target::RequestTarget,
     summary: &crate::model::RequestSummary,
-) -> Option<crate::inspect::GithubView> {
+    body: &[u8],
+) -> Result<Inspected, super::outcome::Refusal> {
     let host = target.host.as_string().to_ascii_lowercase();
-    crate::grant::host_allowed(github_hosts, &host).then(|| {
+    let github = crate::grant::host_allowed(github_hosts, &host).then(|| {
         crate::inspect::github(
             &host,
             &summary.method,
             &target.path,
             summary.body.json.as_ref(),
         )
-    })
+    });
+    let query = target.path_and_query.split_once('?').map_or("", |(_, q)| q);
+    let git = crate::inspect::git::view(
+        &summary.method,
+        &target.path,
+        query,
+        body,
+        !summary.body.truncated,
+    )
+    .map_err(|e| super::outcome::Refusal::new(http::StatusCode::BAD_REQUEST, "bad_pktline", e.0))?;
+    Ok(Inspected { github, git })
 }
 
 #[cfg(test)]

@@ -1,0 +1,173 @@
+//! Pushes, ref by ref: real `git push` runs through Clawser to `git http-backend`. The
+//! policy sees each ref update's kind, a fast-forward is told from the pushed pack, and the
+//! shipped policy refuses force-pushes and deletes of `main`.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::Output;
+
+use common::{run_with_env, World};
+use serde_json::Value;
+
+async fn git(env: &HashMap<String, String>, cwd: &Path, args: &[&str]) -> Output {
+    let mut all = vec![
+        "-C",
+        cwd.to_str().unwrap(),
+        "-c",
+        "user.name=Agent",
+        "-c",
+        "user.email=agent@example.com",
+        "-c",
+        "init.defaultBranch=main",
+    ];
+    all.extend_from_slice(args);
+    run_with_env("git", &all, env).await
+}
+
+fn ok(out: &Output) {
+    assert!(
+        out.status.success(),
+        "git failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn head(bare: &Path, r: &str) -> String {
+    let out = std::process::Command::new("git")
+        .arg("-C")
+        .arg(bare)
+        .args(["rev-parse", r])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// The `git` object of the last decided push.
+fn last_push(w: &World) -> Value {
+    let out = w.server.cli_ok(&["ledger", "show", "--json"]);
+    let entries: Vec<Value> = serde_json::from_str(&out).unwrap();
+    entries
+        .into_iter()
+        .rev()
+        .find(|e| e["kind"] == "request.decided" && e["data"]["git"]["service"] == "receive-pack")
+        .map(|e| e["data"].clone())
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pushes_are_decided_ref_by_ref() {
+    let w = World::new().await;
+    let bare = w.upstream.bare_repo("acme/api.git");
+    let env = w.server.env_for("dev", None);
+    let empty = HashMap::new();
+    let seed = w.tmp.path().join("seed");
+    std::fs::create_dir_all(&seed).unwrap();
+    ok(&git(&empty, &seed, &["init", "-q"]).await);
+    std::fs::write(seed.join("README"), "hello\n").unwrap();
+    ok(&git(&empty, &seed, &["add", "."]).await);
+    ok(&git(&empty, &seed, &["commit", "-qm", "init"]).await);
+    ok(&git(
+        &empty,
+        &seed,
+        &["push", "-q", bare.to_str().unwrap(), "main"],
+    )
+    .await);
+
+    let work = w.tmp.path().join("work");
+    ok(&git(
+        &env,
+        w.tmp.path(),
+        &[
+            "clone",
+            "-q",
+            &w.upstream.url("/git/acme/api.git"),
+            work.to_str().unwrap(),
+        ],
+    )
+    .await);
+    // A feature branch: created.
+    ok(&git(&env, &work, &["checkout", "-qb", "feature"]).await);
+    std::fs::write(work.join("f"), "feature\n").unwrap();
+    ok(&git(&env, &work, &["add", "."]).await);
+    ok(&git(&env, &work, &["commit", "-qm", "feature"]).await);
+    ok(&git(&env, &work, &["push", "-q", "origin", "feature"]).await);
+    let p = last_push(&w);
+    assert_eq!(p["git"]["repo"], "acme/api");
+    assert_eq!(p["git"]["ref_updates"][0]["ref"], "refs/heads/feature");
+    assert_eq!(p["git"]["ref_updates"][0]["kind"], "create");
+
+    // A fast-forward of main: shown from the pack, allowed.
+    ok(&git(&env, &work, &["checkout", "-q", "main"]).await);
+    let before = head(&bare, "main");
+    std::fs::write(work.join("g"), "more\n").unwrap();
+    ok(&git(&env, &work, &["add", "."]).await);
+    ok(&git(&env, &work, &["commit", "-qm", "more"]).await);
+    ok(&git(&env, &work, &["push", "-q", "origin", "main"]).await);
+    let p = last_push(&w);
+    let u = &p["git"]["ref_updates"][0];
+    assert_eq!(
+        (u["kind"].as_str(), u["fast_forward"].as_bool()),
+        (Some("update"), Some(true)),
+        "{p}"
+    );
+    assert_eq!(u["old"], before.as_str());
+    let after_ff = head(&bare, "main");
+    assert_ne!(after_ff, before);
+
+    // A force-push of main (history rewritten): refused, nothing changes.
+    ok(&git(&env, &work, &["commit", "-q", "--amend", "-m", "rewritten"]).await);
+    let out = git(&env, &work, &["push", "-q", "--force", "origin", "main"]).await;
+    assert!(!out.status.success());
+    assert_eq!(head(&bare, "main"), after_ff);
+    let p = last_push(&w);
+    assert_eq!(p["outcome"], "deny", "{p}");
+    assert_eq!(p["reasons"][0]["code"], "protected_branch");
+
+    // Deleting main: refused. Several refs at once: each one is seen.
+    let out = git(&env, &work, &["push", "-q", "origin", ":main"]).await;
+    assert!(!out.status.success());
+    assert_eq!(head(&bare, "main"), after_ff);
+    ok(&git(&env, &work, &["checkout", "-qb", "two"]).await);
+    ok(&git(
+        &env,
+        &work,
+        &["push", "-q", "origin", "two", "feature:feature-copy"],
+    )
+    .await);
+    let p = last_push(&w);
+    let refs: Vec<&str> = p["git"]["ref_updates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["ref"].as_str().unwrap())
+        .collect();
+    assert_eq!(refs.len(), 2, "{p}");
+    assert!(refs.contains(&"refs/heads/two") && refs.contains(&"refs/heads/feature-copy"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_malformed_push_is_refused_with_a_reason() {
+    let w = World::new().await;
+    w.upstream.bare_repo("acme/api.git");
+    let env = w.server.env_for("dev", None);
+    let url = w.upstream.url("/git/acme/api.git/git-receive-pack");
+    let (code, body) = common::curl(
+        &env,
+        &[
+            "-X",
+            "POST",
+            "-H",
+            "Content-Type: application/x-git-receive-pack-request",
+            "-d",
+            "zzzzgarbage",
+            &url,
+        ],
+    )
+    .await;
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("bad_pktline"), "{body}");
+    assert_eq!(w.upstream.hits(), 0);
+}
