@@ -119,16 +119,27 @@ async fn pushes_are_decided_ref_by_ref() {
 
     // A force-push of main (history rewritten): refused, nothing changes.
     ok(&git(&env, &work, &["commit", "-q", "--amend", "-m", "rewritten"]).await);
-    let out = git(&env, &work, &["push", "-q", "--force", "origin", "main"]).await;
+    let out = git(&env, &work, &["push", "--force", "origin", "main"]).await;
     assert!(!out.status.success());
+    // git prints the reason, in its own words.
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("[remote rejected]") && err.contains("protected_branch"),
+        "{err}"
+    );
     assert_eq!(head(&bare, "main"), after_ff);
     let p = last_push(&w);
     assert_eq!(p["outcome"], "deny", "{p}");
     assert_eq!(p["reasons"][0]["code"], "protected_branch");
 
     // Deleting main: refused. Several refs at once: each one is seen.
-    let out = git(&env, &work, &["push", "-q", "origin", ":main"]).await;
+    let out = git(&env, &work, &["push", "origin", ":main"]).await;
     assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("main (protected_branch: agents may not delete refs/heads/main)"),
+        "{err}"
+    );
     assert_eq!(head(&bare, "main"), after_ff);
     ok(&git(&env, &work, &["checkout", "-qb", "two"]).await);
     ok(&git(
@@ -170,4 +181,74 @@ async fn a_malformed_push_is_refused_with_a_reason() {
     assert_eq!(code, 400, "{body}");
     assert!(body.contains("bad_pktline"), "{body}");
     assert_eq!(w.upstream.hits(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_held_push_says_so_and_the_approved_retry_lands() {
+    let g = common::gate::gate("  hold_timeout: 1s", "").await;
+    // /git/prod/* on localhost is production (the test config's environments).
+    let bare = g.upstream.bare_repo("prod/app.git");
+    let empty = HashMap::new();
+    let seed = g._tmp.path().join("seed");
+    std::fs::create_dir_all(&seed).unwrap();
+    ok(&git(&empty, &seed, &["init", "-q"]).await);
+    std::fs::write(seed.join("README"), "hello\n").unwrap();
+    ok(&git(&empty, &seed, &["add", "."]).await);
+    ok(&git(&empty, &seed, &["commit", "-qm", "init"]).await);
+    ok(&git(
+        &empty,
+        &seed,
+        &["push", "-q", bare.to_str().unwrap(), "main"],
+    )
+    .await);
+    let work = g._tmp.path().join("work");
+    ok(&git(
+        &g.env,
+        g._tmp.path(),
+        &[
+            "clone",
+            "-q",
+            &g.upstream.url("/git/prod/app.git"),
+            work.to_str().unwrap(),
+        ],
+    )
+    .await);
+    std::fs::write(work.join("release"), "1.4\n").unwrap();
+    ok(&git(&g.env, &work, &["add", "."]).await);
+    ok(&git(&g.env, &work, &["commit", "-qm", "release 1.4"]).await);
+    let before = head(&bare, "main");
+    let out = git(&g.env, &work, &["push", "origin", "main"]).await;
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        err.contains("[remote rejected]")
+            && err.contains("held for approval apr_")
+            && err.contains("release-approver"),
+        "{err}"
+    );
+    assert_eq!(head(&bare, "main"), before);
+    let id = err
+        .split("approval ")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .unwrap()
+        .to_string();
+    let bob = common::gate::approver_token(&g.server, "bob");
+    let (code, v) = common::gate::admin(
+        &g.server,
+        "POST",
+        &format!("/v1/approvals/{id}/approve"),
+        &bob,
+        Some(serde_json::json!({"reason": "release 1.4"})),
+    )
+    .await;
+    assert_eq!(code, 200, "{v}");
+    // The identical retry goes through once.
+    let out = git(&g.env, &work, &["push", "origin", "main"]).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_ne!(head(&bare, "main"), before);
 }

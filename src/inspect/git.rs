@@ -32,6 +32,10 @@ pub struct GitView {
     /// For a push: what it would change.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub ref_updates: Vec<RefUpdate>,
+    /// For a push: the client asked for report-status over side-band-64k (how a refusal is
+    /// answered so that git prints it).
+    #[serde(skip)]
+    pub sideband: bool,
 }
 
 /// The most inflated pack bytes read to tell fast-forwards (a bound against zip bombs).
@@ -65,6 +69,7 @@ pub fn view(
         service: service.to_string(),
         repo,
         ref_updates: Vec::new(),
+        sideband: false,
     };
     if service != "receive-pack" || method != "POST" {
         return Ok(Some(view));
@@ -79,6 +84,11 @@ pub fn view(
         Err(e) => return Err(e),
     };
     let sha256 = commands.first().is_some_and(|c| c.new.len() == 64);
+    view.sideband = commands.first().is_some_and(|c| {
+        c.capabilities
+            .iter()
+            .any(|k| k == "side-band-64k" || k == "side-band")
+    });
     let needs_pack = commands
         .iter()
         .any(|c| !is_zero(&c.old) && !is_zero(&c.new));

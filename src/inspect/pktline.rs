@@ -8,6 +8,8 @@ pub struct Command {
     pub old: String,
     pub new: String,
     pub name: String,
+    /// The capabilities the client asked for (on the first command only).
+    pub capabilities: Vec<String>,
 }
 
 /// Why a command list could not be read.
@@ -47,7 +49,8 @@ pub fn receive_pack_commands(body: &[u8]) -> Result<(Vec<Command>, usize), PktEr
         at += len;
         let line =
             std::str::from_utf8(payload).map_err(|_| PktError("a command is not UTF-8".into()))?;
-        let line = line.split('\0').next().unwrap_or("").trim_end_matches('\n');
+        let (line, caps) = line.split_once('\0').unwrap_or((line, ""));
+        let line = line.trim_end_matches('\n');
         if line.starts_with("shallow ") {
             continue;
         }
@@ -70,10 +73,16 @@ pub fn receive_pack_commands(body: &[u8]) -> Result<(Vec<Command>, usize), PktEr
         if commands.len() >= MAX_COMMANDS {
             return Err(PktError(format!("more than {MAX_COMMANDS} ref updates")));
         }
+        let capabilities = if commands.is_empty() {
+            caps.split_whitespace().map(str::to_string).collect()
+        } else {
+            Vec::new()
+        };
         commands.push(Command {
             old: old.to_string(),
             new: new.to_string(),
             name: name.to_string(),
+            capabilities,
         });
     }
 }

@@ -381,6 +381,17 @@ async fn decide_and_forward(
                         &format!("{codes};approval={id}"),
                         resp.status().as_u16(),
                     );
+                    if let Some(g) = git.as_ref().filter(|g| !g.ref_updates.is_empty()) {
+                        let role = eval
+                            .decision
+                            .approvers
+                            .as_ref()
+                            .map_or("approver", |a| a.role.as_str());
+                        let why = format!(
+                            "held for approval {id} ({codes}): ask a {role}, then push again"
+                        );
+                        return respond::git_rejected(g, "hold", &why, &seen.request_id);
+                    }
                     return *resp;
                 }
             }
@@ -389,6 +400,12 @@ async fn decide_and_forward(
     };
     let Some(permitted) = permitted else {
         line.emit(eval.decision.outcome.as_str(), &codes, 403);
+        if let Some(g) = git.as_ref().filter(|g| !g.ref_updates.is_empty()) {
+            let why = eval.decision.reasons.first().map_or(codes.clone(), |r| {
+                format!("{}: {}", r.code, state.redactor.text(&r.message))
+            });
+            return respond::git_rejected(g, "deny", &why, &seen.request_id);
+        }
         return respond::refused(&eval.decision, &seen.request_id);
     };
     // Secrets go in last: only into a permitted request, after its record is durable.

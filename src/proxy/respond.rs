@@ -205,3 +205,56 @@ mod tests {
         );
     }
 }
+
+/// A refused or held `git push`, answered in git's receive-pack protocol (report-status,
+/// over side-band when the client asked for it), so `git push` prints
+/// `! [remote rejected] main -> main (<why>)` for each ref and exits non-zero.
+pub fn git_rejected(
+    git: &crate::inspect::git::GitView,
+    outcome: &str,
+    why: &str,
+    request_id: &str,
+) -> Response<ProxyBody> {
+    fn pkt(data: &[u8]) -> Vec<u8> {
+        let mut v = format!("{:04x}", data.len() + 4).into_bytes();
+        v.extend_from_slice(data);
+        v
+    }
+    // One line, bounded: it is shown in a terminal.
+    let why: String = why
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(400)
+        .collect();
+    let mut report = pkt(b"unpack ok\n");
+    for u in &git.ref_updates {
+        report.extend(pkt(format!("ng {} {why}\n", u.name).as_bytes()));
+    }
+    report.extend_from_slice(b"0000");
+    let body = if git.sideband {
+        let mut b = pkt(format!("\x02Clawser: {why}\n").as_bytes());
+        for chunk in report.chunks(65_000) {
+            let mut band = vec![1u8];
+            band.extend_from_slice(chunk);
+            b.extend(pkt(&band));
+        }
+        b.extend_from_slice(b"0000");
+        b
+    } else {
+        report
+    };
+    let mut r = Response::new(full(body));
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/x-git-receive-pack-result"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    if let Ok(v) = HeaderValue::from_str(outcome) {
+        h.insert(OUTCOME_HEADER, v);
+    }
+    if let Ok(v) = HeaderValue::from_str(request_id) {
+        h.insert("x-clawser-request-id", v);
+    }
+    r
+}
