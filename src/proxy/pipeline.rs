@@ -284,6 +284,7 @@ async fn decide_and_forward(
     } = ready;
     let (target, destination) = (&target, &destination);
     let (github, git) = (protocols.github, protocols.git);
+    let rid = seen.request_id.as_str();
     let mut input = PolicyInput::new(principal, &summary, &env);
     input.destination = Some(destination);
     input.grants = authority.views();
@@ -381,18 +382,8 @@ async fn decide_and_forward(
                         &format!("{codes};approval={id}"),
                         resp.status().as_u16(),
                     );
-                    if let Some(g) = git.as_ref().filter(|g| !g.ref_updates.is_empty()) {
-                        let role = eval
-                            .decision
-                            .approvers
-                            .as_ref()
-                            .map_or("approver", |a| a.role.as_str());
-                        let why = format!(
-                            "held for approval {id} ({codes}): ask a {role}, then push again"
-                        );
-                        return respond::git_rejected(g, "hold", &why, &seen.request_id);
-                    }
-                    return *resp;
+                    let held = respond::git_held(git.as_ref(), &eval.decision, id, &codes, rid);
+                    return held.unwrap_or(*resp);
                 }
             }
         }
@@ -400,13 +391,8 @@ async fn decide_and_forward(
     };
     let Some(permitted) = permitted else {
         line.emit(eval.decision.outcome.as_str(), &codes, 403);
-        if let Some(g) = git.as_ref().filter(|g| !g.ref_updates.is_empty()) {
-            let why = eval.decision.reasons.first().map_or(codes.clone(), |r| {
-                format!("{}: {}", r.code, state.redactor.text(&r.message))
-            });
-            return respond::git_rejected(g, "deny", &why, &seen.request_id);
-        }
-        return respond::refused(&eval.decision, &seen.request_id);
+        let pushed = respond::git_refused(git.as_ref(), &eval.decision, &state.redactor, rid);
+        return pushed.unwrap_or_else(|| respond::refused(&eval.decision, rid));
     };
     // Secrets go in last: only into a permitted request, after its record is durable.
     let (permitted, needles) = match spend::inject(state, &authority, permitted, &seen.request_id) {

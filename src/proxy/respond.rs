@@ -177,33 +177,35 @@ pub fn error(
     )
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use http_body_util::BodyExt;
+/// A denied push, answered so git prints the reason (`None` when not a push).
+pub fn git_refused(
+    git: Option<&crate::inspect::git::GitView>,
+    decision: &Decision,
+    redactor: &crate::redact::Redactor,
+    request_id: &str,
+) -> Option<Response<ProxyBody>> {
+    let g = git.filter(|g| !g.ref_updates.is_empty())?;
+    let why = decision.reasons.first().map_or(decision.codes(), |r| {
+        format!("{}: {}", r.code, redactor.text(&r.message))
+    });
+    Some(git_rejected(g, "deny", &why, request_id))
+}
 
-    #[tokio::test]
-    async fn deny_is_json_with_header() {
-        let d = Decision::deny("repo_delete", "agents may not delete repositories");
-        let r = refused(&d, "req_1");
-        assert_eq!(r.status(), 403);
-        assert_eq!(r.headers()[OUTCOME_HEADER], "deny");
-        let body = r.into_body().collect().await.unwrap().to_bytes();
-        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
-        assert_eq!(v["reasons"][0]["code"], "repo_delete");
-        assert_eq!(v["request_id"], "req_1");
-        assert_eq!(v["outcome"], "deny");
-    }
-
-    #[test]
-    fn auth_has_challenge() {
-        let r = auth_required(&AuthFailure::Missing, "req_2");
-        assert_eq!(r.status(), 407);
-        assert_eq!(
-            r.headers()[header::PROXY_AUTHENTICATE],
-            "Basic realm=\"clawser\""
-        );
-    }
+/// A held push, answered so git prints which approval to ask for (`None` when not a push).
+pub fn git_held(
+    git: Option<&crate::inspect::git::GitView>,
+    decision: &Decision,
+    approval: &str,
+    codes: &str,
+    request_id: &str,
+) -> Option<Response<ProxyBody>> {
+    let g = git.filter(|g| !g.ref_updates.is_empty())?;
+    let role = decision
+        .approvers
+        .as_ref()
+        .map_or("approver", |a| a.role.as_str());
+    let why = format!("held for approval {approval} ({codes}): ask a {role}, then push again");
+    Some(git_rejected(g, "hold", &why, request_id))
 }
 
 /// A refused or held `git push`, answered in git's receive-pack protocol (report-status,
@@ -257,4 +259,33 @@ pub fn git_rejected(
         h.insert("x-clawser-request-id", v);
     }
     r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+
+    #[tokio::test]
+    async fn deny_is_json_with_header() {
+        let d = Decision::deny("repo_delete", "agents may not delete repositories");
+        let r = refused(&d, "req_1");
+        assert_eq!(r.status(), 403);
+        assert_eq!(r.headers()[OUTCOME_HEADER], "deny");
+        let body = r.into_body().collect().await.unwrap().to_bytes();
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["reasons"][0]["code"], "repo_delete");
+        assert_eq!(v["request_id"], "req_1");
+        assert_eq!(v["outcome"], "deny");
+    }
+
+    #[test]
+    fn auth_has_challenge() {
+        let r = auth_required(&AuthFailure::Missing, "req_2");
+        assert_eq!(r.status(), 407);
+        assert_eq!(
+            r.headers()[header::PROXY_AUTHENTICATE],
+            "Basic realm=\"clawser\""
+        );
+    }
 }
