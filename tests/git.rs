@@ -107,8 +107,12 @@ async fn clone_and_push_through_the_proxy_production_push_held_until_approved() 
         !out.status.success(),
         "push to production must not go through"
     );
+    // git says why, in its own words.
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("403"), "{err}");
+    assert!(
+        err.contains("[remote rejected]") && err.contains("held for approval apr_"),
+        "{err}"
+    );
     assert_eq!(head(&prod), before);
 
     let log = w.server.log_text();
