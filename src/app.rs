@@ -228,8 +228,10 @@ impl App {
         let upstream = Upstream::new(&self.config.upstream, destinations.clone())?;
         // Secret values are redacted wherever they would show, as a last line of defence.
         let mut patterns = p.redact_patterns.clone();
-        for v in self.grants.secrets.values() {
-            patterns.push(regex::escape(v.expose()));
+        for d in self.grants.secrets.decls() {
+            for form in self.grants.secrets.forms(&d.name).iter() {
+                patterns.push(regex::escape(&String::from_utf8_lossy(form)));
+            }
         }
         let redactor =
             Redactor::new(&patterns, &p.redact_query_keys, &p.redact_headers).map_err(|e| {

@@ -4,58 +4,8 @@
 
 mod common;
 
-use std::collections::HashMap;
-use std::path::Path;
-use std::process::Output;
-
-use common::{run_with_env, World};
-
-async fn git(env: &HashMap<String, String>, cwd: &Path, args: &[&str]) -> Output {
-    let mut all = vec![
-        "-C",
-        cwd.to_str().unwrap(),
-        "-c",
-        "user.name=Agent",
-        "-c",
-        "user.email=agent@example.com",
-        "-c",
-        "init.defaultBranch=main",
-    ];
-    all.extend_from_slice(args);
-    run_with_env("git", &all, env).await
-}
-
-fn ok(out: &Output) -> String {
-    let err = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(out.status.success(), "git failed: {err}");
-    err
-}
-
-/// Seeds a bare repo with one commit, directly on disk.
-async fn seed(bare: &Path, scratch: &Path) {
-    let env = HashMap::new();
-    std::fs::create_dir_all(scratch).unwrap();
-    ok(&git(&env, scratch, &["init", "-q"]).await);
-    std::fs::write(scratch.join("README"), "hello\n").unwrap();
-    ok(&git(&env, scratch, &["add", "."]).await);
-    ok(&git(&env, scratch, &["commit", "-qm", "init"]).await);
-    ok(&git(
-        &env,
-        scratch,
-        &["push", "-q", bare.to_str().unwrap(), "main"],
-    )
-    .await);
-}
-
-fn head(bare: &Path) -> String {
-    let out = std::process::Command::new("git")
-        .arg("-C")
-        .arg(bare)
-        .args(["rev-parse", "main"])
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
+use common::git::{git, head, ok, seed};
+use common::World;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn clone_and_push_through_the_proxy_production_push_held_until_approved() {

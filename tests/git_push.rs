@@ -5,45 +5,9 @@
 
 mod common;
 
-use std::collections::HashMap;
-use std::path::Path;
-use std::process::Output;
-
-use common::{run_with_env, World};
+use common::git::{git, head, ok, seed};
+use common::World;
 use serde_json::Value;
-
-async fn git(env: &HashMap<String, String>, cwd: &Path, args: &[&str]) -> Output {
-    let mut all = vec![
-        "-C",
-        cwd.to_str().unwrap(),
-        "-c",
-        "user.name=Agent",
-        "-c",
-        "user.email=agent@example.com",
-        "-c",
-        "init.defaultBranch=main",
-    ];
-    all.extend_from_slice(args);
-    run_with_env("git", &all, env).await
-}
-
-fn ok(out: &Output) {
-    assert!(
-        out.status.success(),
-        "git failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn head(bare: &Path, r: &str) -> String {
-    let out = std::process::Command::new("git")
-        .arg("-C")
-        .arg(bare)
-        .args(["rev-parse", r])
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
 
 /// The `git` object of the last decided push.
 fn last_push(w: &World) -> Value {
@@ -62,19 +26,7 @@ async fn pushes_are_decided_ref_by_ref() {
     let w = World::new().await;
     let bare = w.upstream.bare_repo("acme/api.git");
     let env = w.server.env_for("dev", None);
-    let empty = HashMap::new();
-    let seed = w.tmp.path().join("seed");
-    std::fs::create_dir_all(&seed).unwrap();
-    ok(&git(&empty, &seed, &["init", "-q"]).await);
-    std::fs::write(seed.join("README"), "hello\n").unwrap();
-    ok(&git(&empty, &seed, &["add", "."]).await);
-    ok(&git(&empty, &seed, &["commit", "-qm", "init"]).await);
-    ok(&git(
-        &empty,
-        &seed,
-        &["push", "-q", bare.to_str().unwrap(), "main"],
-    )
-    .await);
+    seed(&bare, &w.tmp.path().join("seed")).await;
 
     let work = w.tmp.path().join("work");
     ok(&git(
@@ -101,7 +53,7 @@ async fn pushes_are_decided_ref_by_ref() {
 
     // A fast-forward of main: shown from the pack, allowed.
     ok(&git(&env, &work, &["checkout", "-q", "main"]).await);
-    let before = head(&bare, "main");
+    let before = head(&bare);
     std::fs::write(work.join("g"), "more\n").unwrap();
     ok(&git(&env, &work, &["add", "."]).await);
     ok(&git(&env, &work, &["commit", "-qm", "more"]).await);
@@ -114,7 +66,7 @@ async fn pushes_are_decided_ref_by_ref() {
         "{p}"
     );
     assert_eq!(u["old"], before.as_str());
-    let after_ff = head(&bare, "main");
+    let after_ff = head(&bare);
     assert_ne!(after_ff, before);
 
     // A force-push of main (history rewritten): refused, nothing changes.
@@ -127,7 +79,7 @@ async fn pushes_are_decided_ref_by_ref() {
         err.contains("[remote rejected]") && err.contains("protected_branch"),
         "{err}"
     );
-    assert_eq!(head(&bare, "main"), after_ff);
+    assert_eq!(head(&bare), after_ff);
     let p = last_push(&w);
     assert_eq!(p["outcome"], "deny", "{p}");
     assert_eq!(p["reasons"][0]["code"], "protected_branch");
@@ -140,7 +92,7 @@ async fn pushes_are_decided_ref_by_ref() {
         err.contains("main (protected_branch: agents may not delete refs/heads/main)"),
         "{err}"
     );
-    assert_eq!(head(&bare, "main"), after_ff);
+    assert_eq!(head(&bare), after_ff);
     ok(&git(&env, &work, &["checkout", "-qb", "two"]).await);
     ok(&git(
         &env,
@@ -188,19 +140,7 @@ async fn a_held_push_says_so_and_the_approved_retry_lands() {
     let g = common::gate::gate("  hold_timeout: 1s", "").await;
     // /git/prod/* on localhost is production (the test config's environments).
     let bare = g.upstream.bare_repo("prod/app.git");
-    let empty = HashMap::new();
-    let seed = g._tmp.path().join("seed");
-    std::fs::create_dir_all(&seed).unwrap();
-    ok(&git(&empty, &seed, &["init", "-q"]).await);
-    std::fs::write(seed.join("README"), "hello\n").unwrap();
-    ok(&git(&empty, &seed, &["add", "."]).await);
-    ok(&git(&empty, &seed, &["commit", "-qm", "init"]).await);
-    ok(&git(
-        &empty,
-        &seed,
-        &["push", "-q", bare.to_str().unwrap(), "main"],
-    )
-    .await);
+    seed(&bare, &g._tmp.path().join("seed")).await;
     let work = g._tmp.path().join("work");
     ok(&git(
         &g.env,
@@ -216,7 +156,7 @@ async fn a_held_push_says_so_and_the_approved_retry_lands() {
     std::fs::write(work.join("release"), "1.4\n").unwrap();
     ok(&git(&g.env, &work, &["add", "."]).await);
     ok(&git(&g.env, &work, &["commit", "-qm", "release 1.4"]).await);
-    let before = head(&bare, "main");
+    let before = head(&bare);
     let out = git(&g.env, &work, &["push", "origin", "main"]).await;
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
@@ -226,7 +166,7 @@ async fn a_held_push_says_so_and_the_approved_retry_lands() {
             && err.contains("release-approver"),
         "{err}"
     );
-    assert_eq!(head(&bare, "main"), before);
+    assert_eq!(head(&bare), before);
     let id = err
         .split("approval ")
         .nth(1)
@@ -250,5 +190,5 @@ async fn a_held_push_says_so_and_the_approved_retry_lands() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_ne!(head(&bare, "main"), before);
+    assert_ne!(head(&bare), before);
 }

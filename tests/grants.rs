@@ -6,10 +6,10 @@
 mod common;
 
 use std::collections::HashMap;
-use std::path::Path;
 
 use common::gate::{admin, agent_request, approver_token, pending};
-use common::{base_config, curl, run_with_env, Server, Upstream};
+use common::git::{git, head, seed};
+use common::{base_config, curl, Server, Upstream};
 use serde_json::Value;
 
 use common::secrets::{grant_id, ledger, world, REAL};
@@ -330,50 +330,6 @@ async fn a_missing_secret_source_is_a_clear_error() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stdout).contains("deploy-key"));
-}
-
-async fn git(env: &HashMap<String, String>, cwd: &Path, args: &[&str]) -> std::process::Output {
-    let mut all = vec![
-        "-C",
-        cwd.to_str().unwrap(),
-        "-c",
-        "user.name=Agent",
-        "-c",
-        "user.email=agent@example.com",
-        "-c",
-        "init.defaultBranch=main",
-    ];
-    all.extend_from_slice(args);
-    run_with_env("git", &all, env).await
-}
-
-async fn seed(bare: &Path, scratch: &Path) {
-    let env = HashMap::new();
-    std::fs::create_dir_all(scratch).unwrap();
-    assert!(git(&env, scratch, &["init", "-q"]).await.status.success());
-    std::fs::write(scratch.join("README"), "hello\n").unwrap();
-    assert!(git(&env, scratch, &["add", "."]).await.status.success());
-    assert!(git(&env, scratch, &["commit", "-qm", "init"])
-        .await
-        .status
-        .success());
-    let out = git(
-        &env,
-        scratch,
-        &["push", "-q", bare.to_str().unwrap(), "main"],
-    )
-    .await;
-    assert!(out.status.success());
-}
-
-fn head(bare: &Path) -> String {
-    let out = std::process::Command::new("git")
-        .arg("-C")
-        .arg(bare)
-        .args(["rev-parse", "main"])
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
 #[tokio::test(flavor = "multi_thread")]

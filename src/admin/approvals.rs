@@ -77,7 +77,7 @@ fn decide_error(e: DecideError) -> AdminResponse {
 }
 
 /// Runs a store change (a durable write) off the async workers.
-async fn off_worker<T: Send + 'static>(
+pub(super) async fn off_worker<T: Send + 'static>(
     f: impl FnOnce() -> crate::error::Result<T> + Send + 'static,
 ) -> Result<T, AdminResponse> {
     match tokio::task::spawn_blocking(f).await {
@@ -286,16 +286,7 @@ async fn grant_for(
     .map_err(|e| from_error(&e))?;
     g.approval = Some(a.id.clone());
     let store = state.grants.store.clone();
-    let g = tokio::task::spawn_blocking(move || store.insert(g))
-        .await
-        .map_err(|e| {
-            err(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                &e.to_string(),
-            )
-        })?
-        .map_err(|e| from_error(&e))?;
+    let g = off_worker(move || store.insert(g)).await?;
     Ok(super::grants::with_state(&g, now))
 }
 

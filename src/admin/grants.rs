@@ -132,16 +132,7 @@ pub async fn handle(
             )
             .map_err(|e| from_error(&e))?;
             let s = store.clone();
-            let g = tokio::task::spawn_blocking(move || s.insert(g))
-                .await
-                .map_err(|e| {
-                    err(
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        "internal",
-                        &e.to_string(),
-                    )
-                })?
-                .map_err(|e| from_error(&e))?;
+            let g = super::approvals::off_worker(move || s.insert(g)).await?;
             json(StatusCode::CREATED, &with_state(&g, now))
         }
         (&Method::GET, ["v1", "grants", id]) => match store.get(id) {
@@ -163,16 +154,7 @@ pub async fn handle(
                 }
             }
             let (s, id, by) = (store.clone(), id.to_string(), caller.id().to_string());
-            let g = tokio::task::spawn_blocking(move || s.revoke(&id, &by))
-                .await
-                .map_err(|e| {
-                    err(
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        "internal",
-                        &e.to_string(),
-                    )
-                })?
-                .map_err(|e| from_error(&e))?;
+            let g = super::approvals::off_worker(move || s.revoke(&id, &by)).await?;
             json(StatusCode::OK, &with_state(&g, now))
         }
         (&Method::GET, ["v1", "secrets"]) => {

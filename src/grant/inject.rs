@@ -322,8 +322,8 @@ pub fn inject(
     let mut rewritten: Option<String> = None;
     let mut needles: Vec<Vec<u8>> = Vec::new();
     for f in order {
-        let value = secrets
-            .value(&f.secret)
+        let (value, forms) = secrets
+            .value_and_forms(&f.secret)
             .ok_or_else(|| format!("secret {:?} has no value", f.secret))?;
         let real = value.expose();
         match &f.spot {
@@ -397,9 +397,7 @@ pub fn inject(
                 }
             }
         }
-        for n in secrets.needles(&f.secret) {
-            needles.extend(variants(&n));
-        }
+        needles.extend(forms.iter().cloned());
     }
     needles.sort_by_key(|n| std::cmp::Reverse(n.len()));
     needles.dedup();

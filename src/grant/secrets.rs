@@ -119,7 +119,38 @@ fn run_command(cmd: &str) -> Result<String, String> {
 /// The configured secrets and their current values.
 pub struct Secrets {
     decls: Vec<SecretDecl>,
-    values: RwLock<HashMap<String, SecretValue>>,
+    values: RwLock<HashMap<String, Held>>,
+}
+
+/// A value and the forms it must never come back in (computed once per value).
+#[derive(Clone)]
+struct Held {
+    value: SecretValue,
+    forms: Arc<Vec<Vec<u8>>>,
+}
+
+impl Held {
+    /// The strings that must never reach the agent (the value, or for AWS credentials each
+    /// of key id, secret key and session token), in every form they can take on the wire.
+    fn of(decl: &SecretDecl, value: SecretValue) -> Held {
+        let parts: Vec<&str> = match decl.inject {
+            crate::config::Inject::Aws => {
+                let c = super::sigv4::creds(value.expose());
+                [Some(c.key_id), Some(c.secret), c.token]
+                    .into_iter()
+                    .flatten()
+                    .collect()
+            }
+            _ => vec![value.expose()],
+        };
+        let mut forms: Vec<Vec<u8>> = parts.into_iter().flat_map(super::variants).collect();
+        forms.sort_by_key(|f| std::cmp::Reverse(f.len()));
+        forms.dedup();
+        Held {
+            forms: Arc::new(forms),
+            value,
+        }
+    }
 }
 
 impl Secrets {
@@ -127,7 +158,7 @@ impl Secrets {
     pub fn load(decls: &[SecretDecl]) -> Result<Secrets, String> {
         let mut values = HashMap::new();
         for d in decls {
-            values.insert(d.name.clone(), read_source(d)?);
+            values.insert(d.name.clone(), Held::of(d, read_source(d)?));
         }
         Ok(Secrets {
             decls: decls.to_vec(),
@@ -161,8 +192,7 @@ impl Secrets {
         self.decls.iter().find(|d| d.name == name)
     }
 
-    /// The current value of a secret.
-    pub fn value(&self, name: &str) -> Option<SecretValue> {
+    fn held(&self, name: &str) -> Option<Held> {
         self.values
             .read()
             .unwrap_or_else(|e| e.into_inner())
@@ -170,32 +200,21 @@ impl Secrets {
             .cloned()
     }
 
-    /// Every current value (for the redactor).
-    pub fn values(&self) -> Vec<SecretValue> {
-        self.decls
-            .iter()
-            .flat_map(|d| self.needles(&d.name))
-            .map(|v| SecretValue(Arc::from(v.as_str())))
-            .collect()
+    /// The current value of a secret.
+    pub fn value(&self, name: &str) -> Option<SecretValue> {
+        self.held(name).map(|h| h.value)
     }
 
-    /// The strings of one secret that must never reach the agent: its value, or for AWS
-    /// credentials each of key id, secret key and session token.
-    pub fn needles(&self, name: &str) -> Vec<String> {
-        let Some(v) = self.value(name) else {
-            return Vec::new();
-        };
-        match self.decl(name).map(|d| &d.inject) {
-            Some(crate::config::Inject::Aws) => {
-                let c = super::sigv4::creds(v.expose());
-                [Some(c.key_id), Some(c.secret), c.token]
-                    .into_iter()
-                    .flatten()
-                    .map(str::to_string)
-                    .collect()
-            }
-            _ => vec![v.expose().to_string()],
-        }
+    /// The value and every form it must never come back in (longest first), read together
+    /// so a refresh in between cannot split them.
+    pub fn value_and_forms(&self, name: &str) -> Option<(SecretValue, Arc<Vec<Vec<u8>>>)> {
+        self.held(name).map(|h| (h.value, h.forms))
+    }
+
+    /// Every form of every current value (for the redactor, and the responses of a
+    /// secret's hosts).
+    pub fn forms(&self, name: &str) -> Arc<Vec<Vec<u8>>> {
+        self.held(name).map(|h| h.forms).unwrap_or_default()
     }
 
     /// Re-reads one secret (a `command` source after its TTL). On failure the old value
@@ -204,11 +223,11 @@ impl Secrets {
         let decl = self
             .decl(name)
             .ok_or_else(|| format!("no secret {name:?}"))?;
-        let v = read_source(decl)?;
+        let held = Held::of(decl, read_source(decl)?);
         self.values
             .write()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(name.to_string(), v);
+            .insert(name.to_string(), held);
         Ok(())
     }
 }

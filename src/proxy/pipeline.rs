@@ -437,7 +437,7 @@ async fn decide_and_forward(
             if needles.is_empty() {
                 Response::from_parts(parts, body)
             } else {
-                scrub::response(&mut parts, body, needles, strict, &seen.request_id)
+                scrub::response(parts, body, needles, strict, &seen.request_id)
             }
         }
         Err(failure) => {

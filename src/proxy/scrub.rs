@@ -20,7 +20,7 @@ use super::body::{BoxError, ProxyBody};
 /// A response scrubbed of `needles`. `strict` (the request carried an injected secret): an
 /// encoded body, which cannot be checked, is refused; otherwise it is passed on unchecked.
 pub fn response(
-    parts: &mut http::response::Parts,
+    mut parts: http::response::Parts,
     body: ProxyBody,
     needles: Vec<Vec<u8>>,
     strict: bool,
@@ -33,15 +33,7 @@ pub fn response(
         .get(http::header::CONTENT_ENCODING)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| !v.trim().eq_ignore_ascii_case("identity"));
-    if encoded && !strict {
-        headers(&mut parts.headers, &needles);
-        let mut out = Response::new(body);
-        *out.status_mut() = parts.status;
-        *out.version_mut() = parts.version;
-        *out.headers_mut() = std::mem::take(&mut parts.headers);
-        return out;
-    }
-    if encoded {
+    if encoded && strict {
         tracing::warn!(
             request_id,
             "encoded response to a request carrying a secret: not passed on"
@@ -54,11 +46,13 @@ pub fn response(
         );
     }
     headers(&mut parts.headers, &needles);
-    let mut out = Response::new(Scrubbed::new(body, needles).boxed());
-    *out.status_mut() = parts.status;
-    *out.version_mut() = parts.version;
-    *out.headers_mut() = std::mem::take(&mut parts.headers);
-    out
+    // An encoded body (best effort only) passes unchecked.
+    let body = if encoded {
+        body
+    } else {
+        Scrubbed::new(body, needles).boxed()
+    };
+    Response::from_parts(parts, body)
 }
 
 /// The mask for a value of `len` bytes.

@@ -141,8 +141,14 @@ pub fn host_needles(state: &ProxyState, host: &str) -> Needles {
         .decls()
         .iter()
         .filter(|d| crate::grant::host_allowed(&d.hosts, host))
-        .flat_map(|d| state.secrets.needles(&d.name))
-        .flat_map(|n| crate::grant::variants(&n))
+        .flat_map(|d| {
+            state
+                .secrets
+                .forms(&d.name)
+                .iter()
+                .cloned()
+                .collect::<Vec<_>>()
+        })
         .collect();
     v.sort();
     v.dedup();

@@ -5,6 +5,7 @@
 
 pub mod client;
 pub mod gate;
+pub mod git;
 pub mod secrets;
 pub mod upstream;
 
