@@ -6,7 +6,9 @@
 #   hold   writes to production wait for a release approver, unless a grant covers them
 #          (`clawser approvals approve apr_... --grant-for 1h`, or `clawser grants add
 #          --actions production_write ...`)
-#   deny   deleting a repository; deleting or force-pushing a protected branch
+#
+# What agents may do to code on GitHub and in git (merges, protected branches, releases,
+# deployments, repository settings) is in release.rego.
 #
 # `input` is documented in README.md ("Policy input"); input.target.env comes from the
 # `environments:` map of the config.
@@ -16,14 +18,12 @@ import rego.v1
 
 read_methods := {"GET", "HEAD", "OPTIONS"}
 
-protected_refs := {"refs/heads/main", "refs/heads/master"}
-
 is_read if input.request.method in read_methods
 
 # git fetch and git clone POST to git-upload-pack: that is a read too.
 is_read if {
 	input.request.method == "POST"
-	endswith(input.request.path, "/git-upload-pack")
+	input.git.service == "upload-pack"
 }
 
 # A GraphQL query (not a mutation) is a read, when Clawser could read the document.
@@ -54,49 +54,3 @@ hold contains {
 # 	data.clawser.granted("deploy")
 # }
 # grants_used contains sort(data.clawser.grants_for("deploy"))[0] if data.clawser.granted("deploy")
-
-deny contains {
-	"code": "repo_delete",
-	"message": "agents may not delete repositories",
-} if {
-	input.request.method == "DELETE"
-	regex.match(`^/repos/[^/]+/[^/]+/?$`, input.request.path)
-}
-
-deny contains {
-	"code": "repo_delete",
-	"message": "agents may not delete repositories",
-} if input.github.action == "repos.delete"
-
-deny contains {
-	"code": "repo_delete",
-	"message": "agents may not delete repositories",
-} if "deleteRepository" in input.github.graphql.fields
-
-# A GraphQL request Clawser cannot read (it does not parse, is ambiguous, or is only a
-# persisted-query hash) might be any mutation: refused.
-deny contains {
-	"code": "graphql_unreadable",
-	"message": sprintf("GraphQL request not readable: %s", [object.get(input.github.graphql, "error", "unknown")]),
-} if input.github.graphql.parsed == false
-
-deny contains {
-	"code": "protected_branch",
-	"message": sprintf("agents may not %s %s", [u.kind, u.ref]),
-} if {
-	some u in input.git.ref_updates
-	u.kind in {"delete", "force"}
-	u.ref in protected_refs
-}
-
-# An update Clawser cannot show to be a fast-forward (the pushed pack does not lead back to
-# the old commit) is treated like a force push.
-deny contains {
-	"code": "protected_branch",
-	"message": sprintf("agents may not force-push %s (this update is not shown to be a fast-forward)", [u.ref]),
-} if {
-	some u in input.git.ref_updates
-	u.kind == "update"
-	u.fast_forward == null
-	u.ref in protected_refs
-}

@@ -27,7 +27,8 @@ test_reads_are_allowed_in_production if {
 }
 
 test_clone_is_a_read if {
-	d := data.clawser.decision with input as req("POST", "/acme/api.git/git-upload-pack", "production")
+	i := object.union(req("POST", "/acme/api.git/git-upload-pack", "production"), {"git": {"service": "upload-pack", "repo": "acme/api"}})
+	d := data.clawser.decision with input as i
 	d.outcome == "allow"
 }
 
@@ -43,14 +44,16 @@ test_production_writes_are_held_for_a_release_approver if {
 	d.reasons[0].code == "production_write"
 }
 
+repo_delete(env) := object.union(req("DELETE", "/repos/acme/api", env), {"github": {"repo": "acme/api", "resource": "repos", "action": "repos.delete"}})
+
 test_repo_delete_is_denied if {
-	d := data.clawser.decision with input as req("DELETE", "/repos/acme/api", "development")
+	d := data.clawser.decision with input as repo_delete("development")
 	d.outcome == "deny"
 	d.reasons[0].code == "repo_delete"
 }
 
 test_deny_beats_hold if {
-	d := data.clawser.decision with input as req("DELETE", "/repos/acme/api", "production")
+	d := data.clawser.decision with input as repo_delete("production")
 	d.outcome == "deny"
 }
 
@@ -84,7 +87,7 @@ test_a_grant_for_another_action_does_not if {
 }
 
 test_no_grant_satisfies_a_deny if {
-	i := object.union(req("DELETE", "/repos/acme/api", "production"), {"grants": [grant(["*"])]})
+	i := object.union(repo_delete("production"), {"grants": [grant(["*"])]})
 	d := data.clawser.decision with input as i
 	d.outcome == "deny"
 }

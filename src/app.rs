@@ -218,13 +218,16 @@ impl App {
 
         // Destinations are checked against the listeners actually bound (port 0 included).
         let p = &self.config.proxy;
-        let destinations = Arc::new(Destinations::new(
-            p.allow_private.clone(),
-            vec![proxy_addr, admin_addr],
-            p.dns_cache_ttl,
-            p.dns_cache_size,
-            self.config.upstream.connect_timeout,
-        ));
+        let destinations = Arc::new(
+            Destinations::new(
+                p.allow_private.clone(),
+                vec![proxy_addr, admin_addr],
+                p.dns_cache_ttl,
+                p.dns_cache_size,
+                self.config.upstream.connect_timeout,
+            )
+            .with_pinned(p.resolve.clone()),
+        );
         let upstream = Upstream::new(&self.config.upstream, destinations.clone())?;
         // Secret values are redacted wherever they would show, as a last line of defence.
         let mut patterns = p.redact_patterns.clone();

@@ -34,15 +34,25 @@ async fn clone_and_push_through_the_proxy_production_push_held_until_approved() 
         "hello\n"
     );
 
-    // Push to a development repository: allowed and received.
+    // Push a branch to a development repository: allowed and received.
     std::fs::write(work.join("change.txt"), "agent change\n").unwrap();
     ok(&git(&env, &work, &["add", "."]).await);
     ok(&git(&env, &work, &["commit", "-qm", "agent change"]).await);
-    ok(&git(&env, &work, &["push", "-q", "origin", "main"]).await);
+    ok(&git(&env, &work, &["push", "-q", "origin", "HEAD:agent-change"]).await);
     let local = String::from_utf8_lossy(&git(&env, &work, &["rev-parse", "HEAD"]).await.stdout)
         .trim()
         .to_string();
-    assert_eq!(head(&dev), local, "the push reached the upstream");
+    let upstream = std::process::Command::new("git")
+        .arg("-C")
+        .arg(&dev)
+        .args(["rev-parse", "agent-change"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&upstream.stdout).trim(),
+        local,
+        "the push reached the upstream"
+    );
 
     // Production: clone is a read (allowed), push is held -> refused, upstream unchanged.
     let url = w.upstream.url("/git/prod/app.git");

@@ -6,6 +6,17 @@
 mod common;
 
 use common::git::{git, head, ok, seed};
+
+/// A ref of the upstream's bare repository.
+fn rev(bare: &std::path::Path, r: &str) -> String {
+    let out = std::process::Command::new("git")
+        .arg("-C")
+        .arg(bare)
+        .args(["rev-parse", r])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
 use common::World;
 use serde_json::Value;
 
@@ -51,13 +62,13 @@ async fn pushes_are_decided_ref_by_ref() {
     assert_eq!(p["git"]["ref_updates"][0]["ref"], "refs/heads/feature");
     assert_eq!(p["git"]["ref_updates"][0]["kind"], "create");
 
-    // A fast-forward of main: shown from the pack, allowed.
-    ok(&git(&env, &work, &["checkout", "-q", "main"]).await);
+    // A fast-forward of the feature branch: shown from the pack, allowed.
     let before = head(&bare);
+    let feature_before = rev(&bare, "feature");
     std::fs::write(work.join("g"), "more\n").unwrap();
     ok(&git(&env, &work, &["add", "."]).await);
     ok(&git(&env, &work, &["commit", "-qm", "more"]).await);
-    ok(&git(&env, &work, &["push", "-q", "origin", "main"]).await);
+    ok(&git(&env, &work, &["push", "-q", "origin", "feature"]).await);
     let p = last_push(&w);
     let u = &p["git"]["ref_updates"][0];
     assert_eq!(
@@ -65,9 +76,10 @@ async fn pushes_are_decided_ref_by_ref() {
         (Some("update"), Some(true)),
         "{p}"
     );
-    assert_eq!(u["old"], before.as_str());
-    let after_ff = head(&bare);
-    assert_ne!(after_ff, before);
+    assert_eq!(u["old"], feature_before.as_str());
+    assert_ne!(rev(&bare, "feature"), feature_before);
+    let after_ff = before;
+    ok(&git(&env, &work, &["checkout", "-q", "main"]).await);
 
     // A force-push of main (history rewritten): refused, nothing changes.
     ok(&git(&env, &work, &["commit", "-q", "--amend", "-m", "rewritten"]).await);
@@ -138,8 +150,9 @@ async fn a_malformed_push_is_refused_with_a_reason() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_held_push_says_so_and_the_approved_retry_lands() {
     let g = common::gate::gate("  hold_timeout: 1s", "").await;
-    // /git/prod/* on localhost is production (the test config's environments).
-    let bare = g.upstream.bare_repo("prod/app.git");
+    // A development repository: the release workflow (policies/release.rego) holds any
+    // fast-forward of main for a release-approver.
+    let bare = g.upstream.bare_repo("acme/app.git");
     seed(&bare, &g._tmp.path().join("seed")).await;
     let work = g._tmp.path().join("work");
     ok(&git(
@@ -148,7 +161,7 @@ async fn a_held_push_says_so_and_the_approved_retry_lands() {
         &[
             "clone",
             "-q",
-            &g.upstream.url("/git/prod/app.git"),
+            &g.upstream.url("/git/acme/app.git"),
             work.to_str().unwrap(),
         ],
     )
@@ -163,6 +176,7 @@ async fn a_held_push_says_so_and_the_approved_retry_lands() {
     assert!(
         err.contains("[remote rejected]")
             && err.contains("held for approval apr_")
+            && err.contains("protected_branch_update")
             && err.contains("release-approver"),
         "{err}"
     );
@@ -191,4 +205,64 @@ async fn a_held_push_says_so_and_the_approved_retry_lands() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_ne!(head(&bare), before);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refused_clone_or_fetch_says_why_in_git() {
+    // The shipped pack plus an operator rule: one repository may not be read by agents.
+    let tmp = tempfile::tempdir().unwrap();
+    let up = common::Upstream::start(tmp.path()).await;
+    let policies = tmp.path().join("policies");
+    clawser::policy::pack::install_if_missing(&policies).unwrap();
+    std::fs::write(
+        policies.join("secret_repo.rego"),
+        r#"package clawser.authz
+
+import rego.v1
+
+deny contains {"code": "secret_repo", "message": "acme/vault is not for agents"} if input.git.repo == "acme/vault"
+
+deny contains {"code": "no_fetch_now", "message": "fetches of acme/frozen are paused"} if {
+	input.git.repo == "acme/frozen"
+	input.request.method == "POST"
+}
+"#,
+    )
+    .unwrap();
+    let s = common::Server::start(tmp.path(), &common::base_config(tmp.path(), &up, ""));
+    let env = s.env_for("dev", None);
+    for name in ["acme/vault.git", "acme/frozen.git"] {
+        let bare = up.bare_repo(name);
+        seed(
+            &bare,
+            &tmp.path().join(format!("seed-{}", name.replace('/', "-"))),
+        )
+        .await;
+    }
+    // Ref discovery refused: git prints Clawser's reason as `remote: …`.
+    let out = git(
+        &env,
+        tmp.path(),
+        &["clone", &up.url("/git/acme/vault.git"), "vault"],
+    )
+    .await;
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("remote: Clawser: secret_repo: acme/vault is not for agents"),
+        "{err}"
+    );
+    // The fetch itself refused (discovery allowed): git prints it as a remote error.
+    let out = git(
+        &env,
+        tmp.path(),
+        &["clone", &up.url("/git/acme/frozen.git"), "frozen"],
+    )
+    .await;
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("remote error: Clawser: no_fetch_now: fetches of acme/frozen are paused"),
+        "{err}"
+    );
 }

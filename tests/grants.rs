@@ -161,7 +161,7 @@ async fn git_clone_and_push_with_a_placeholder() {
         .await
         .status
         .success());
-    let out = git(&env, &work, &["push", "-q", "origin", "main"]).await;
+    let out = git(&env, &work, &["push", "-q", "origin", "HEAD:agent-work"]).await;
     assert!(
         out.status.success(),
         "push: {}",

@@ -39,6 +39,10 @@ pub struct ProxyConfig {
     pub body_timeout: Duration,
     /// Extra regular expressions: matching path segments and query values are redacted.
     pub redact_patterns: Vec<String>,
+    /// Names answered from the config instead of DNS (lower-case name -> addresses), like
+    /// curl's `--resolve`: a GitHub Enterprise host on an internal address, a test upstream.
+    /// The addresses are checked like any other (`allow_private`).
+    pub resolve: Vec<(String, Vec<std::net::IpAddr>)>,
 }
 
 impl Validator<'_> {
@@ -95,6 +99,25 @@ impl Validator<'_> {
                 }
                 pats
             },
+            resolve: p
+                .resolve
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(name, ips)| {
+                    let key = format!("proxy.resolve.{name}");
+                    if ips.is_empty() {
+                        return Err(self.err(&key, "needs at least one address"));
+                    }
+                    let ips = ips
+                        .iter()
+                        .map(|ip| {
+                            ip.parse()
+                                .map_err(|_| self.err(&key, format!("{ip:?} is not an IP address")))
+                        })
+                        .collect::<Result<Vec<_>>>()?;
+                    Ok((name.to_ascii_lowercase(), ips))
+                })
+                .collect::<Result<Vec<_>>>()?,
         };
         Ok(proxy)
     }

@@ -69,6 +69,7 @@ pub struct RawProxy {
     pub dns_cache_size: Option<usize>,
     pub body_timeout: Option<String>,
     pub redact_patterns: Option<Vec<String>>,
+    pub resolve: Option<std::collections::BTreeMap<String, Vec<String>>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -36,6 +36,10 @@ pub struct GitView {
     /// answered so that git prints it).
     #[serde(skip)]
     pub sideband: bool,
+    /// Ref discovery (`GET …/info/refs?service=…`), the first request of a clone, fetch
+    /// or push.
+    #[serde(skip)]
+    pub discovery: bool,
 }
 
 /// The most inflated pack bytes read to tell fast-forwards (a bound against zip bombs).
@@ -52,6 +56,9 @@ pub fn view(
     whole: bool,
 ) -> Result<Option<GitView>, PktError> {
     let repo = crate::policy::repo_of(path);
+    // Any case, a trailing slash: spelled as any server might still route it.
+    let lower = path.trim_end_matches('/').to_ascii_lowercase();
+    let path = lower.as_str();
     let service = if method == "POST" && path.ends_with("/git-receive-pack") {
         "receive-pack"
     } else if method == "POST" && path.ends_with("/git-upload-pack") {
@@ -70,6 +77,7 @@ pub fn view(
         repo,
         ref_updates: Vec::new(),
         sideband: false,
+        discovery: path.ends_with("/info/refs"),
     };
     if service != "receive-pack" || method != "POST" {
         return Ok(Some(view));

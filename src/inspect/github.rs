@@ -18,7 +18,17 @@ pub struct GithubView {
     pub resource: Option<String>,
     /// `pulls.merge`, `repos.delete`, … (`null` for a route not in the table).
     pub action: Option<String>,
-    /// For `deployments.create`: the deployment's `environment` from the JSON body.
+    /// For `/repositories/{id}/…` paths: the numeric repository id (`repo` is then unknown).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub repository_id: Option<String>,
+    /// The git ref the action changes, when the request says (`refs/heads/main`): from the
+    /// path for `git.refs.*`, from the body for `git.refs.create` (`ref`), `repos.merge`
+    /// (`base`) and contents writes (`branch`; `null` there means the default branch).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub r#ref: Option<String>,
+    /// For `deployments.create`: the deployment's `environment` from the JSON body
+    /// (GitHub's default, `production`, when absent); for `actions.workflow_dispatch`:
+    /// `inputs.environment` when the dispatch names one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub environment: Option<String>,
     /// For `POST /graphql`: the operation the document asks for.
@@ -221,7 +231,9 @@ fn matches(template: &[&str], segs: &[&str]) -> bool {
     match (template.split_first(), segs.split_first()) {
         (None, None) => true,
         (Some((&"**", _)), Some(_)) => true,
-        (Some((t, trest)), Some((s, srest))) => (*t == "*" || t == s) && matches(trest, srest),
+        (Some((t, trest)), Some((s, srest))) => {
+            (*t == "*" || t.eq_ignore_ascii_case(s)) && matches(trest, srest)
+        }
         _ => false,
     }
 }
@@ -232,26 +244,42 @@ pub fn rest(method: &str, path: &str, body: Option<&serde_json::Value>) -> Githu
     let path = path.strip_prefix("/api/v3").unwrap_or(path);
     let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     let mut view = GithubView::default();
-    // Owner and name: /repos/{owner}/{repo}/… (lower-case; `.git` dropped).
-    let in_repo = segs.first() == Some(&"repos") && segs.len() >= 3;
-    if in_repo {
-        set_repo(&mut view, segs[1], segs[2]);
-    } else if let ["orgs", _, "teams", _, "repos", o, r] = segs.as_slice() {
-        set_repo(&mut view, o, r);
+    // Owner and name: /repos/{owner}/{repo}/… (lower-case; `.git` dropped). The same routes
+    // answer under /repositories/{id}/…, where only the number is known.
+    let first = segs.first().map(|s| s.to_ascii_lowercase());
+    let in_repo = match first.as_deref() {
+        Some("repos") if segs.len() >= 3 => {
+            set_repo(&mut view, segs[1], segs[2]);
+            Some(3)
+        }
+        Some("repositories") if segs.len() >= 2 => {
+            view.repository_id = Some(segs[1].to_string());
+            Some(2)
+        }
+        _ => None,
+    };
+    if let (None, [orgs, _, teams, _, repos, o, r]) = (in_repo, segs.as_slice()) {
+        let lower = |s: &str| s.to_ascii_lowercase();
+        if (lower(orgs), lower(teams), lower(repos))
+            == ("orgs".into(), "teams".into(), "repos".into())
+        {
+            set_repo(&mut view, o, r);
+        }
     }
-    let rest: &[&str] = if in_repo { &segs[3..] } else { &segs };
-    view.resource = Some(match (in_repo, rest.first()) {
-        (true, None) => "repos".to_string(),
-        (_, Some(first)) => first.to_ascii_lowercase(),
-        (false, None) => String::new(),
-    })
-    .filter(|r| !r.is_empty());
+    let rest: &[&str] = in_repo.map_or(&segs[..], |n| &segs[n..]);
+    view.resource = match (in_repo, rest.first()) {
+        (Some(_), None) => Some("repos".to_string()),
+        (_, Some(first)) => Some(first.to_ascii_lowercase()),
+        (None, None) => None,
+    };
     for (m, template, action) in ROUTES {
         if *m != method {
             continue;
         }
         let (tsegs, candidate): (Vec<&str>, &[&str]) = match template.strip_prefix('+') {
-            Some(t) if in_repo => (t.split('/').filter(|s| !s.is_empty()).collect(), rest),
+            Some(t) if in_repo.is_some() => {
+                (t.split('/').filter(|s| !s.is_empty()).collect(), rest)
+            }
             Some(_) => continue,
             None => (
                 template.split('/').filter(|s| !s.is_empty()).collect(),
@@ -264,14 +292,45 @@ pub fn rest(method: &str, path: &str, body: Option<&serde_json::Value>) -> Githu
             break;
         }
     }
-    if view.action.as_deref() == Some("deployments.create") {
-        view.environment = body
-            .and_then(|b| b.get("environment"))
-            .and_then(|e| e.as_str())
+    let field = |name: &str| {
+        body.and_then(|b| b.get(name))
+            .and_then(|v| v.as_str())
             .map(str::to_string)
-            .or_else(|| Some("production".to_string())); // GitHub's default
+    };
+    match view.action.as_deref() {
+        Some("deployments.create") => {
+            // GitHub's default environment is production.
+            view.environment = field("environment").or_else(|| Some("production".to_string()));
+        }
+        Some("actions.workflow_dispatch") => {
+            view.environment = body
+                .and_then(|b| b.get("inputs"))
+                .and_then(|i| i.get("environment"))
+                .and_then(|e| e.as_str())
+                .map(str::to_string);
+        }
+        Some("git.refs.update" | "git.refs.delete") => {
+            // Everything after `git/refs/` (`%2F` read as `/`, as GitHub does).
+            let after = rest.get(2..).unwrap_or(&[]).join("/").replace("%2F", "/");
+            view.r#ref = Some(format!("refs/{after}"));
+        }
+        Some("git.refs.create") => view.r#ref = field("ref"),
+        Some("repos.merge") => view.r#ref = field("base").map(|b| branch_ref(&b)),
+        Some("repos.create_or_update_file_contents" | "repos.delete_file") => {
+            view.r#ref = field("branch").map(|b| branch_ref(&b));
+        }
+        _ => {}
     }
     view
+}
+
+/// `main` -> `refs/heads/main`; a full ref stays as it is.
+fn branch_ref(branch: &str) -> String {
+    if branch.starts_with("refs/") {
+        branch.to_string()
+    } else {
+        format!("refs/heads/{branch}")
+    }
 }
 
 fn set_repo(view: &mut GithubView, owner: &str, name: &str) {
@@ -299,133 +358,6 @@ pub fn web(path: &str) -> GithubView {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn route_table() {
-        let cases = [
-            (
-                "PUT",
-                "/repos/ACME/Api/pulls/7/merge",
-                Some("pulls.merge"),
-                Some("acme/api"),
-            ),
-            (
-                "DELETE",
-                "/repos/acme/api",
-                Some("repos.delete"),
-                Some("acme/api"),
-            ),
-            (
-                "DELETE",
-                "/repos/acme/api/",
-                Some("repos.delete"),
-                Some("acme/api"),
-            ),
-            (
-                "POST",
-                "/repos/acme/api/transfer",
-                Some("repos.transfer"),
-                Some("acme/api"),
-            ),
-            (
-                "PATCH",
-                "/repos/acme/api/git/refs/heads/main",
-                Some("git.refs.update"),
-                Some("acme/api"),
-            ),
-            (
-                "DELETE",
-                "/repos/acme/api/git/refs/heads/feature/x",
-                Some("git.refs.delete"),
-                Some("acme/api"),
-            ),
-            (
-                "PUT",
-                "/repos/acme/api/contents/src/main.rs",
-                Some("repos.create_or_update_file_contents"),
-                Some("acme/api"),
-            ),
-            (
-                "POST",
-                "/repos/acme/api/releases",
-                Some("releases.create"),
-                Some("acme/api"),
-            ),
-            (
-                "POST",
-                "/repos/acme/api/actions/workflows/deploy.yml/dispatches",
-                Some("actions.workflow_dispatch"),
-                Some("acme/api"),
-            ),
-            (
-                "PUT",
-                "/repos/acme/api/actions/secrets/NPM_TOKEN",
-                Some("actions.secrets.update"),
-                Some("acme/api"),
-            ),
-            (
-                "PUT",
-                "/repos/acme/api/branches/main/protection",
-                Some("branches.update_protection"),
-                Some("acme/api"),
-            ),
-            (
-                "POST",
-                "/repos/acme/api/branches/main/protection/enforce_admins",
-                Some("branches.update_protection"),
-                Some("acme/api"),
-            ),
-            (
-                "PUT",
-                "/repos/acme/api/collaborators/mallory",
-                Some("repos.add_collaborator"),
-                Some("acme/api"),
-            ),
-            (
-                "PUT",
-                "/orgs/acme/teams/ops/repos/acme/api",
-                Some("teams.add_or_update_repo_permissions"),
-                Some("acme/api"),
-            ),
-            (
-                "POST",
-                "/repos/acme/api/hooks",
-                Some("repos.create_webhook"),
-                Some("acme/api"),
-            ),
-            (
-                "POST",
-                "/repos/acme/api/keys",
-                Some("repos.create_deploy_key"),
-                Some("acme/api"),
-            ),
-            ("POST", "/user/repos", Some("repos.create"), None),
-            (
-                "POST",
-                "/api/v3/repos/acme/api/issues",
-                Some("issues.create"),
-                Some("acme/api"),
-            ),
-            ("GET", "/repos/acme/api/pulls", None, Some("acme/api")),
-            ("GET", "/rate_limit", None, None),
-        ];
-        for (method, path, action, repo) in cases {
-            let v = rest(method, path, None);
-            assert_eq!(v.action.as_deref(), action, "{method} {path}");
-            assert_eq!(v.repo.as_deref(), repo, "{method} {path}");
-        }
-        // Unknown routes still name their resource.
-        assert_eq!(
-            rest("GET", "/repos/acme/api/pulls", None)
-                .resource
-                .as_deref(),
-            Some("pulls")
-        );
-        assert_eq!(
-            rest("GET", "/rate_limit", None).resource.as_deref(),
-            Some("rate_limit")
-        );
-    }
 
     #[test]
     fn deployment_environment_comes_from_the_body() {

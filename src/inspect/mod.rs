@@ -25,14 +25,20 @@ pub fn github(
     path: &str,
     body: Option<&serde_json::Value>,
 ) -> GithubView {
-    if method == "POST" && (path == "/graphql" || path == "/api/graphql") {
+    // Spelled as any server might still route it: any case, a trailing slash.
+    let gql = path.trim_end_matches('/').to_ascii_lowercase();
+    if method == "POST" && (gql == "/graphql" || gql == "/api/graphql") {
         return GithubView {
             resource: Some("graphql".to_string()),
             graphql: Some(graphql::inspect(body)),
             ..GithubView::default()
         };
     }
-    if host.starts_with("api.") || path.starts_with("/api/v3/") || path.starts_with("/repos/") {
+    let lower = path.to_ascii_lowercase();
+    let rest_path = ["/api/v3/", "/repos/", "/repositories/"]
+        .iter()
+        .any(|p| lower.starts_with(p));
+    if host.starts_with("api.") || rest_path {
         github::rest(method, path, body)
     } else {
         github::web(path)

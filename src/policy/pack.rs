@@ -10,6 +10,7 @@ use crate::error::{Error, Result};
 pub const SHIPPED: &[(&str, &str)] = &[
     ("clawser.rego", include_str!("../../policies/clawser.rego")),
     ("authz.rego", include_str!("../../policies/authz.rego")),
+    ("release.rego", include_str!("../../policies/release.rego")),
     (
         "authz_test.rego",
         include_str!("../../policies/authz_test.rego"),
@@ -17,6 +18,10 @@ pub const SHIPPED: &[(&str, &str)] = &[
     (
         "decisions_test.yaml",
         include_str!("../../policies/decisions_test.yaml"),
+    ),
+    (
+        "release_test.yaml",
+        include_str!("../../policies/release_test.yaml"),
     ),
 ];
 

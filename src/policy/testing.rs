@@ -128,6 +128,12 @@ struct Case {
     outcome: Outcome,
     #[serde(default)]
     codes: Option<Vec<String>>,
+    /// For a hold: who must approve (`{role, count, self_approval}`, all optional).
+    #[serde(default)]
+    approvers: Option<crate::model::Approvers>,
+    /// The grants the decision spends.
+    #[serde(default)]
+    grants_used: Option<Vec<String>>,
 }
 
 fn run_table(path: &str, text: &str, policy: &LoadedPolicy, report: &mut TestReport) -> Result<()> {
@@ -173,6 +179,22 @@ fn run_table(path: &str, text: &str, policy: &LoadedPolicy, report: &mut TestRep
             b.sort();
             if a != b {
                 problems.push(format!("codes {got_codes:?} (want {want:?})"));
+            }
+        }
+        if let Some(want) = &case.approvers {
+            if eval.decision.approvers.as_ref() != Some(want) {
+                problems.push(format!(
+                    "approvers {:?} (want {want:?})",
+                    eval.decision.approvers
+                ));
+            }
+        }
+        if let Some(want) = &case.grants_used {
+            if &eval.decision.grants_used != want {
+                problems.push(format!(
+                    "grants_used {:?} (want {want:?})",
+                    eval.decision.grants_used
+                ));
             }
         }
         if problems.is_empty() {

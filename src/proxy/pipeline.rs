@@ -330,8 +330,7 @@ async fn decide_and_forward(
             entry["git"] = serde_json::to_value(g).unwrap_or_default();
         }
         if let Some(g) = &github {
-            entry["github"] = serde_json::json!({"repo": g.repo, "action": g.action, "environment": g.environment,
-                "graphql": g.graphql.as_ref().map(|q| serde_json::json!({"operation": q.operation, "name": q.name, "fields": q.fields}))});
+            entry["github"] = record::github(g);
         }
         let live = state.events.has_subscribers().then(|| entry.clone());
         let appended = ledger.append("request.decided", entry).await;

@@ -213,3 +213,19 @@ pub fn on_complete(
         }
     }
 }
+
+/// The `github` object of a `request.decided` entry: what was done to which repository
+/// (the GraphQL document itself is not recorded, only its operation, name and fields).
+pub fn github(g: &crate::inspect::GithubView) -> serde_json::Value {
+    serde_json::json!({
+        "repo": g.repo,
+        "repository_id": g.repository_id,
+        "resource": g.resource,
+        "action": g.action,
+        "ref": g.r#ref,
+        "environment": g.environment,
+        "graphql": g.graphql.as_ref().map(|q| serde_json::json!({
+            "operation": q.operation, "name": q.name, "fields": q.fields,
+        })),
+    })
+}

@@ -15,6 +15,8 @@ pub const OUTCOME_HEADER: &str = "x-clawser-outcome";
 #[derive(Serialize)]
 struct Body<'a> {
     error: &'a str,
+    /// The same text, where GitHub-style clients (gh, Octokit) look for it.
+    message: &'a str,
     outcome: &'a str,
     reasons: &'a [Reason],
     request_id: &'a str,
@@ -45,6 +47,7 @@ fn json(
 ) -> Response<ProxyBody> {
     let body = serde_json::to_vec(&Body {
         error,
+        message: error,
         outcome,
         reasons,
         request_id,
@@ -114,6 +117,7 @@ pub fn held(
 ) -> Response<ProxyBody> {
     let body = serde_json::to_vec(&Body {
         error: message,
+        message,
         outcome: "hold",
         reasons: &decision.reasons,
         request_id,
@@ -177,21 +181,22 @@ pub fn error(
     )
 }
 
-/// A denied push, answered so git prints the reason (`None` when not a push).
+/// A denied git request, answered so git prints the reason (`None` when not git).
 pub fn git_refused(
     git: Option<&crate::inspect::git::GitView>,
     decision: &Decision,
     redactor: &crate::redact::Redactor,
     request_id: &str,
 ) -> Option<Response<ProxyBody>> {
-    let g = git.filter(|g| !g.ref_updates.is_empty())?;
+    let g = git?;
     let why = decision.reasons.first().map_or(decision.codes(), |r| {
         format!("{}: {}", r.code, redactor.text(&r.message))
     });
-    Some(git_rejected(g, "deny", &why, request_id))
+    Some(git_answer(g, "deny", &why, request_id))
 }
 
-/// A held push, answered so git prints which approval to ask for (`None` when not a push).
+/// A held git request, answered so git prints which approval to ask for (`None` when not
+/// git).
 pub fn git_held(
     git: Option<&crate::inspect::git::GitView>,
     decision: &Decision,
@@ -199,13 +204,85 @@ pub fn git_held(
     codes: &str,
     request_id: &str,
 ) -> Option<Response<ProxyBody>> {
-    let g = git.filter(|g| !g.ref_updates.is_empty())?;
+    let g = git?;
     let role = decision
         .approvers
         .as_ref()
         .map_or("approver", |a| a.role.as_str());
-    let why = format!("held for approval {approval} ({codes}): ask a {role}, then push again");
-    Some(git_rejected(g, "hold", &why, request_id))
+    let again = if g.ref_updates.is_empty() {
+        "try again"
+    } else {
+        "push again"
+    };
+    let why = format!("held for approval {approval} ({codes}): ask a {role}, then {again}");
+    Some(git_answer(g, "hold", &why, request_id))
+}
+
+fn git_answer(
+    g: &crate::inspect::git::GitView,
+    outcome: &str,
+    why: &str,
+    request_id: &str,
+) -> Response<ProxyBody> {
+    if g.ref_updates.is_empty() {
+        git_error(g, outcome, why, request_id)
+    } else {
+        git_rejected(g, outcome, why, request_id)
+    }
+}
+
+fn pkt(data: &[u8]) -> Vec<u8> {
+    let mut v = format!("{:04x}", data.len() + 4).into_bytes();
+    v.extend_from_slice(data);
+    v
+}
+
+/// One line, bounded: it is shown in a terminal.
+fn one_line(why: &str) -> String {
+    why.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(400)
+        .collect()
+}
+
+/// A refused or held clone, fetch or ref discovery, answered so git prints the reason: ref
+/// discovery (`GET …/info/refs`) as a `403` with a text/plain body, which git prints as
+/// `remote: …`; an upload-pack (or receive-pack) POST as git's `ERR` packet, which git
+/// prints as `fatal: remote error: …`.
+pub fn git_error(
+    g: &crate::inspect::git::GitView,
+    outcome: &str,
+    why: &str,
+    request_id: &str,
+) -> Response<ProxyBody> {
+    let why = format!("Clawser: {}", one_line(why));
+    let (status, ctype, body) = if g.discovery {
+        (
+            StatusCode::FORBIDDEN,
+            "text/plain; charset=utf-8".to_string(),
+            format!("{why}\n").into_bytes(),
+        )
+    } else {
+        (
+            StatusCode::OK,
+            format!("application/x-git-{}-result", g.service),
+            pkt(format!("ERR {why}\n").as_bytes()),
+        )
+    };
+    let mut r = Response::new(full(body));
+    *r.status_mut() = status;
+    let h = r.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&ctype) {
+        h.insert(header::CONTENT_TYPE, v);
+    }
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    if let Ok(v) = HeaderValue::from_str(outcome) {
+        h.insert(OUTCOME_HEADER, v);
+    }
+    if let Ok(v) = HeaderValue::from_str(request_id) {
+        h.insert("x-clawser-request-id", v);
+    }
+    r
 }
 
 /// A refused or held `git push`, answered in git's receive-pack protocol (report-status,
@@ -217,17 +294,7 @@ pub fn git_rejected(
     why: &str,
     request_id: &str,
 ) -> Response<ProxyBody> {
-    fn pkt(data: &[u8]) -> Vec<u8> {
-        let mut v = format!("{:04x}", data.len() + 4).into_bytes();
-        v.extend_from_slice(data);
-        v
-    }
-    // One line, bounded: it is shown in a terminal.
-    let why: String = why
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .take(400)
-        .collect();
+    let why = one_line(why);
     let mut report = pkt(b"unpack ok\n");
     for u in &git.ref_updates {
         report.extend(pkt(format!("ng {} {why}\n", u.name).as_bytes()));

@@ -72,7 +72,11 @@ impl Upstream {
         std::fs::write(&ca_path, ca_cert.pem()).unwrap();
         let issuer = Issuer::new(ca_params, ca_key);
         let leaf_key = KeyPair::generate().unwrap();
-        let mut p = CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+        // github.test: a GitHub Enterprise-like name for clients (gh) that never send
+        // loopback names through a proxy; Clawser resolves it with proxy.resolve.
+        let mut p =
+            CertificateParams::new(vec!["localhost".to_string(), "github.test".to_string()])
+                .unwrap();
         p.subject_alt_names
             .push(SanType::IpAddress("127.0.0.1".parse().unwrap()));
         p.use_authority_key_identifier_extension = true;

@@ -44,6 +44,8 @@ pub struct Destinations {
     ttl: Duration,
     lookup_timeout: Duration,
     cache: quick_cache::sync::Cache<String, Arc<Checked>>,
+    /// `proxy.resolve`: names answered without DNS.
+    pinned: Vec<(String, Vec<IpAddr>)>,
 }
 
 struct Checked {
@@ -67,7 +69,14 @@ impl Destinations {
             ttl,
             lookup_timeout,
             cache: quick_cache::sync::Cache::new(cache_size.max(1)),
+            pinned: Vec::new(),
         }
+    }
+
+    /// Answers these (lower-case) names from the config instead of DNS (`proxy.resolve`).
+    pub fn with_pinned(mut self, pinned: Vec<(String, Vec<IpAddr>)>) -> Destinations {
+        self.pinned = pinned;
+        self
     }
 
     /// The socket addresses of a checked destination.
@@ -130,6 +139,13 @@ impl Destinations {
             Host::Ip(ip) => return self.check_all(&[*ip], port),
             Host::Name(n) => n,
         };
+        if let Some((_, ips)) = self
+            .pinned
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        {
+            return self.check_all(ips, port);
+        }
         if let Some(c) = self.cache.get(name) {
             if c.at.elapsed() < self.ttl {
                 return self.check_all(&c.ips, port);
