@@ -54,3 +54,14 @@ hold contains {
 # 	data.clawser.granted("deploy")
 # }
 # grants_used contains sort(data.clawser.grants_for("deploy"))[0] if data.clawser.granted("deploy")
+
+# Deleting a repository through a GitHub-shaped API on a host missing from github.hosts (a
+# GitHub Enterprise server not configured yet). On GitHub hosts release.rego decides.
+deny contains {
+	"code": "repo_delete",
+	"message": "agents may not delete repositories",
+} if {
+	not input.github
+	input.request.method == "DELETE"
+	regex.match(`^/(api/v3/)?repos/[^/]+/[^/]+/?$`, lower(input.request.path))
+}

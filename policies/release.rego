@@ -91,6 +91,19 @@ denied_actions := {
 	"teams.add_or_update_repo_permissions": "collaborators",
 	"teams.remove_repo": "collaborators",
 	"actions.review_pending_deployments": "deployment_review",
+	"repos.update_webhook_config": "webhooks",
+	"orgs.create_webhook": "webhooks",
+	"orgs.update_webhook": "webhooks",
+	"orgs.delete_webhook": "webhooks",
+	"repos.create_deployment_branch_policy": "branch_protection",
+	"repos.update_deployment_branch_policy": "branch_protection",
+	"repos.delete_deployment_branch_policy": "branch_protection",
+	"actions.set_permissions": "repo_settings",
+	"actions.set_oidc_subject": "repo_settings",
+	"actions.create_runner_token": "runners",
+	"orgs.set_membership": "collaborators",
+	"teams.add_or_update_membership": "collaborators",
+	"users.create_ssh_key": "ssh_keys",
 }
 
 # The same, for GraphQL mutations (top-level fields).
@@ -110,6 +123,8 @@ denied_mutations := {
 	"updateTeamsRepository": "collaborators",
 	"approveDeployments": "deployment_review",
 	"rejectDeployments": "deployment_review",
+	# Which ref a GraphQL deleteRef removes is not read: use git or REST for branches.
+	"deleteRef": "protected_branch",
 }
 
 deny contains {
@@ -128,6 +143,43 @@ deny contains {
 	"code": "graphql_unreadable",
 	"message": sprintf("GraphQL request not readable: %s", [object.get(input.github.graphql, "error", "unknown")]),
 } if input.github.graphql.parsed == false
+
+# A write the route table does not know might be any of the above: it waits for a
+# release-approver, who sees exactly what it is. (git smart HTTP has its own rules; Git LFS
+# downloads are reads.)
+hold contains release_hold("unknown_github_write", sprintf("%s %s is not in Clawser's GitHub route table", [input.request.method, input.request.path])) if {
+	input.github
+	not input.git
+	not input.request.method in {"GET", "HEAD", "OPTIONS"}
+	object.get(input.github, "action", null) == null
+	object.get(input.github, "resource", null) != "graphql"
+	not lfs_download
+}
+
+lfs_download if {
+	contains(lower(input.request.path), ".git/info/lfs/objects/batch")
+	input.request.body.json.operation == "download"
+}
+
+# Method overrides would make GitHub do something other than the method the policy read.
+deny contains {
+	"code": "method_override",
+	"message": "method-override headers are not accepted for GitHub",
+} if {
+	input.github
+	some h in {"x-http-method-override", "x-http-method", "x-method-override"}
+	input.request.headers[h]
+}
+
+# GraphQL arguments in the URL (alongside or instead of the body) are not read.
+deny contains {
+	"code": "graphql_unreadable",
+	"message": "GraphQL documents are read from the JSON body only, not the URL",
+} if {
+	input.github
+	lower(trim_right(input.request.path, "/")) in {"/graphql", "/api/graphql"}
+	count(object.keys(object.get(input.request, "query", {}))) > 0
+}
 
 # /repositories/{id}/... names a repository by number, which environment rules (repos:)
 # cannot match: writes must name it as /repos/{owner}/{name}.
@@ -157,15 +209,36 @@ rest_force_or_delete if object.get(object.get(input.request.body, "json", {}), "
 # A body Clawser could not read (over proxy.max_inspect_bytes) might say force: true.
 rest_force_or_delete if not input.request.body.json
 
-# Merges: the pull request's base branch is not in the request, so every merge waits.
+# Merges: the pull request's base branch is not in the request, so every merge waits
+# (updating a pull request's branch merges its base into its head, which may be protected).
 hold contains release_hold("merge", sprintf("merge of %s", [input.request.path])) if {
-	input.github.action in {"pulls.merge", "repos.merge"}
+	input.github.action in {"pulls.merge", "repos.merge", "pulls.update_branch"}
 }
 
 hold contains release_hold("merge", sprintf("%s (GraphQL)", [f])) if {
 	some f in input.github.graphql.fields
-	f in {"mergePullRequest", "enablePullRequestAutoMerge", "mergeBranch"}
+	f in {"mergePullRequest", "enablePullRequestAutoMerge", "mergeBranch", "updatePullRequestBranch", "enqueuePullRequest"}
 }
+
+# Renaming a protected branch removes it; renaming another branch to a protected name
+# replaces it.
+deny contains {
+	"code": "protected_branch",
+	"message": sprintf("agents may not rename %s", [input.github.ref]),
+} if {
+	input.github.action == "repos.rename_branch"
+	protected_ref(input.github.ref)
+}
+
+hold contains release_hold("protected_branch_update", sprintf("rename to %v", [new])) if {
+	input.github.action == "repos.rename_branch"
+	new := object.get(object.get(input.request.body, "json", {}), "new_name", null)
+	api_ref_protected(new_ref(new))
+}
+
+new_ref(name) := concat("", ["refs/heads/", name]) if is_string(name)
+
+new_ref(name) := null if not is_string(name)
 
 # Commits and ref moves on a protected branch (or the default branch, when a contents
 # write names no branch).
@@ -180,29 +253,46 @@ api_ref_protected(ref) if ref == null
 api_ref_protected(ref) if protected_ref(ref)
 
 # GraphQL ref changes do not say which branch in a way the pack reads: they wait.
+# updateRef and updateRefs can force: those holds are not grantable.
 hold contains release_hold("protected_branch_update", sprintf("%s (GraphQL)", [f])) if {
 	some f in input.github.graphql.fields
-	f in {"createRef", "updateRef", "updateRefs", "deleteRef", "createCommitOnBranch"}
+	f in {"createRef", "createCommitOnBranch"}
 }
 
+hold contains {
+	"code": "ref_force_unseen",
+	"message": sprintf("%s (GraphQL) may force-move any branch: ask a release-approver", [f]),
+	"approvers": {"role": "release-approver", "count": 1},
+} if {
+	some f in input.github.graphql.fields
+	f in {"updateRef", "updateRefs"}
+}
+
+# Releases and their files (assets are uploaded to uploads.github.com).
 hold contains release_hold("release", sprintf("%s of %s", [input.github.action, object.get(input.github, "repo", "a repository")])) if {
-	input.github.action in {"releases.create", "releases.update", "releases.delete"}
+	is_string(input.github.action)
+	startswith(input.github.action, "releases.")
+	not input.request.method in {"GET", "HEAD", "OPTIONS"}
 }
 
 # --- deployments ------------------------------------------------------------------------
 
-# The environment a deployment or workflow dispatch names; a dispatch that names none is
-# judged by the repository's target.env (the config's environments: map, repos: rules).
+# The environment a deployment or dispatch names; a dispatch that names none is judged by
+# the repository's target.env (the config's environments: map, repos: rules), and one
+# whose body Clawser could not read is production.
+dispatches := {"actions.workflow_dispatch", "repos.create_dispatch_event"}
+
 default deploy_env := "production"
 
 deploy_env := lower(input.github.environment) if {
-	input.github.action in {"deployments.create", "actions.workflow_dispatch"}
+	deploying
 	is_string(input.github.environment)
 } else := lower(input.target.env) if {
-	input.github.action == "actions.workflow_dispatch"
+	input.github.action in dispatches
+	input.request.body.json
 }
 
-deploying if input.github.action in {"deployments.create", "actions.workflow_dispatch"}
+deploying if input.github.action in {"deployments.create", "actions.workflow_dispatch", "repos.create_dispatch_event"}
 
 deploying if "createDeployment" in input.github.graphql.fields
 

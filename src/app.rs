@@ -39,6 +39,9 @@ pub struct ServerInfo {
     pub pid: u32,
     pub proxy: SocketAddr,
     pub admin: SocketAddr,
+    /// The proxy's Unix socket (`proxy.unix_socket`), when it listens on one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy_socket: Option<PathBuf>,
 }
 
 /// Reads `<data_dir>/server.json` if a server wrote one.
@@ -208,6 +211,10 @@ impl App {
                 "binding admin.listen",
                 self.config.admin.listen.to_string(),
             ))?;
+        let unix_l = match &self.config.proxy.unix_socket {
+            Some(path) => Some((proxy::listener::bind_unix(path)?, path.clone())),
+            None => None,
+        };
         let proxy_addr = proxy_l
             .local_addr()
             .map_err(Error::io("reading", "proxy socket"))?;
@@ -275,7 +282,8 @@ impl App {
             approval_limits: self.config.approvals.clone(),
         });
         let notifier = Notifier::new(&self.config.notify, &self.config.upstream)?;
-        let tasks = vec![
+        let rx_unix = rx.clone();
+        let mut tasks = vec![
             tokio::spawn(expire_approvals(
                 self.approvals.clone(),
                 self.config.approvals.expire_interval,
@@ -292,7 +300,7 @@ impl App {
                 self.grants.secrets.clone(),
                 rx.clone(),
             )),
-            tokio::spawn(proxy::serve(state, proxy_l, rx.clone())),
+            tokio::spawn(proxy::serve(state.clone(), proxy_l, rx.clone())),
             tokio::spawn(admin::serve(admin_state, admin_l, rx.clone())),
             tokio::spawn(
                 self.policy
@@ -300,10 +308,15 @@ impl App {
                     .watch(self.config.policy.reload_interval, rx),
             ),
         ];
+        let socket = unix_l.map(|(l, path)| {
+            tasks.push(tokio::spawn(proxy::serve(state, l, rx_unix)));
+            path
+        });
         let info = ServerInfo {
             pid: std::process::id(),
             proxy: proxy_addr,
             admin: admin_addr,
+            proxy_socket: socket.clone(),
         };
         let server_file = self.config.data_dir.join(SERVER_FILE);
         let text = serde_json::to_vec_pretty(&info).map_err(|e| Error::Store(e.to_string()))?;
@@ -322,6 +335,7 @@ impl App {
             shutdown: tx,
             tasks,
             server_file,
+            _socket: socket.map(proxy::listener::SocketFile),
             identity: self.identity,
             ledger: self.ledger,
         })
@@ -367,6 +381,8 @@ pub struct Running {
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     server_file: PathBuf,
+    /// The proxy's Unix socket, removed when the server stops.
+    _socket: Option<proxy::listener::SocketFile>,
     identity: IdentityStore,
     ledger: Option<Ledger>,
 }

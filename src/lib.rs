@@ -25,6 +25,7 @@
 //! | 2 | [`proxy`] | listener, CONNECT, destinations (resolve, classify, canonicalize), pipeline, responses |
 //! | 2 | [`admin`] | admin API, approval inbox web page, and the API's client |
 //! | 2 | [`notify`] | webhook delivery with retries |
+//! | 2 | [`sandbox`] | `clawser run --isolate`: bubblewrap plan, in-sandbox relay to the proxy |
 //! | 3 | [`app`] | composition root: builds the components, owns shutdown |
 //! | 3 | [`cli`] | the `clawser` command line |
 
@@ -51,6 +52,7 @@ pub mod runtime_env;
 pub mod admin;
 pub mod notify;
 pub mod proxy;
+pub mod sandbox;
 pub mod tls;
 
 pub mod app;

@@ -49,6 +49,20 @@ fn main() -> anyhow::Result<()> {
         std::env::set_var("RUST_LIB_BACKTRACE", "0");
     }
     let cli = Cli::parse();
+    // Inside an isolated run: no config (it is hidden there), no logging setup.
+    if let clawser::cli::Command::SandboxRelay { port, socket, cmd } = cli.command {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("starting the async runtime")?;
+        match runtime.block_on(clawser::sandbox::relay::run(port, socket, cmd)) {
+            Ok(code) => std::process::exit(code),
+            Err(e) => {
+                eprintln!("clawser: {e}");
+                std::process::exit(126);
+            }
+        }
+    }
     let config = Config::load(cli.config.as_deref()).context("loading the configuration")?;
     init_logging(&config, &cli);
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -33,8 +33,9 @@ fn entries(server: &Server, args: &[&str]) -> Vec<serde_json::Value> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn decisions_and_changes_form_one_verifiable_timeline_per_job() {
-    // The production write is held; nobody approves it within the short hold timeout.
-    let mut w = World::with_proxy_extra("  hold_timeout: 1s\n").await;
+    // The production write is held; nobody approves it within the short hold timeout. The
+    // upstream stands in for GitHub, so deleting the repository is denied (release.rego).
+    let mut w = World::with_config("  hold_timeout: 1s\n", "github:\n  hosts: [localhost]\n").await;
     let started = w
         .server
         .cli_ok(&["jobs", "start", "--agent", "oc-1", "--title", "release 1.4"]);

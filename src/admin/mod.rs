@@ -17,6 +17,7 @@
 //! GET  /v1/approvals...                  approvals and approvers (routes in `approvals.rs`)
 //! GET  /v1/events                         server-sent events (`events.rs`)
 //! GET  /v1/whoami                         the caller: admin or an approver with roles
+//! POST /v1/sandboxes...                  isolated runs started and ended (`sandboxes.rs`)
 //! GET  /                                  the approval inbox web page (`web.rs`)
 //! ```
 //!
@@ -31,6 +32,7 @@ mod events;
 mod grants;
 pub use grants::with_state as grant_json;
 mod ledger;
+mod sandboxes;
 mod web;
 
 use std::sync::Arc;
@@ -301,6 +303,7 @@ async fn handle(state: Arc<AdminState>, req: Request<Incoming>) -> AdminResponse
             }),
             (_, ["v1", "approvals" | "approvers", ..]) => approvals::handle(&state, &caller, req, &segs).await?,
             (_, ["v1", "grants" | "secrets", ..]) => grants::handle(&state, &caller, req, &segs).await?,
+            (_, ["v1", "sandboxes", ..]) => sandboxes::handle(&state, &caller, req, &segs).await?,
             (&Method::GET, ["v1", "ledger", rest @ ..]) => {
                 let (ledger, rest, query) = (state.ledger.clone(), rest.iter().map(|s| s.to_string()).collect::<Vec<String>>(), req.uri().query().map(str::to_string));
                 // Scans and verification read the whole store: keep them off the async workers.

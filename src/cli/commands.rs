@@ -27,30 +27,23 @@ pub async fn run_cli(cli: Cli, config: Config) -> Result<i32> {
             Ok(0)
         }
         Command::Env { sel, format } => {
-            let vars = runtime_vars(&config, &sel.agent, sel.job.as_deref()).await?;
+            let vars = runtime_vars(&config, &sel.agent, sel.job.as_deref(), None)
+                .await?
+                .vars;
             match format {
                 EnvFormat::Shell => print!("{}", to_shell(&vars)),
                 EnvFormat::Json => println!("{}", to_json(&vars)),
             }
             Ok(0)
         }
-        Command::Run { sel, cmd } => {
-            let vars = runtime_vars(&config, &sel.agent, sel.job.as_deref()).await?;
-            let (prog, args) = cmd
-                .split_first()
-                .ok_or_else(|| Error::Invalid("no command given".into()))?;
-            let mut child = tokio::process::Command::new(prog);
-            // The command is an agent: no admin secret of the caller's reaches it.
-            for name in crate::runtime_env::withheld(std::env::vars_os().map(|(k, _)| k)) {
-                child.env_remove(name);
-            }
-            let status = child
-                .args(args)
-                .envs(vars)
-                .status()
-                .await
-                .map_err(Error::io("running", prog))?;
-            Ok(status.code().unwrap_or(1))
+        Command::Run {
+            sel,
+            isolate,
+            hide,
+            cmd,
+        } => super::run::run(&config, &sel, isolate, hide, cmd).await,
+        Command::SandboxRelay { port, socket, cmd } => {
+            crate::sandbox::relay::run(port, socket, cmd).await
         }
         Command::Ca { cmd } => {
             let (ca, created) = match cmd {
@@ -83,11 +76,24 @@ pub async fn run_cli(cli: Cli, config: Config) -> Result<i32> {
 }
 
 /// Issues a credential and builds the exports for a runtime.
-async fn runtime_vars(
+/// What `clawser env` prints and `clawser run` passes on, with where it came from.
+pub(super) struct RuntimeVars {
+    pub vars: Vec<(String, String)>,
+    /// The credential issued for them.
+    pub credential_id: String,
+    pub ca_cert: std::path::PathBuf,
+    pub bundle: std::path::PathBuf,
+    pub port: u16,
+}
+
+/// Issues a credential for `agent` (and `job`) and builds the exports; `proxy_host`
+/// overrides `runtime_env.proxy_host` (an isolated run's relay listens on 127.0.0.1).
+pub(super) async fn runtime_vars(
     config: &Config,
     agent: &str,
     job: Option<&str>,
-) -> Result<Vec<(String, String)>> {
+    proxy_host: Option<&str>,
+) -> Result<RuntimeVars> {
     let backend = Backend::connect(config).await?;
     let issued = backend
         .issue_credential(agent, job, &config.secrets)
@@ -100,7 +106,7 @@ async fn runtime_vars(
         .map(|i| i.proxy.port())
         .unwrap_or(config.proxy.listen.port());
     let mut vars = exports(&RuntimeEnv {
-        proxy_host: &config.runtime_env.proxy_host,
+        proxy_host: proxy_host.unwrap_or(&config.runtime_env.proxy_host),
         proxy_port: port,
         agent,
         token: &issued.token,
@@ -115,7 +121,13 @@ async fn runtime_vars(
             None => vars.push((k, v)),
         }
     }
-    Ok(vars)
+    Ok(RuntimeVars {
+        vars,
+        credential_id: issued.credential_id,
+        ca_cert,
+        bundle,
+        port,
+    })
 }
 
 fn show_credential(c: &IssuedCredential) {

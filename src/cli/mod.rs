@@ -11,6 +11,7 @@ mod backend;
 mod commands;
 mod grants;
 mod ledger;
+mod run;
 
 use std::path::PathBuf;
 
@@ -73,7 +74,26 @@ pub enum Command {
     Run {
         #[command(flatten)]
         sel: AgentSel,
+        /// Make Clawser's proxy the command's only way out (bubblewrap sandbox: own network
+        /// namespace, Clawser's data dir, keys and config hidden). Needs a running server.
+        #[arg(long)]
+        isolate: bool,
+        /// With --isolate: also hide this path from the command (repeatable), e.g.
+        /// ~/.config/gh or ~/.aws, where real credentials live.
+        #[arg(long, requires = "isolate")]
+        hide: Vec<std::path::PathBuf>,
         /// The command and its arguments, after `--`.
+        #[arg(last = true, required = true)]
+        cmd: Vec<String>,
+    },
+    /// Inside an isolated run: relay the loopback proxy port to the proxy's Unix socket
+    /// and run the command (started by `clawser run --isolate`).
+    #[command(name = "sandbox-relay", hide = true)]
+    SandboxRelay {
+        #[arg(long)]
+        port: u16,
+        #[arg(long)]
+        socket: std::path::PathBuf,
         #[arg(last = true, required = true)]
         cmd: Vec<String>,
     },

@@ -14,10 +14,13 @@ pub struct GithubConfig {
 
 impl Validator<'_> {
     pub(super) fn github(&self, raw: RawGithub) -> Result<GithubConfig> {
-        let hosts = super::lower(
-            raw.hosts
-                .unwrap_or_else(|| vec!["api.github.com".into(), "github.com".into()]),
-        );
+        let hosts = super::lower(raw.hosts.unwrap_or_else(|| {
+            vec![
+                "api.github.com".into(),
+                "github.com".into(),
+                "uploads.github.com".into(),
+            ]
+        }));
         for h in &hosts {
             crate::grant::check_host_glob(h).map_err(|m| self.err("github.hosts", m))?;
         }

@@ -224,7 +224,8 @@ impl Validator<'_> {
     }
 
     fn validate(&self, raw: RawConfig) -> Result<Config> {
-        let proxy = self.proxy(raw.proxy)?;
+        let data_dir = self.path(raw.data_dir.clone(), "data");
+        let proxy = self.proxy(raw.proxy, &data_dir)?;
         let admin = AdminConfig {
             listen: self.addr("admin.listen", raw.admin.listen, "127.0.0.1:8081")?,
         };
@@ -349,7 +350,7 @@ impl Validator<'_> {
         let github = self.github(raw.github)?;
         Ok(Config {
             source: self.source.to_string(),
-            data_dir: self.path(raw.data_dir, "data"),
+            data_dir,
             proxy,
             admin,
             ca,

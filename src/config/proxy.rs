@@ -43,10 +43,13 @@ pub struct ProxyConfig {
     /// curl's `--resolve`: a GitHub Enterprise host on an internal address, a test upstream.
     /// The addresses are checked like any other (`allow_private`).
     pub resolve: Vec<(String, Vec<std::net::IpAddr>)>,
+    /// A Unix socket the proxy also listens on (the way out of `clawser run --isolate`);
+    /// `None` when set to `""`.
+    pub unix_socket: Option<std::path::PathBuf>,
 }
 
 impl Validator<'_> {
-    pub(super) fn proxy(&self, p: RawProxy) -> Result<ProxyConfig> {
+    pub(super) fn proxy(&self, p: RawProxy, data_dir: &std::path::Path) -> Result<ProxyConfig> {
         let max_header_bytes =
             self.positive("proxy.max_header_bytes", p.max_header_bytes, 64 * 1024)?;
         if max_header_bytes < 1024 {
@@ -98,6 +101,11 @@ impl Validator<'_> {
                     })?;
                 }
                 pats
+            },
+            unix_socket: match p.unix_socket.as_deref().map(str::trim) {
+                Some("") => None,
+                Some(path) => Some(self.path(Some(path.to_string()), "")),
+                None => Some(self.path(None, &format!("{}/proxy.sock", data_dir.display()))),
             },
             resolve: p
                 .resolve

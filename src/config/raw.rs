@@ -70,6 +70,7 @@ pub struct RawProxy {
     pub body_timeout: Option<String>,
     pub redact_patterns: Option<Vec<String>>,
     pub resolve: Option<std::collections::BTreeMap<String, Vec<String>>>,
+    pub unix_socket: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

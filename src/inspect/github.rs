@@ -187,32 +187,32 @@ const ROUTES: &[(&str, &str, &str)] = &[
     ),
     (
         "PUT",
-        "+/branches/*/protection",
+        "+/branches/**/protection",
         "branches.update_protection",
     ),
     (
         "DELETE",
-        "+/branches/*/protection",
+        "+/branches/**/protection",
         "branches.delete_protection",
     ),
     (
         "POST",
-        "+/branches/*/protection/**",
+        "+/branches/**/protection/**",
         "branches.update_protection",
     ),
     (
         "PUT",
-        "+/branches/*/protection/**",
+        "+/branches/**/protection/**",
         "branches.update_protection",
     ),
     (
         "PATCH",
-        "+/branches/*/protection/**",
+        "+/branches/**/protection/**",
         "branches.update_protection",
     ),
     (
         "DELETE",
-        "+/branches/*/protection/**",
+        "+/branches/**/protection/**",
         "branches.update_protection",
     ),
     ("POST", "+/rulesets", "repos.create_ruleset"),
@@ -221,6 +221,71 @@ const ROUTES: &[(&str, &str, &str)] = &[
     ("PUT", "+/collaborators/*", "repos.add_collaborator"),
     ("DELETE", "+/collaborators/*", "repos.remove_collaborator"),
     ("POST", "+/hooks", "repos.create_webhook"),
+    ("PATCH", "+/hooks/*/config", "repos.update_webhook_config"),
+    ("POST", "/orgs/*/hooks", "orgs.create_webhook"),
+    ("PATCH", "/orgs/*/hooks/**", "orgs.update_webhook"),
+    ("DELETE", "/orgs/*/hooks/*", "orgs.delete_webhook"),
+    ("PUT", "/orgs/*/actions/secrets/*", "actions.secrets.update"),
+    (
+        "DELETE",
+        "/orgs/*/actions/secrets/*",
+        "actions.secrets.delete",
+    ),
+    ("PUT", "+/dependabot/secrets/*", "actions.secrets.update"),
+    (
+        "PUT",
+        "/orgs/*/dependabot/secrets/*",
+        "actions.secrets.update",
+    ),
+    ("PUT", "+/codespaces/secrets/*", "actions.secrets.update"),
+    ("POST", "/orgs/*/rulesets", "repos.create_ruleset"),
+    ("PUT", "/orgs/*/rulesets/*", "repos.update_ruleset"),
+    ("DELETE", "/orgs/*/rulesets/*", "repos.delete_ruleset"),
+    ("PUT", "/orgs/*/memberships/*", "orgs.set_membership"),
+    (
+        "PUT",
+        "/orgs/*/teams/*/memberships/*",
+        "teams.add_or_update_membership",
+    ),
+    ("PUT", "+/actions/permissions", "actions.set_permissions"),
+    ("PUT", "+/actions/permissions/**", "actions.set_permissions"),
+    (
+        "PUT",
+        "+/actions/oidc/customization/sub",
+        "actions.set_oidc_subject",
+    ),
+    (
+        "POST",
+        "+/actions/runners/registration-token",
+        "actions.create_runner_token",
+    ),
+    (
+        "POST",
+        "/orgs/*/actions/runners/registration-token",
+        "actions.create_runner_token",
+    ),
+    ("POST", "/user/keys", "users.create_ssh_key"),
+    ("POST", "/user/ssh_signing_keys", "users.create_ssh_key"),
+    (
+        "POST",
+        "+/environments/*/deployment-branch-policies",
+        "repos.create_deployment_branch_policy",
+    ),
+    (
+        "PUT",
+        "+/environments/*/deployment-branch-policies/*",
+        "repos.update_deployment_branch_policy",
+    ),
+    (
+        "DELETE",
+        "+/environments/*/deployment-branch-policies/*",
+        "repos.delete_deployment_branch_policy",
+    ),
+    ("POST", "+/branches/**/rename", "repos.rename_branch"),
+    ("POST", "+/dispatches", "repos.create_dispatch_event"),
+    ("POST", "+/actions/jobs/*/rerun", "actions.rerun_job"),
+    ("PATCH", "+/releases/assets/*", "releases.update_asset"),
+    ("POST", "+/releases/*/assets", "releases.upload_asset"),
     ("PATCH", "+/hooks/*", "repos.update_webhook"),
     ("DELETE", "+/hooks/*", "repos.delete_webhook"),
     ("POST", "+/keys", "repos.create_deploy_key"),
@@ -230,7 +295,8 @@ const ROUTES: &[(&str, &str, &str)] = &[
 fn matches(template: &[&str], segs: &[&str]) -> bool {
     match (template.split_first(), segs.split_first()) {
         (None, None) => true,
-        (Some((&"**", _)), Some(_)) => true,
+        // `**`: one or more segments (a branch name may hold slashes).
+        (Some((&"**", trest)), Some(_)) => (1..=segs.len()).any(|k| matches(trest, &segs[k..])),
         (Some((t, trest)), Some((s, srest))) => {
             (*t == "*" || t.eq_ignore_ascii_case(s)) && matches(trest, srest)
         }
@@ -302,17 +368,26 @@ pub fn rest(method: &str, path: &str, body: Option<&serde_json::Value>) -> Githu
             // GitHub's default environment is production.
             view.environment = field("environment").or_else(|| Some("production".to_string()));
         }
-        Some("actions.workflow_dispatch") => {
+        Some("actions.workflow_dispatch" | "repos.create_dispatch_event") => {
+            let args = if view.action.as_deref() == Some("actions.workflow_dispatch") {
+                "inputs"
+            } else {
+                "client_payload"
+            };
             view.environment = body
-                .and_then(|b| b.get("inputs"))
+                .and_then(|b| b.get(args))
                 .and_then(|i| i.get("environment"))
                 .and_then(|e| e.as_str())
                 .map(str::to_string);
         }
+        Some("repos.rename_branch") => {
+            let branch = rest.get(1..rest.len().saturating_sub(1)).unwrap_or(&[]);
+            view.r#ref = Some(branch_ref(&branch.join("/").replace("%2F", "/")));
+        }
         Some("git.refs.update" | "git.refs.delete") => {
             // Everything after `git/refs/` (`%2F` read as `/`, as GitHub does).
             let after = rest.get(2..).unwrap_or(&[]).join("/").replace("%2F", "/");
-            view.r#ref = Some(format!("refs/{after}"));
+            view.r#ref = Some(branch_ref(&format!("refs/{after}")));
         }
         Some("git.refs.create") => view.r#ref = field("ref"),
         Some("repos.merge") => view.r#ref = field("base").map(|b| branch_ref(&b)),
@@ -324,13 +399,17 @@ pub fn rest(method: &str, path: &str, body: Option<&serde_json::Value>) -> Githu
     view
 }
 
-/// `main` -> `refs/heads/main`; a full ref stays as it is.
+/// `main` -> `refs/heads/main`; a full ref stays as it is, without a doubled `refs/`
+/// (`refs/refs/heads/main` names `refs/heads/main` to a lenient server).
 fn branch_ref(branch: &str) -> String {
-    if branch.starts_with("refs/") {
-        branch.to_string()
-    } else {
-        format!("refs/heads/{branch}")
+    let mut b = branch.trim_start_matches('/');
+    if !b.starts_with("refs/") {
+        return format!("refs/heads/{b}");
     }
+    while let Some(inner) = b.strip_prefix("refs/").filter(|i| i.starts_with("refs/")) {
+        b = inner;
+    }
+    b.to_string()
 }
 
 fn set_repo(view: &mut GithubView, owner: &str, name: &str) {

@@ -4,13 +4,16 @@
 //! A document that does not parse (or is ambiguous) is visible as such (`parsed: false`),
 //! and so is a persisted-query hash sent without a document.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use apollo_parser::{cst, Parser};
 use serde::Serialize;
 
 /// How deep a document may nest, and how many tokens it may have.
 pub const RECURSION_LIMIT: usize = 128;
+
+/// Deepest nesting of fragments (named or inline) read; deeper documents are unreadable.
+pub const MAX_FRAGMENT_DEPTH: usize = 64;
 pub const TOKEN_LIMIT: usize = 100_000;
 
 /// What a GraphQL request asks for.
@@ -109,7 +112,10 @@ pub fn document(text: &str, wanted: Option<&str>) -> GraphqlView {
     };
     let mut fields = Vec::new();
     if let Some(set) = op.selection_set() {
-        collect(&set, &fragments, &mut fields, 0);
+        let mut expanded = HashSet::new();
+        if !collect(&set, &fragments, &mut fields, &mut expanded, 0) {
+            return unreadable("fragments nested too deeply to read");
+        }
     }
     GraphqlView {
         operation: Some(operation.to_string()),
@@ -121,16 +127,20 @@ pub fn document(text: &str, wanted: Option<&str>) -> GraphqlView {
     }
 }
 
-/// Top-level field names of a selection set, through fragment spreads and inline fragments
-/// (bounded by `depth`: fragments may not cycle, but a hostile document may try).
+/// Top-level field names of a selection set, through fragment spreads and inline fragments.
+/// Each named fragment is expanded once (`expanded`: what it adds is already collected), so
+/// cycles end and a document cannot make the work grow beyond its size. `false` when the
+/// nesting goes deeper than Clawser reads: the caller then reports the document unreadable
+/// rather than a partial list of fields.
 fn collect(
     set: &cst::SelectionSet,
     fragments: &HashMap<String, cst::SelectionSet>,
     out: &mut Vec<String>,
+    expanded: &mut HashSet<String>,
     depth: usize,
-) {
-    if depth > 16 {
-        return;
+) -> bool {
+    if depth > MAX_FRAGMENT_DEPTH {
+        return false;
     }
     for sel in set.selections() {
         match sel {
@@ -147,17 +157,26 @@ fn collect(
                     .fragment_name()
                     .and_then(|n| n.name())
                     .map(|n| n.text().to_string());
-                if let Some(inner) = name.and_then(|n| fragments.get(&n)) {
-                    collect(inner, fragments, out, depth + 1);
+                let Some(name) = name else { continue };
+                if !expanded.insert(name.clone()) {
+                    continue;
+                }
+                if let Some(inner) = fragments.get(&name) {
+                    if !collect(inner, fragments, out, expanded, depth + 1) {
+                        return false;
+                    }
                 }
             }
             cst::Selection::InlineFragment(i) => {
                 if let Some(inner) = i.selection_set() {
-                    collect(&inner, fragments, out, depth + 1);
+                    if !collect(&inner, fragments, out, expanded, depth + 1) {
+                        return false;
+                    }
                 }
             }
         }
     }
+    true
 }
 
 #[cfg(test)]
@@ -207,5 +226,41 @@ mod tests {
         // Deep nesting is cut off by the parser's limits, not a stack overflow.
         let deep = format!("query {{ {}x{} }}", "a { ".repeat(5000), " }".repeat(5000));
         assert!(!inspect(Some(&json!({"query": deep}))).parsed);
+    }
+
+    #[test]
+    fn nested_fragments_hide_no_field() {
+        // 17 nested inline fragments: the mutation inside is still seen.
+        let doc = format!(
+            "mutation {{ {} deleteRepository(input: {{}}) {{ x }} {} }}",
+            "... { ".repeat(17),
+            "} ".repeat(17)
+        );
+        assert_eq!(
+            inspect(Some(&json!({"query": doc}))).fields,
+            vec!["deleteRepository"]
+        );
+        // A chain of named fragments deeper than Clawser reads is unreadable, not empty.
+        let n = MAX_FRAGMENT_DEPTH + 2;
+        let mut doc = "mutation { ...F0 }".to_string();
+        for i in 0..n {
+            doc.push_str(&format!(" fragment F{i} on Mutation {{ ...F{} }}", i + 1));
+        }
+        doc.push_str(&format!(
+            " fragment F{n} on Mutation {{ deleteRepository(input: {{}}) {{ x }} }}"
+        ));
+        let v = inspect(Some(&json!({"query": doc})));
+        assert!(!v.parsed, "{v:?}");
+        // Fragments spread many times over are expanded once each (no blow-up).
+        let mut doc = "mutation { ...F0 }".to_string();
+        for i in 0..30 {
+            let spreads = format!("...F{} ", i + 1).repeat(50);
+            doc.push_str(&format!(" fragment F{i} on Mutation {{ {spreads} }}"));
+        }
+        doc.push_str(" fragment F30 on Mutation { mergePullRequest(input: {}) { x } }");
+        assert_eq!(
+            inspect(Some(&json!({"query": doc}))).fields,
+            vec!["mergePullRequest"]
+        );
     }
 }

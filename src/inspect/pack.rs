@@ -114,12 +114,36 @@ fn object_id(kind: &str, data: &[u8], sha256: bool) -> String {
     hex::encode(ring::digest::digest(alg, &v).as_ref())
 }
 
-fn parents_of(commit: &[u8]) -> Vec<String> {
-    String::from_utf8_lossy(commit)
-        .lines()
-        .take_while(|l| !l.is_empty())
-        .filter_map(|l| l.strip_prefix("parent ").map(|p| p.trim().to_string()))
-        .collect()
+/// A commit's parents, read as git reads them: the `parent` lines right after the `tree`
+/// line, each a full object id. `None` for a header git would read differently from a
+/// careless reader (a `parent` line anywhere else is no parent to git): it shows nothing.
+fn parents_of(commit: &[u8]) -> Option<Vec<String>> {
+    let end = commit
+        .windows(2)
+        .position(|w| w == b"\n\n")
+        .unwrap_or(commit.len());
+    let header = std::str::from_utf8(commit.get(..end)?).ok()?;
+    let mut lines = header.split('\n').peekable();
+    let tree = lines.next()?.strip_prefix("tree ")?;
+    if !is_oid(tree) {
+        return None;
+    }
+    let mut parents = Vec::new();
+    while let Some(p) = lines.peek().and_then(|l| l.strip_prefix("parent ")) {
+        if !is_oid(p) {
+            return None;
+        }
+        parents.push(p.to_string());
+        lines.next();
+    }
+    if lines.any(|l| l.starts_with("parent ")) {
+        return None;
+    }
+    Some(parents)
+}
+
+fn is_oid(s: &str) -> bool {
+    (s.len() == 40 || s.len() == 64) && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
 /// The commits of a pack (as far as it can be read within `budget` inflated bytes).
@@ -194,7 +218,9 @@ pub fn commits(pack: &[u8], sha256: bool, budget: usize) -> Parents {
         };
         let id = object_id(name, &data, sha256);
         if t == 1 {
-            found.insert(id.clone(), parents_of(&data));
+            if let Some(parents) = parents_of(&data) {
+                found.insert(id.clone(), parents);
+            }
         }
         if let Ok(raw) = hex::decode(&id) {
             by_id.insert(raw, start);
@@ -242,6 +268,24 @@ mod tests {
         assert_eq!(apply_delta(base, &delta).unwrap(), b"hello earth");
         assert!(apply_delta(base, &[11, 3, 0]).is_none());
         assert!(apply_delta(b"short", &[11, 1, 1, b'x']).is_none());
+    }
+
+    #[test]
+    fn parents_are_read_as_git_reads_them() {
+        let (t, p, q) = ("a".repeat(40), "b".repeat(40), "c".repeat(40));
+        let ok =
+            format!("tree {t}\nparent {p}\nparent {q}\nauthor x\ncommitter x\n\nmsg\nparent {t}\n");
+        assert_eq!(parents_of(ok.as_bytes()), Some(vec![p.clone(), q.clone()]));
+        let root = format!("tree {t}\nauthor x\ncommitter x\n\nmsg");
+        assert_eq!(parents_of(root.as_bytes()), Some(vec![]));
+        // A `parent` line after `committer` is no parent to git: the commit shows nothing.
+        let forged = format!("tree {t}\nauthor x\ncommitter x\nparent {p}\n\nmsg");
+        assert_eq!(parents_of(forged.as_bytes()), None);
+        let late = format!("tree {t}\nparent {p}\nauthor x\nparent {q}\ncommitter x\n\n");
+        assert_eq!(parents_of(late.as_bytes()), None);
+        let short = format!("tree {t}\nparent abc\n\n");
+        assert_eq!(parents_of(short.as_bytes()), None);
+        assert_eq!(parents_of(b"author x\n\n"), None);
     }
 
     #[test]

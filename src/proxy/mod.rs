@@ -1,6 +1,7 @@
-//! The proxy: the listener on `proxy.listen`, CONNECT tunnels with TLS interception, and
-//! absolute-form plain HTTP, all through one pipeline.
+//! The proxy: the listeners on `proxy.listen` and `proxy.unix_socket`, CONNECT tunnels with
+//! TLS interception, and absolute-form plain HTTP, all through one pipeline.
 //!
+//! - `listener.rs`: TCP and Unix listeners behind one small trait.
 //! - `connect.rs`: CONNECT, first-bytes sniffing, interception, passthrough.
 //! - `pipeline.rs`: the spine: identify -> bound -> target -> destination -> inspect ->
 //!   decide -> record -> hold -> permit -> forward.
@@ -25,6 +26,7 @@ mod connect;
 pub mod destination;
 mod forward;
 pub mod hold;
+pub mod listener;
 mod outcome;
 mod permit;
 pub mod pipeline;
@@ -50,7 +52,6 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 
 use crate::approval::ApprovalStore;
@@ -157,10 +158,10 @@ impl ProxyState {
     }
 }
 
-/// Serves the proxy on `listener` until `shutdown` turns true.
-pub async fn serve(
+/// Serves the proxy on `listener` (TCP or Unix) until `shutdown` turns true.
+pub async fn serve<L: listener::Accept>(
     state: Arc<ProxyState>,
-    listener: TcpListener,
+    listener: L,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let limit = Arc::new(Semaphore::new(state.config.max_connections));
@@ -178,7 +179,7 @@ pub async fn serve(
     let outer = Arc::new(outer);
     loop {
         let (stream, peer) = tokio::select! {
-            r = listener.accept() => match r {
+            r = listener::Accept::accept(&listener) => match r {
                 Ok(x) => x,
                 Err(e) => {
                     tracing::warn!(error = %e, "accept failed");
@@ -194,7 +195,6 @@ pub async fn serve(
             drop(stream);
             continue;
         };
-        let _ = stream.set_nodelay(true);
         let (state, outer) = (state.clone(), outer.clone());
         tokio::spawn(async move {
             state.metrics.connection(1);

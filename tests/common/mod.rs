@@ -295,9 +295,14 @@ impl World {
     }
 
     pub async fn with_proxy_extra(proxy_extra: &str) -> World {
+        World::with_config(proxy_extra, "").await
+    }
+
+    /// `proxy_extra` lines go under `proxy:`; `extra` is appended to the config.
+    pub async fn with_config(proxy_extra: &str, extra: &str) -> World {
         let tmp = tempfile::tempdir().unwrap();
         let upstream = Upstream::start(tmp.path()).await;
-        let cfg = base_config(tmp.path(), &upstream, proxy_extra);
+        let cfg = format!("{}{extra}", base_config(tmp.path(), &upstream, proxy_extra));
         let server = Server::start(tmp.path(), &cfg);
         World {
             tmp,

@@ -1,0 +1,16 @@
+//! Enforced egress (`clawser run --isolate`, DESIGN.md section 10): the command and
+//! everything it spawns run in a bubblewrap sandbox whose only way out is Clawser's proxy.
+//!
+//! - `plan.rs`: what the sandbox hides, shows and keeps, as bubblewrap arguments (pure).
+//! - `relay.rs`: inside the sandbox, the loopback port `HTTPS_PROXY` names, relayed to the
+//!   proxy's Unix socket; it runs the command and exits with its status.
+//!
+//! Why bubblewrap: it is the established, audited tool for unprivileged namespaces (Debian's
+//! `bubblewrap`, used by Flatpak and by Anthropic's sandbox-runtime), works as root and as an
+//! unprivileged user through user namespaces, and keeps Clawser free of `unsafe` code
+//! (the crate forbids it; calling `unshare`/`mount` directly would need it).
+
+pub mod plan;
+pub mod relay;
+
+pub use plan::{find_bwrap, Plan, PlanInput, SOCKET_INSIDE};

@@ -1,0 +1,208 @@
+//! Enforced egress: `clawser run --isolate` runs a command in a bubblewrap sandbox whose only
+//! way out is Clawser's proxy. Inside, a script tries everything an agent going around
+//! Clawser would; each check fails without the isolation (proxy-less curl, raw TCP to the
+//! upstream, the admin port or the metadata address, reading Clawser's keys).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::collections::HashMap;
+use std::process::Command;
+
+use common::git::seed;
+use common::{World, BIN};
+use serde_json::Value;
+
+/// `name=value` lines the script printed.
+fn results(stdout: &str) -> HashMap<String, String> {
+    stdout
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_proxy_is_the_only_way_out() {
+    let w = World::new().await;
+    let dir = w.tmp.path();
+    let bare = w.upstream.bare_repo("acme/api.git");
+    seed(&bare, &dir.join("seed")).await;
+    let work = dir.join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    let up = w.upstream.url("/hello");
+    let repo = w.upstream.url("/git/acme/api.git");
+    let script = format!(
+        r#"
+r() {{ "$@" >/dev/null 2>&1; echo "$?"; }}
+connect() {{ r python3 -c "import socket,sys; socket.create_connection((sys.argv[1], int(sys.argv[2])), 3)" "$1" "$2"; }}
+echo "proxied=$(curl -sS -m 10 -o /dev/null -w '%{{http_code}}' {up})"
+echo "noproxy=$(r curl -sS -m 5 --noproxy '*' {up})"
+echo "unset=$(r env -u HTTPS_PROXY -u https_proxy -u HTTP_PROXY -u http_proxy curl -sS -m 5 {up})"
+echo "tcp_upstream=$(connect 127.0.0.1 {up_port})"
+echo "tcp_admin=$(connect 127.0.0.1 {admin_port})"
+echo "tcp_metadata=$(connect 169.254.169.254 80)"
+echo "raw_socket=$(r python3 -c 'import socket; socket.socket(socket.AF_INET, socket.SOCK_RAW, 1)')"
+echo "admin_token=$(r cat {data}/admin.token)"
+echo "ledger_key=$(r cat {data}/ledger.key)"
+echo "ca_key=$(r cat {certs}/ca.key)"
+echo "config=$(r grep -q data_dir {config})"
+echo "ca_bundle=$(r grep -q CERTIFICATE "$SSL_CERT_FILE")"
+echo "ca_cert=$(r grep -q CERTIFICATE "$NODE_EXTRA_CA_CERTS")"
+echo "policy_write=$(r touch {policies}/agent.rego)"
+git -c user.name=a -c user.email=a@x clone -q {repo} clone >/dev/null 2>&1
+cd clone && echo change > change.txt && git add . && \
+  git -c user.name=a -c user.email=a@x commit -qm change >/dev/null 2>&1
+echo "git_push=$(r git push -q origin HEAD:agent-branch)"
+cd ..
+echo "cwd_write=$(r touch written-inside)"
+exit 3
+"#,
+        up_port = w.upstream.port(),
+        admin_port = w.server.admin.port(),
+        data = dir.join("data").display(),
+        certs = dir.join("certs").display(),
+        config = w.server.config.display(),
+        policies = dir.join("policies").display(),
+    );
+    let server = &w.server;
+    let config = server.config.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(BIN)
+            .arg("-c")
+            .arg(&config)
+            .args([
+                "run",
+                "--isolate",
+                "--agent",
+                "dev",
+                "--",
+                "sh",
+                "-c",
+                &script,
+            ])
+            .current_dir(&work)
+            .env_remove("CLAWSER_ADMIN_TOKEN")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let r = results(&stdout);
+    let ctx = format!("stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "the command's exit status: {ctx}"
+    );
+    let want = [
+        ("proxied", "200"),
+        ("ca_bundle", "0"),
+        ("ca_cert", "0"),
+        ("git_push", "0"),
+        ("cwd_write", "0"),
+    ];
+    for (k, v) in want {
+        assert_eq!(r.get(k).map(String::as_str), Some(v), "{k}: {ctx}");
+    }
+    for k in [
+        "noproxy",
+        "unset",
+        "tcp_upstream",
+        "tcp_admin",
+        "tcp_metadata",
+        "raw_socket",
+        "admin_token",
+        "ledger_key",
+        "ca_key",
+        "config",
+        "policy_write",
+    ] {
+        let v = r.get(k).unwrap_or_else(|| panic!("{k} missing: {ctx}"));
+        assert_ne!(v, "0", "{k} succeeded inside the sandbox: {ctx}");
+    }
+    assert!(w.tmp.path().join("work/written-inside").exists());
+    assert!(!w.tmp.path().join("policies/agent.rego").exists());
+    let pushed = Command::new("git")
+        .arg("-C")
+        .arg(&bare)
+        .args(["rev-parse", "--verify", "agent-branch"])
+        .output()
+        .unwrap();
+    assert!(pushed.status.success(), "the push landed: {ctx}");
+
+    // The run is in the ledger, and its credential ended with it.
+    let entries: Vec<Value> =
+        serde_json::from_str(&server.cli_ok(&["ledger", "show", "--json"])).unwrap();
+    let started = entries
+        .iter()
+        .find(|e| e["kind"] == "sandbox.started")
+        .unwrap_or_else(|| panic!("{entries:?}"));
+    assert_eq!(started["data"]["agent"], "dev");
+    assert_eq!(started["data"]["command"], "sh");
+    let ended = entries
+        .iter()
+        .find(|e| e["kind"] == "sandbox.ended")
+        .unwrap_or_else(|| panic!("{entries:?}"));
+    assert_eq!(ended["data"]["exit_status"], 3);
+    assert_eq!(ended["data"]["sandbox"], started["data"]["sandbox"]);
+    // Requests made inside are attributed to the agent like any other.
+    assert!(entries.iter().any(|e| e["kind"] == "request.decided"
+        && e["data"]["agent"] == "dev"
+        && e["data"]["request"]["path"] == "/hello"));
+    let cred = started["data"]["credential"].as_str().unwrap();
+    assert!(
+        entries
+            .iter()
+            .any(|e| e["kind"] == "credential.revoked" && e["data"].to_string().contains(cred)),
+        "{entries:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_a_server_or_with_a_hidden_working_directory_it_refuses() {
+    let w = World::new().await;
+    // The working directory inside the data dir would expose it: refused before starting.
+    let out = w
+        .server
+        .cli(&["run", "--isolate", "--agent", "dev", "--", "true"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let inside = w.tmp.path().join("data");
+    let out = Command::new(BIN)
+        .arg("-c")
+        .arg(&w.server.config)
+        .args(["run", "--isolate", "--agent", "dev", "--", "true"])
+        .current_dir(&inside)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("hides"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // No server: no way out, so no run (and the command never starts).
+    let mut w = w;
+    w.server.kill();
+    let marker = w.tmp.path().join("ran");
+    let out = Command::new(BIN)
+        .arg("-c")
+        .arg(&w.server.config)
+        .args(["run", "--isolate", "--agent", "dev", "--", "touch"])
+        .arg(&marker)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("needs a running `clawser serve`"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!marker.exists());
+}
