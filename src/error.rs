@@ -69,6 +69,9 @@ pub enum Error {
     /// The request is invalid (bad id, duplicate, bad JSON).
     #[error("invalid request: {0}")]
     Invalid(String),
+    /// `clawser run --isolate` cannot confine the command (so it does not run it).
+    #[error("isolated run: {0}")]
+    Sandbox(String),
     /// The upstream server failed or timed out.
     #[error("upstream: {0}")]
     Upstream(String),

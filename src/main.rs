@@ -50,7 +50,12 @@ fn main() -> anyhow::Result<()> {
     }
     let cli = Cli::parse();
     // Inside an isolated run: no config (it is hidden there), no logging setup.
-    if let clawser::cli::Command::SandboxRelay { port, socket, cmd } = cli.command {
+    if let Command::SandboxExec { cmd } = &cli.command {
+        let Err(e) = clawser::sandbox::confine::exec(cmd);
+        eprintln!("clawser: {e}");
+        std::process::exit(126);
+    }
+    if let Command::SandboxRelay { port, socket, cmd } = cli.command {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()

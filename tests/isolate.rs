@@ -50,6 +50,17 @@ echo "config=$(r grep -q data_dir {config})"
 echo "ca_bundle=$(r grep -q CERTIFICATE "$SSL_CERT_FILE")"
 echo "ca_cert=$(r grep -q CERTIFICATE "$NODE_EXTRA_CA_CERTS")"
 echo "policy_write=$(r touch {policies}/agent.rego)"
+echo "home_write=$(r touch "$HOME/.clawser-isolate-probe")"
+echo "etc_write=$(r touch /etc/clawser-isolate-probe)"
+echo "host_unix_socket=$(r python3 -c "import socket,sys; socket.socket(socket.AF_UNIX).connect(sys.argv[1])" {host_sock})"
+echo "tiocsti=$(python3 -c "
+import errno, fcntl, termios
+try:
+    fcntl.ioctl(0, termios.TIOCSTI, b'x'); print('allowed')
+except OSError as e:
+    print(errno.errorcode[e.errno])
+")"
+echo "relay_memory=$(r python3 -c "open('/proc/1/mem', 'rb')")"
 git -c user.name=a -c user.email=a@x clone -q {repo} clone >/dev/null 2>&1
 cd clone && echo change > change.txt && git add . && \
   git -c user.name=a -c user.email=a@x commit -qm change >/dev/null 2>&1
@@ -64,7 +75,12 @@ exit 3
         certs = dir.join("certs").display(),
         config = w.server.config.display(),
         policies = dir.join("policies").display(),
+        host_sock = dir.join("work/host.sock").display(),
     );
+    // A host service on a Unix socket in the (writable, shared) working directory: the
+    // network namespace does not cover it, the seccomp filter does.
+    let host_sock = std::os::unix::net::UnixListener::bind(dir.join("work/host.sock")).unwrap();
+    host_sock.set_nonblocking(true).unwrap();
     let server = &w.server;
     let config = server.config.clone();
     let out = tokio::task::spawn_blocking(move || {
@@ -119,10 +135,16 @@ exit 3
         "ca_key",
         "config",
         "policy_write",
+        "home_write",
+        "etc_write",
+        "host_unix_socket",
+        "relay_memory",
     ] {
         let v = r.get(k).unwrap_or_else(|| panic!("{k} missing: {ctx}"));
         assert_ne!(v, "0", "{k} succeeded inside the sandbox: {ctx}");
     }
+    assert_eq!(r.get("tiocsti").map(String::as_str), Some("EPERM"), "{ctx}");
+    assert!(host_sock.accept().is_err(), "the host socket was reached");
     assert!(w.tmp.path().join("work/written-inside").exists());
     assert!(!w.tmp.path().join("policies/agent.rego").exists());
     let pushed = Command::new("git")
@@ -165,9 +187,15 @@ exit 3
 async fn without_a_server_or_with_a_hidden_working_directory_it_refuses() {
     let w = World::new().await;
     // The working directory inside the data dir would expose it: refused before starting.
-    let out = w
-        .server
-        .cli(&["run", "--isolate", "--agent", "dev", "--", "true"]);
+    let work = w.tmp.path().join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    let out = Command::new(BIN)
+        .arg("-c")
+        .arg(&w.server.config)
+        .args(["run", "--isolate", "--agent", "dev", "--", "true"])
+        .current_dir(&work)
+        .output()
+        .unwrap();
     assert!(
         out.status.success(),
         "{}",

@@ -40,10 +40,15 @@ pub async fn run_cli(cli: Cli, config: Config) -> Result<i32> {
             sel,
             isolate,
             hide,
+            writable,
             cmd,
-        } => super::run::run(&config, &sel, isolate, hide, cmd).await,
+        } => super::run::run(&config, &sel, isolate, (hide, writable), cmd).await,
         Command::SandboxRelay { port, socket, cmd } => {
             crate::sandbox::relay::run(port, socket, cmd).await
+        }
+        Command::SandboxExec { cmd } => {
+            crate::sandbox::confine::exec(&cmd)?;
+            Ok(126)
         }
         Command::Ca { cmd } => {
             let (ca, created) = match cmd {

@@ -82,6 +82,10 @@ pub enum Command {
         /// ~/.config/gh or ~/.aws, where real credentials live.
         #[arg(long, requires = "isolate")]
         hide: Vec<std::path::PathBuf>,
+        /// With --isolate: also let the command write this path (repeatable); the working
+        /// directory and the runtimes' state folders in the home directory are writable.
+        #[arg(long, requires = "isolate")]
+        writable: Vec<std::path::PathBuf>,
         /// The command and its arguments, after `--`.
         #[arg(last = true, required = true)]
         cmd: Vec<String>,
@@ -94,6 +98,12 @@ pub enum Command {
         port: u16,
         #[arg(long)]
         socket: std::path::PathBuf,
+        #[arg(last = true, required = true)]
+        cmd: Vec<String>,
+    },
+    /// Inside an isolated run: install the seccomp filter, then become the command.
+    #[command(name = "sandbox-exec", hide = true)]
+    SandboxExec {
         #[arg(last = true, required = true)]
         cmd: Vec<String>,
     },

@@ -22,14 +22,14 @@ pub async fn run(
     config: &Config,
     sel: &AgentSel,
     isolate: bool,
-    hide: Vec<PathBuf>,
+    extra: (Vec<PathBuf>, Vec<PathBuf>),
     cmd: Vec<String>,
 ) -> Result<i32> {
     let (prog, args) = cmd
         .split_first()
         .ok_or_else(|| Error::Invalid("no command given".into()))?;
     if isolate {
-        return isolated(config, sel, hide, &cmd).await;
+        return isolated(config, sel, extra, &cmd).await;
     }
     let vars = runtime_vars(config, &sel.agent, sel.job.as_deref(), None)
         .await?
@@ -62,13 +62,13 @@ fn withheld(config: &Config) -> Vec<OsString> {
 async fn isolated(
     config: &Config,
     sel: &AgentSel,
-    hide: Vec<PathBuf>,
+    extra: (Vec<PathBuf>, Vec<PathBuf>),
     cmd: &[String],
 ) -> Result<i32> {
     let bwrap = find_bwrap()?;
     probe(&bwrap).await?;
     let admin = Backend::remote(config, None).await?.ok_or_else(|| {
-        Error::Invalid(
+        Error::Sandbox(
             "clawser run --isolate needs a running `clawser serve` (the sandbox's only way out is its proxy)"
                 .into(),
         )
@@ -76,7 +76,7 @@ async fn isolated(
     let socket = read_server_info(&config.data_dir)
         .and_then(|i| i.proxy_socket)
         .ok_or_else(|| {
-            Error::Invalid(
+            Error::Sandbox(
                 "the running server does not listen on a Unix socket (proxy.unix_socket is off), which --isolate needs"
                     .into(),
             )
@@ -92,7 +92,8 @@ async fn isolated(
             cwd,
             home: std::env::var_os("HOME").map(PathBuf::from),
             exe: std::env::current_exe().ok(),
-            extra_hide: hide,
+            extra_hide: extra.0,
+            extra_writable: extra.1,
             interactive: std::io::stdin().is_terminal(),
         },
     )?;
@@ -116,6 +117,11 @@ async fn isolated(
         )
         .await?;
     let id = started["id"].as_str().unwrap_or("-").to_string();
+    // Ctrl-C goes to the sandboxed command; this process stays to record the end of the run
+    // and revoke its credential.
+    let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+        .map_err(Error::io("handling", "SIGINT"))?;
+    tokio::spawn(async move { while interrupt.recv().await.is_some() {} });
     let mut child = tokio::process::Command::new(&bwrap);
     for name in withheld(config) {
         child.env_remove(name);
@@ -184,7 +190,7 @@ async fn probe(bwrap: &std::path::Path) -> Result<()> {
     if out.status.success() {
         return Ok(());
     }
-    Err(Error::Invalid(format!(
+    Err(Error::Sandbox(format!(
         "this system cannot make the sandbox --isolate needs (user and network namespaces); refusing to run the command unconfined. bubblewrap said: {}",
         String::from_utf8_lossy(&out.stderr).trim()
     )))

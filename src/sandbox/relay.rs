@@ -10,12 +10,17 @@ use tokio::net::{TcpListener, UnixStream};
 
 use crate::error::{Error, Result};
 
-/// Binds `127.0.0.1:port` (and `[::1]:port` where the sandbox has IPv6), starts `cmd`, and
-/// relays until it exits; returns its exit code (128 + signal when a signal ended it).
+/// Binds `127.0.0.1:port` (and `[::1]:port` where the sandbox has IPv6), starts `cmd`
+/// (confined, through `clawser sandbox-exec`), and relays until it exits; returns its exit
+/// code (128 + signal when a signal ended it). The relay is PID 1 of the sandbox.
 pub async fn run(port: u16, socket: PathBuf, cmd: Vec<String>) -> Result<i32> {
-    let (prog, args) = cmd
-        .split_first()
-        .ok_or_else(|| Error::Invalid("no command given".into()))?;
+    if cmd.is_empty() {
+        return Err(Error::Invalid("no command given".into()));
+    }
+    // The command runs as the same user: without this it could write into the relay's
+    // memory (/proc/1/mem) and use its unfiltered Unix socket calls.
+    rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable)
+        .map_err(|e| Error::Sandbox(format!("making the relay non-dumpable: {e}")))?;
     let v4 = TcpListener::bind(("127.0.0.1", port))
         .await
         .map_err(Error::io(
@@ -41,8 +46,14 @@ pub async fn run(port: u16, socket: PathBuf, cmd: Vec<String>) -> Result<i32> {
             }
         });
     }
-    let mut child = tokio::process::Command::new(prog)
-        .args(args)
+    // The command starts through `clawser sandbox-exec`, which installs the seccomp filter
+    // (`confine.rs`) and then becomes the command.
+    let exe = std::env::current_exe().map_err(Error::io("locating", "the clawser binary"))?;
+    let prog = cmd[0].as_str();
+    let mut child = tokio::process::Command::new(&exe)
+        .arg("sandbox-exec")
+        .arg("--")
+        .args(&cmd)
         .spawn()
         .map_err(Error::io("running", prog))?;
     // Ctrl-C reaches the command too (same process group): the relay keeps carrying its
