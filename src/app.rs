@@ -52,13 +52,14 @@ pub fn read_server_info(data_dir: &Path) -> Option<ServerInfo> {
 
 /// Opens the sled database of the data dir, with a clear error when another process
 /// (a running `clawser serve`) holds it.
-pub fn open_db(data_dir: &Path) -> Result<sled::Db> {
+pub fn open_db(data_dir: &Path, cache_bytes: u64) -> Result<sled::Db> {
     let path = data_dir.join("db");
     // Durability comes from explicit flushes (identity changes) and the ledger's write-ahead
     // log; sled's periodic background flush would only cost I/O.
     sled::Config::new()
         .path(&path)
         .flush_every_ms(None)
+        .cache_capacity(cache_bytes)
         .open()
         .map_err(|e| match e {
             sled::Error::Io(io)
@@ -149,7 +150,7 @@ impl App {
             config.ca.leaf_validity_days,
             config.ca.cache_size,
         )?);
-        let db = open_db(&config.data_dir)?;
+        let db = open_db(&config.data_dir, config.ledger.cache_bytes)?;
         let ledger = if std::env::var_os(BENCH_NO_LEDGER).is_some() {
             tracing::warn!("{BENCH_NO_LEDGER} is set: the work ledger is OFF (benchmarks only; nothing is recorded)");
             None

@@ -234,3 +234,124 @@ async fn without_a_server_or_with_a_hidden_working_directory_it_refuses() {
     );
     assert!(!marker.exists());
 }
+
+/// Kills the server started as another user (by the PID in its server.json).
+struct StopServer(std::path::PathBuf);
+
+impl Drop for StopServer {
+    fn drop(&mut self) {
+        let pid = std::fs::read_to_string(&self.0)
+            .ok()
+            .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+            .and_then(|v| v["pid"].as_u64());
+        if let Some(pid) = pid {
+            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+        }
+    }
+}
+
+/// The same sandbox for a developer without root: `clawser serve` and `clawser run
+/// --isolate` both as an unprivileged user (bubblewrap through user namespaces). Needs root
+/// to make that user (CI runs as root); elsewhere it says so and returns.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unprivileged_user_gets_the_same_sandbox() {
+    use std::os::unix::fs::PermissionsExt as _;
+    const USER: &str = "clawser-dev";
+    let root = Command::new("id").arg("-u").output().unwrap();
+    if String::from_utf8_lossy(&root.stdout).trim() != "0" {
+        eprintln!("skipped: needs root to create the unprivileged user (CI runs as root)");
+        return;
+    }
+    let exists = Command::new("id")
+        .arg(USER)
+        .output()
+        .unwrap()
+        .status
+        .success();
+    if !exists {
+        let ok = Command::new("useradd")
+            .args(["--no-create-home", "--shell", "/bin/sh", USER])
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    }
+    let tmp = tempfile::Builder::new()
+        .prefix("clawser-isolate-user")
+        .tempdir_in("/tmp")
+        .unwrap();
+    let dir = tmp.path();
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let upstream = common::Upstream::start(dir).await;
+    std::fs::set_permissions(&upstream.ca_path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let cfg = dir.join("clawser.yaml");
+    std::fs::write(&cfg, common::base_config(dir, &upstream, "")).unwrap();
+    for d in ["data", "certs", "policies", "work"] {
+        std::fs::create_dir_all(dir.join(d)).unwrap();
+    }
+    let ok = Command::new("chown")
+        .args(["-R", USER])
+        .arg(dir.join("data"))
+        .arg(dir.join("certs"))
+        .arg(dir.join("policies"))
+        .arg(dir.join("work"))
+        .arg(&cfg)
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let log = std::fs::File::create(dir.join("serve.log")).unwrap();
+    let mut serve = Command::new("runuser")
+        .args(["-u", USER, "--", BIN, "-c"])
+        .arg(&cfg)
+        .arg("serve")
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let info = dir.join("data/server.json");
+    let _stop = StopServer(info.clone());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !info.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{}",
+            std::fs::read_to_string(dir.join("serve.log")).unwrap_or_default()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let script = format!(
+        r#"id -u
+echo "proxied=$(curl -sS -m 10 -o /dev/null -w '%{{http_code}}' {up})"
+echo "direct=$(env -u HTTPS_PROXY -u https_proxy curl -sS -m 5 -o /dev/null {up} >/dev/null 2>&1; echo $?)"
+echo "token=$(cat {data}/admin.token >/dev/null 2>&1; echo $?)""#,
+        up = upstream.url("/hello"),
+        data = dir.join("data").display(),
+    );
+    let out = Command::new("runuser")
+        .args(["-u", USER, "--", BIN, "-c"])
+        .arg(&cfg)
+        .args([
+            "run",
+            "--isolate",
+            "--agent",
+            "dev",
+            "--",
+            "sh",
+            "-c",
+            &script,
+        ])
+        .current_dir(dir.join("work"))
+        .env_remove("CLAWSER_ADMIN_TOKEN")
+        .env("HOME", dir.join("work"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let ctx = format!("{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{ctx}");
+    let r = results(&stdout);
+    assert_eq!(r.get("proxied").map(String::as_str), Some("200"), "{ctx}");
+    assert_ne!(r.get("direct").map(String::as_str), Some("0"), "{ctx}");
+    assert_ne!(r.get("token").map(String::as_str), Some("0"), "{ctx}");
+    assert_ne!(stdout.lines().next(), Some("0"), "ran as root: {ctx}");
+    drop(_stop);
+    let _ = serve.wait();
+}

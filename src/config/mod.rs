@@ -330,6 +330,9 @@ impl Validator<'_> {
             apply_batch: self.positive("ledger.apply_batch", raw.ledger.apply_batch, 256)?,
             max_queue: self.positive("ledger.max_queue", raw.ledger.max_queue, 65_536)?,
             origin,
+            cache_bytes: self
+                .positive("ledger.cache_mib", raw.ledger.cache_mib, 16)?
+                .saturating_mul(1024 * 1024) as u64,
         };
         let log_format = match raw.log.format.as_deref().unwrap_or("text") {
             "text" => LogFormat::Text,

@@ -146,6 +146,7 @@ pub struct RawLedger {
     pub apply_batch: Option<usize>,
     pub max_queue: Option<usize>,
     pub origin: Option<String>,
+    pub cache_mib: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -46,10 +46,7 @@ pub fn filter() -> Result<BpfProgram> {
     let mut rules: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();
     rules.insert(
         libc::SYS_ioctl,
-        vec![
-            arg_is(1, tiocsti)?,
-            arg_is(1, tioclinux)?,
-        ],
+        vec![arg_is(1, tiocsti)?, arg_is(1, tioclinux)?],
     );
     rules.insert(libc::SYS_socket, vec![arg_is(0, libc::AF_UNIX as u64)?]);
     rules.insert(libc::SYS_io_uring_setup, vec![]);
