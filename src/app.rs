@@ -212,8 +212,16 @@ impl App {
                 "binding admin.listen",
                 self.config.admin.listen.to_string(),
             ))?;
+        // The Unix socket is the way out of `clawser run --isolate` only: a server that cannot
+        // bind it (a path over the 107-byte limit, a read-only directory) still serves TCP.
         let unix_l = match &self.config.proxy.unix_socket {
-            Some(path) => Some((proxy::listener::bind_unix(path)?, path.clone())),
+            Some(path) => match proxy::listener::bind_unix(path) {
+                Ok(l) => Some((l, path.clone())),
+                Err(e) => {
+                    tracing::warn!(error = %e, "not listening on proxy.unix_socket: clawser run --isolate will refuse to start (set proxy.unix_socket to a shorter path)");
+                    None
+                }
+            },
             None => None,
         };
         let proxy_addr = proxy_l

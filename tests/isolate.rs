@@ -215,6 +215,12 @@ async fn without_a_server_or_with_a_hidden_working_directory_it_refuses() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // Every credential issued for a run ended with it, the refused run's too.
+    let entries: Vec<Value> =
+        serde_json::from_str(&w.server.cli_ok(&["ledger", "show", "--json"])).unwrap();
+    let count = |kind: &str| entries.iter().filter(|e| e["kind"] == kind).count();
+    assert_eq!(count("credential.issued"), 2, "{entries:?}");
+    assert_eq!(count("credential.revoked"), 2, "{entries:?}");
     // No server: no way out, so no run (and the command never starts).
     let mut w = w;
     w.server.kill();
@@ -354,4 +360,30 @@ echo "token=$(cat {data}/admin.token >/dev/null 2>&1; echo $?)""#,
     assert_ne!(stdout.lines().next(), Some("0"), "ran as root: {ctx}");
     drop(_stop);
     let _ = serve.wait();
+}
+
+/// A socket path the kernel refuses (over 107 bytes) does not stop the server: it serves
+/// TCP, and `--isolate` says why it cannot run.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_server_without_its_unix_socket_still_serves_and_isolate_says_why() {
+    let long = format!("  unix_socket: /tmp/{}/proxy.sock", "s".repeat(120));
+    let w = World::with_proxy_extra(&long).await;
+    let env = w.server.env_for("dev", None);
+    let (code, _) = common::curl(&env, &[w.upstream.url("/hello").as_str()]).await;
+    assert_eq!(code, 200);
+    let work = w.tmp.path().join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    let out = Command::new(BIN)
+        .arg("-c")
+        .arg(&w.server.config)
+        .args(["run", "--isolate", "--agent", "dev", "--", "true"])
+        .current_dir(&work)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("does not listen on a Unix socket"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

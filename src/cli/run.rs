@@ -83,20 +83,23 @@ async fn isolated(
         })?;
     let rv = runtime_vars(config, &sel.agent, sel.job.as_deref(), Some("127.0.0.1")).await?;
     let cwd = std::env::current_dir().map_err(Error::io("reading", "the working directory"))?;
-    let plan = Plan::new(
-        config,
-        PlanInput {
-            socket,
-            ca_cert: &rv.ca_cert,
-            bundle: &rv.bundle,
-            cwd,
-            home: std::env::var_os("HOME").map(PathBuf::from),
-            exe: std::env::current_exe().ok(),
-            extra_hide: extra.0,
-            extra_writable: extra.1,
-            interactive: std::io::stdin().is_terminal(),
-        },
-    )?;
+    let plan = plan_or_revoke(&admin, &rv.credential_id, || {
+        Plan::new(
+            config,
+            PlanInput {
+                socket,
+                ca_cert: &rv.ca_cert,
+                bundle: &rv.bundle,
+                cwd,
+                home: std::env::var_os("HOME").map(PathBuf::from),
+                exe: std::env::current_exe().ok(),
+                extra_hide: extra.0,
+                extra_writable: extra.1,
+                interactive: std::io::stdin().is_terminal(),
+            },
+        )
+    })
+    .await?;
     let exe = std::env::current_exe().map_err(Error::io("locating", "the clawser binary"))?;
     let mut inner: Vec<OsString> = vec![
         exe.into(),
@@ -155,6 +158,22 @@ async fn isolated(
         );
     }
     code
+}
+
+/// Builds the plan; when it is refused, the credential issued for the run is revoked (it
+/// was never handed to anything).
+async fn plan_or_revoke(
+    admin: &crate::admin::client::AdminClient,
+    credential: &str,
+    build: impl FnOnce() -> Result<Plan>,
+) -> Result<Plan> {
+    let plan = build();
+    if plan.is_err() {
+        let _ = admin
+            .post::<_, Value>(&format!("/v1/credentials/{credential}/revoke"), &json!({}))
+            .await;
+    }
+    plan
 }
 
 /// The program's name, without its directory or arguments (which may hold secrets).
