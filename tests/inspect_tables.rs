@@ -69,6 +69,13 @@ fn github_route_table() {
             .unwrap_or_else(|| panic!("{path} not read as GraphQL"));
         assert_eq!(g.fields, vec!["mergePullRequest".to_string()], "{path}");
     }
+    // A path deeper than any route names no action (and costs no backtracking).
+    let deep = format!(
+        "/repos/acme/api/branches/{}protection",
+        "protection/".repeat(5000)
+    );
+    let v = clawser::inspect::github("api.github.com", "DELETE", &deep, None);
+    assert_eq!(v.action, None);
     // git over HTTPS to github.com names the repository.
     let v = clawser::inspect::github("github.com", "POST", "/ACME/api.git/git-receive-pack", None);
     assert_eq!(v.repo.as_deref(), Some("acme/api"));

@@ -30,6 +30,14 @@ async fn the_proxy_is_the_only_way_out() {
     seed(&bare, &dir.join("seed")).await;
     let work = dir.join("work");
     std::fs::create_dir_all(&work).unwrap();
+    // The working directory is a git checkout (its .git/hooks must stay read-only).
+    let init = Command::new("git")
+        .arg("init")
+        .arg("-q")
+        .arg(&work)
+        .status()
+        .unwrap();
+    assert!(init.success());
     let up = w.upstream.url("/hello");
     let repo = w.upstream.url("/git/acme/api.git");
     let script = format!(
@@ -61,6 +69,9 @@ except OSError as e:
     print(errno.errorcode[e.errno])
 ")"
 echo "relay_memory=$(r python3 -c "open('/proc/1/mem', 'rb')")"
+echo "socket_swap=$(r mv /run/clawser /run/clawser-moved)"
+echo "hook_write=$(r touch .git/hooks/post-checkout)"
+echo "git_dir_swap=$(r mv .git .git-moved)"
 git -c user.name=a -c user.email=a@x clone -q {repo} clone >/dev/null 2>&1
 cd clone && echo change > change.txt && git add . && \
   git -c user.name=a -c user.email=a@x commit -qm change >/dev/null 2>&1
@@ -139,6 +150,9 @@ exit 3
         "etc_write",
         "host_unix_socket",
         "relay_memory",
+        "socket_swap",
+        "hook_write",
+        "git_dir_swap",
     ] {
         let v = r.get(k).unwrap_or_else(|| panic!("{k} missing: {ctx}"));
         assert_ne!(v, "0", "{k} succeeded inside the sandbox: {ctx}");

@@ -112,29 +112,29 @@ async fn isolated(
     ];
     inner.extend(cmd.iter().map(OsString::from));
     let command = command_name(cmd);
-    let started: Value = admin
+    let started: Result<Value> = admin
         .post(
             "/v1/sandboxes",
             &json!({"agent": sel.agent, "job": sel.job, "command": command,
                     "credential": rv.credential_id, "isolation": "bubblewrap"}),
         )
-        .await?;
+        .await;
+    let started = match started {
+        Ok(v) => v,
+        Err(e) => {
+            revoke(&admin, &rv.credential_id).await;
+            return Err(e);
+        }
+    };
     let id = started["id"].as_str().unwrap_or("-").to_string();
-    // Ctrl-C goes to the sandboxed command; this process stays to record the end of the run
-    // and revoke its credential.
-    let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
-        .map_err(Error::io("handling", "SIGINT"))?;
-    tokio::spawn(async move { while interrupt.recv().await.is_some() {} });
     let mut child = tokio::process::Command::new(&bwrap);
     for name in withheld(config) {
         child.env_remove(name);
     }
-    let status = child
-        .args(plan.args(&inner))
-        .envs(rv.vars)
-        .status()
-        .await
-        .map_err(Error::io("running", &bwrap));
+    let status = match child.args(plan.args(&inner)).envs(rv.vars).spawn() {
+        Ok(c) => wait_through_signals(c).await,
+        Err(e) => Err(Error::io("running", &bwrap)(e)),
+    };
     let code = status.map(crate::sandbox::relay::exit_code);
     let ended = json!({"agent": sel.agent, "job": sel.job, "command": command,
                        "exit_status": code.as_ref().ok()});
@@ -145,19 +145,40 @@ async fn isolated(
         eprintln!("clawser: recording the end of sandbox {id}: {e}");
     }
     // The run's credential ends with it.
+    revoke(&admin, &rv.credential_id).await;
+    code
+}
+
+/// Waits for the sandbox. Ctrl-C reaches the command by itself (same process group); a
+/// SIGTERM or SIGHUP sent to this process ends the sandbox. Either way this process stays to
+/// record the end of the run and revoke its credential.
+async fn wait_through_signals(
+    mut child: tokio::process::Child,
+) -> Result<std::process::ExitStatus> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let handle = |k: SignalKind| signal(k).map_err(Error::io("handling", "signals"));
+    let (mut int, mut term, mut hup) = (
+        handle(SignalKind::interrupt())?,
+        handle(SignalKind::terminate())?,
+        handle(SignalKind::hangup())?,
+    );
+    loop {
+        tokio::select! {
+            s = child.wait() => return s.map_err(Error::io("waiting for", "bwrap")),
+            _ = int.recv() => {}
+            _ = term.recv() => { let _ = child.start_kill(); }
+            _ = hup.recv() => { let _ = child.start_kill(); }
+        }
+    }
+}
+
+async fn revoke(admin: &crate::admin::client::AdminClient, credential: &str) {
     if let Err(e) = admin
-        .post::<_, Value>(
-            &format!("/v1/credentials/{}/revoke", rv.credential_id),
-            &json!({}),
-        )
+        .post::<_, Value>(&format!("/v1/credentials/{credential}/revoke"), &json!({}))
         .await
     {
-        eprintln!(
-            "clawser: revoking the run's credential {}: {e}",
-            rv.credential_id
-        );
+        eprintln!("clawser: revoking the run's credential {credential}: {e}");
     }
-    code
 }
 
 /// Builds the plan; when it is refused, the credential issued for the run is revoked (it
@@ -169,9 +190,7 @@ async fn plan_or_revoke(
 ) -> Result<Plan> {
     let plan = build();
     if plan.is_err() {
-        let _ = admin
-            .post::<_, Value>(&format!("/v1/credentials/{credential}/revoke"), &json!({}))
-            .await;
+        revoke(admin, credential).await;
     }
     plan
 }

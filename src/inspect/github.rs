@@ -292,6 +292,9 @@ const ROUTES: &[(&str, &str, &str)] = &[
     ("DELETE", "+/keys/*", "repos.delete_deploy_key"),
 ];
 
+/// The most path segments matched against the route table.
+pub const MAX_ROUTE_SEGMENTS: usize = 64;
+
 fn matches(template: &[&str], segs: &[&str]) -> bool {
     match (template.split_first(), segs.split_first()) {
         (None, None) => true,
@@ -310,6 +313,11 @@ pub fn rest(method: &str, path: &str, body: Option<&serde_json::Value>) -> Githu
     let path = path.strip_prefix("/api/v3").unwrap_or(path);
     let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     let mut view = GithubView::default();
+    // No GitHub route is this deep; matching `**` on a path of thousands of segments would
+    // cost the proxy time. Such a path names no action (a write is held as unknown).
+    if segs.len() > MAX_ROUTE_SEGMENTS {
+        return view;
+    }
     // Owner and name: /repos/{owner}/{repo}/… (lower-case; `.git` dropped). The same routes
     // answer under /repositories/{id}/…, where only the number is known.
     let first = segs.first().map(|s| s.to_ascii_lowercase());

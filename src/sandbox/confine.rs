@@ -7,9 +7,10 @@
 //!   `socketpair` stays allowed (pipes between a program's own processes);
 //! - `io_uring_setup`: io_uring can open sockets without the `socket` system call.
 //!
-//! Other architectures' system calls (x32, i386 on x86_64) kill the process (seccompiler's
-//! architecture check). The relay, outside this filter, is not dumpable, so the command
-//! cannot write into its memory to borrow its Unix socket.
+//! Other architectures' system calls (i386 on x86_64) kill the process (seccompiler's
+//! architecture check); x32 calls, which pass that check, are refused by number. The relay,
+//! outside this filter, is not dumpable, so the command cannot write into its memory to
+//! borrow its Unix socket.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -50,6 +51,18 @@ pub fn filter() -> Result<BpfProgram> {
     );
     rules.insert(libc::SYS_socket, vec![arg_is(0, libc::AF_UNIX as u64)?]);
     rules.insert(libc::SYS_io_uring_setup, vec![]);
+    // x32 system calls report the x86_64 architecture with bit 30 set in the number: the
+    // same three are refused outright there (kernels built with the x32 ABI).
+    if matches!(arch, TargetArch::x86_64) {
+        const X32: i64 = 0x4000_0000;
+        for nr in [
+            libc::SYS_socket,
+            libc::SYS_io_uring_setup,
+            514, /* x32 ioctl */
+        ] {
+            rules.insert(X32 | nr, vec![]);
+        }
+    }
     let f = SeccompFilter::new(
         rules,
         SeccompAction::Allow,

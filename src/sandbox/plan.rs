@@ -28,6 +28,9 @@ use crate::error::{Error, Result};
 /// Where the proxy's Unix socket appears inside the sandbox.
 pub const SOCKET_INSIDE: &str = "/run/clawser/proxy.sock";
 
+/// Its folder.
+const SOCKET_DIR_INSIDE: &str = "/run/clawser";
+
 /// Credential stores in the home directory, hidden from every isolated run.
 pub const HOME_HIDDEN: &[&str] = &[
     ".aws",
@@ -135,13 +138,24 @@ impl Plan {
         hide.dedup();
         let cwd = real(&input.cwd).unwrap_or(input.cwd);
         let private = [Path::new("/tmp"), Path::new("/run")];
-        if cwd == Path::new("/") || private.iter().any(|p| cwd == *p) || cwd.starts_with("/run") {
+        // The home directory (or a folder above it) as the working directory would make the
+        // user's shell start-up files and the runtimes' settings writable.
+        let opens_home = home.as_ref().is_some_and(|h| h.starts_with(&cwd));
+        if cwd == Path::new("/")
+            || private.iter().any(|p| cwd == *p)
+            || cwd.starts_with("/run")
+            || opens_home
+        {
             return Err(Error::Sandbox(format!(
                 "the working directory {} would open too much of the host to the command: run it from a project directory",
                 cwd.display()
             )));
         }
         let mut writable = vec![cwd.clone()];
+        // A repository's .git is a mount of its own (it cannot be moved aside), so its hooks
+        // can be read-only below it.
+        let git_dir = real(&cwd.join(".git")).filter(|g| g.is_dir() && g.parent() == Some(&cwd));
+        writable.extend(git_dir.clone());
         if let Some(h) = &home {
             writable.extend(HOME_WRITABLE.iter().filter_map(|r| real(&h.join(r))));
         }
@@ -155,7 +169,9 @@ impl Plan {
             .flatten()
             .filter_map(|p| real(&p))
             .collect();
-        read_only.extend(real(&cwd.join(".git/hooks")));
+        if let Some(g) = &git_dir {
+            read_only.extend(real(&g.join("hooks")));
+        }
         let show = [input.ca_cert, input.bundle]
             .into_iter()
             .filter_map(real)
@@ -185,7 +201,14 @@ impl Plan {
                 )));
             }
             for p in self.hide.iter().chain(&self.read_only) {
-                if p != w && p.starts_with(w) && p.parent() != Some(w.as_path()) {
+                // Its parent must be a mount of the plan (which cannot be renamed).
+                let parent_is_mount = p.parent().is_some_and(|parent| {
+                    self.writable
+                        .iter()
+                        .chain(&self.read_only)
+                        .any(|m| m == parent)
+                });
+                if p != w && p.starts_with(w) && !parent_is_mount {
                     return Err(Error::Sandbox(format!(
                         "{} lies inside {}, which the command may write: it could move a parent folder aside and put its own in place. Keep Clawser's files and binary out of the working directory (or run from elsewhere)",
                         p.display(),
@@ -258,7 +281,13 @@ impl Plan {
         for s in &self.show {
             bind(&mut a, "--ro-bind", s, s);
         }
+        // The socket's folder is a read-only mount of its own: the command cannot rename it
+        // and put a link to some host socket in its place for the relay to follow.
+        a.push("--tmpfs".into());
+        a.push(SOCKET_DIR_INSIDE.into());
         bind(&mut a, "--bind", &self.socket, Path::new(SOCKET_INSIDE));
+        a.push("--remount-ro".into());
+        a.push(SOCKET_DIR_INSIDE.into());
         a.push("--chdir".into());
         a.push(self.cwd.clone().into());
         a.push("--".into());
@@ -389,5 +418,13 @@ mod tests {
                 "{cwd}"
             );
         }
+        let mut home = input(d, d.join("other"), None);
+        home.home = Some(d.join("other"));
+        assert!(Plan::new(&config, home).is_err(), "cwd = home");
+        // A git checkout: .git is a mount of its own, its hooks read-only below it.
+        std::fs::create_dir_all(d.join("other/.git/hooks")).unwrap();
+        let p = Plan::new(&config, input(d, d.join("other"), None)).unwrap();
+        assert!(p.writable.contains(&d.join("other/.git")), "{p:?}");
+        assert!(p.read_only.contains(&d.join("other/.git/hooks")), "{p:?}");
     }
 }
