@@ -61,7 +61,6 @@ fn main() {
         apply_batch: 256,
         max_queue: 65_536,
         origin: "clawser.bench/ledger".into(),
-        cache_bytes: 16 << 20,
     };
     let db = sled::open(base.join("db")).unwrap();
     let ledger = Ledger::open(db.clone(), &base, cfg.clone()).unwrap();

@@ -150,7 +150,7 @@ impl App {
             config.ca.leaf_validity_days,
             config.ca.cache_size,
         )?);
-        let db = open_db(&config.data_dir, config.ledger.cache_bytes)?;
+        let db = open_db(&config.data_dir, config.db_cache_bytes)?;
         let ledger = if std::env::var_os(BENCH_NO_LEDGER).is_some() {
             tracing::warn!("{BENCH_NO_LEDGER} is set: the work ledger is OFF (benchmarks only; nothing is recorded)");
             None

@@ -191,6 +191,15 @@ pub trait EventSink: Send + Sync {
 /// The placeholder that replaces every secret value.
 pub const REDACTED: &str = "<redacted>";
 
+/// `text` as one printable line of at most `max_chars` characters (control characters
+/// become spaces): for what is shown in a terminal or stored in the ledger.
+pub fn one_line(text: &str, max_chars: usize) -> String {
+    text.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(max_chars)
+        .collect()
+}
+
 /// True for a host the proxy will talk to: an IP literal, or a DNS name of labels of
 /// `a-z 0-9 - _` (1-63 characters each, 253 at most in all). Callers lower-case first.
 pub fn valid_host(host: &str) -> bool {

@@ -22,6 +22,19 @@ fn results(stdout: &str) -> HashMap<String, String> {
         .collect()
 }
 
+/// `clawser -c CONFIG run --isolate --agent dev -- CMD…` from `cwd`.
+fn isolated(config: &std::path::Path, cwd: &std::path::Path, cmd: &[&str]) -> std::process::Output {
+    Command::new(BIN)
+        .arg("-c")
+        .arg(config)
+        .args(["run", "--isolate", "--agent", "dev", "--"])
+        .args(cmd)
+        .current_dir(cwd)
+        .env_remove("CLAWSER_ADMIN_TOKEN")
+        .output()
+        .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn the_proxy_is_the_only_way_out() {
     let w = World::new().await;
@@ -94,27 +107,9 @@ exit 3
     host_sock.set_nonblocking(true).unwrap();
     let server = &w.server;
     let config = server.config.clone();
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new(BIN)
-            .arg("-c")
-            .arg(&config)
-            .args([
-                "run",
-                "--isolate",
-                "--agent",
-                "dev",
-                "--",
-                "sh",
-                "-c",
-                &script,
-            ])
-            .current_dir(&work)
-            .env_remove("CLAWSER_ADMIN_TOKEN")
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
+    let out = tokio::task::spawn_blocking(move || isolated(&config, &work, &["sh", "-c", &script]))
+        .await
+        .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     let r = results(&stdout);
@@ -203,26 +198,14 @@ async fn without_a_server_or_with_a_hidden_working_directory_it_refuses() {
     // The working directory inside the data dir would expose it: refused before starting.
     let work = w.tmp.path().join("work");
     std::fs::create_dir_all(&work).unwrap();
-    let out = Command::new(BIN)
-        .arg("-c")
-        .arg(&w.server.config)
-        .args(["run", "--isolate", "--agent", "dev", "--", "true"])
-        .current_dir(&work)
-        .output()
-        .unwrap();
+    let out = isolated(&w.server.config, &work, &["true"]);
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
     let inside = w.tmp.path().join("data");
-    let out = Command::new(BIN)
-        .arg("-c")
-        .arg(&w.server.config)
-        .args(["run", "--isolate", "--agent", "dev", "--", "true"])
-        .current_dir(&inside)
-        .output()
-        .unwrap();
+    let out = isolated(&w.server.config, &inside, &["true"]);
     assert!(!out.status.success());
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("hides"),
@@ -239,13 +222,11 @@ async fn without_a_server_or_with_a_hidden_working_directory_it_refuses() {
     let mut w = w;
     w.server.kill();
     let marker = w.tmp.path().join("ran");
-    let out = Command::new(BIN)
-        .arg("-c")
-        .arg(&w.server.config)
-        .args(["run", "--isolate", "--agent", "dev", "--", "touch"])
-        .arg(&marker)
-        .output()
-        .unwrap();
+    let out = isolated(
+        &w.server.config,
+        w.tmp.path(),
+        &["touch", marker.to_str().unwrap()],
+    );
     assert!(!out.status.success());
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("needs a running `clawser serve`"),
@@ -387,13 +368,7 @@ async fn a_server_without_its_unix_socket_still_serves_and_isolate_says_why() {
     assert_eq!(code, 200);
     let work = w.tmp.path().join("work");
     std::fs::create_dir_all(&work).unwrap();
-    let out = Command::new(BIN)
-        .arg("-c")
-        .arg(&w.server.config)
-        .args(["run", "--isolate", "--agent", "dev", "--", "true"])
-        .current_dir(&work)
-        .output()
-        .unwrap();
+    let out = isolated(&w.server.config, &work, &["true"]);
     assert!(!out.status.success());
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("does not listen on a Unix socket"),

@@ -33,10 +33,7 @@ struct Report {
 
 /// Printable, one line, bounded: it lands in the ledger and on screens.
 fn clean(s: &str) -> String {
-    s.chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .take(200)
-        .collect()
+    crate::model::one_line(s, 200)
 }
 
 /// Handles `/v1/sandboxes...`.

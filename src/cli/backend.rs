@@ -32,7 +32,7 @@ impl Backend {
         if let Some(c) = Backend::remote(config, None).await? {
             return Ok(Backend::Remote(Box::new(c)));
         }
-        let db = open_db(&config.data_dir, config.ledger.cache_bytes)?;
+        let db = open_db(&config.data_dir, config.db_cache_bytes)?;
         let ledger = Ledger::open(db.clone(), &config.data_dir, config.ledger.clone())?;
         let sink: Arc<dyn EventSink> = Arc::new(ledger.clone());
         let approvers = ApproverStore::open(&db, &config.approvers, Some(sink.clone()))?;

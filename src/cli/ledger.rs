@@ -301,7 +301,7 @@ async fn verify_cmd(
         (p.entries, p.checkpoints, p.verifier_key, source)
     } else {
         let dir = data.clone().unwrap_or_else(|| config.data_dir.clone());
-        match open_db(&dir, config.ledger.cache_bytes) {
+        match open_db(&dir, config.db_cache_bytes) {
             Ok(db) => {
                 let (e, c, k) = read_stored(&db, &dir, &config.ledger.origin)?;
                 (e, c, k, format!("data dir {}", dir.display()))

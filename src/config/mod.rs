@@ -132,6 +132,9 @@ pub struct Config {
     pub environments: Environments,
     pub runtime_env: RuntimeEnvConfig,
     pub ledger: crate::ledger::LedgerConfig,
+    /// sled's page cache for the data dir's database, in bytes (`ledger.cache_mib`; sled's
+    /// own default, 1 GiB, lets a long-running server's memory grow with the ledger).
+    pub db_cache_bytes: u64,
     pub log_format: LogFormat,
     pub log_level: String,
     pub agents: Vec<AgentDecl>,
@@ -330,10 +333,10 @@ impl Validator<'_> {
             apply_batch: self.positive("ledger.apply_batch", raw.ledger.apply_batch, 256)?,
             max_queue: self.positive("ledger.max_queue", raw.ledger.max_queue, 65_536)?,
             origin,
-            cache_bytes: self
-                .positive("ledger.cache_mib", raw.ledger.cache_mib, 16)?
-                .saturating_mul(1024 * 1024) as u64,
         };
+        let db_cache_bytes = self
+            .positive("ledger.cache_mib", raw.ledger.cache_mib, 16)?
+            .saturating_mul(1024 * 1024) as u64;
         let log_format = match raw.log.format.as_deref().unwrap_or("text") {
             "text" => LogFormat::Text,
             "json" => LogFormat::Json,
@@ -362,6 +365,7 @@ impl Validator<'_> {
             environments,
             runtime_env,
             ledger,
+            db_cache_bytes,
             log_format,
             log_level: raw.log.level.unwrap_or_else(|| "info".to_string()),
             agents,

@@ -55,15 +55,18 @@ pub fn view(
     body: &[u8],
     whole: bool,
 ) -> Result<Option<GitView>, PktError> {
-    let repo = crate::policy::repo_of(path);
-    // Any case, a trailing slash: spelled as any server might still route it.
-    let lower = path.trim_end_matches('/').to_ascii_lowercase();
-    let path = lower.as_str();
-    let service = if method == "POST" && path.ends_with("/git-receive-pack") {
+    // Any case, a trailing slash: spelled as any server might still route it (compared
+    // without allocating: this runs for every request).
+    let path = path.trim_end_matches('/');
+    let ends = |suffix: &str| {
+        path.len() >= suffix.len()
+            && path.as_bytes()[path.len() - suffix.len()..].eq_ignore_ascii_case(suffix.as_bytes())
+    };
+    let service = if method == "POST" && ends("/git-receive-pack") {
         "receive-pack"
-    } else if method == "POST" && path.ends_with("/git-upload-pack") {
+    } else if method == "POST" && ends("/git-upload-pack") {
         "upload-pack"
-    } else if path.ends_with("/info/refs") {
+    } else if ends("/info/refs") {
         match form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == "service") {
             Some((_, v)) if v == "git-receive-pack" => "receive-pack",
             Some((_, v)) if v == "git-upload-pack" => "upload-pack",
@@ -74,10 +77,10 @@ pub fn view(
     };
     let mut view = GitView {
         service: service.to_string(),
-        repo,
+        repo: crate::policy::repo_of(path),
         ref_updates: Vec::new(),
         sideband: false,
-        discovery: path.ends_with("/info/refs"),
+        discovery: ends("/info/refs"),
     };
     if service != "receive-pack" || method != "POST" {
         return Ok(Some(view));

@@ -376,17 +376,10 @@ pub fn rest(method: &str, path: &str, body: Option<&serde_json::Value>) -> Githu
             // GitHub's default environment is production.
             view.environment = field("environment").or_else(|| Some("production".to_string()));
         }
-        Some("actions.workflow_dispatch" | "repos.create_dispatch_event") => {
-            let args = if view.action.as_deref() == Some("actions.workflow_dispatch") {
-                "inputs"
-            } else {
-                "client_payload"
-            };
-            view.environment = body
-                .and_then(|b| b.get(args))
-                .and_then(|i| i.get("environment"))
-                .and_then(|e| e.as_str())
-                .map(str::to_string);
+        // The environment a dispatch names, in its arguments.
+        Some("actions.workflow_dispatch") => view.environment = dispatch_env(body, "inputs"),
+        Some("repos.create_dispatch_event") => {
+            view.environment = dispatch_env(body, "client_payload");
         }
         Some("repos.rename_branch") => {
             let branch = rest.get(1..rest.len().saturating_sub(1)).unwrap_or(&[]);
@@ -405,6 +398,14 @@ pub fn rest(method: &str, path: &str, body: Option<&serde_json::Value>) -> Githu
         _ => {}
     }
     view
+}
+
+/// `body[args].environment`, when it is a string.
+fn dispatch_env(body: Option<&serde_json::Value>, args: &str) -> Option<String> {
+    body.and_then(|b| b.get(args))
+        .and_then(|i| i.get("environment"))
+        .and_then(|e| e.as_str())
+        .map(str::to_string)
 }
 
 /// `main` -> `refs/heads/main`; a full ref stays as it is, without a doubled `refs/`

@@ -55,9 +55,6 @@ pub struct LedgerConfig {
     pub max_queue: usize,
     /// The checkpoint origin line and key name.
     pub origin: String,
-    /// sled's page cache for the data dir's database (`ledger.cache_mib`): sled's default
-    /// (1 GiB) lets a long-running server's memory grow with the ledger.
-    pub cache_bytes: u64,
 }
 
 /// State readers share with the writer.

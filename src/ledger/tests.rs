@@ -10,7 +10,6 @@ fn cfg() -> LedgerConfig {
         apply_batch: 16,
         max_queue: 1024,
         origin: "clawser.test/ledger".into(),
-        cache_bytes: 16 << 20,
     }
 }
 

@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use super::body::{full, ProxyBody};
 use crate::identity::AuthFailure;
-use crate::model::{Decision, Reason};
+use crate::model::{one_line, Decision, Reason};
 
 /// The header naming what happened: allow (never on our own responses), hold, deny, error.
 pub const OUTCOME_HEADER: &str = "x-clawser-outcome";
@@ -237,14 +237,6 @@ fn pkt(data: &[u8]) -> Vec<u8> {
     v
 }
 
-/// One line, bounded: it is shown in a terminal.
-fn one_line(why: &str) -> String {
-    why.chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .take(400)
-        .collect()
-}
-
 /// A refused or held clone, fetch or ref discovery, answered so git prints the reason: ref
 /// discovery (`GET …/info/refs`) as a `403` with a text/plain body, which git prints as
 /// `remote: …`; an upload-pack (or receive-pack) POST as git's `ERR` packet, which git
@@ -255,7 +247,7 @@ pub fn git_error(
     why: &str,
     request_id: &str,
 ) -> Response<ProxyBody> {
-    let why = format!("Clawser: {}", one_line(why));
+    let why = format!("Clawser: {}", one_line(why, 400));
     let (status, ctype, body) = if g.discovery {
         (
             StatusCode::FORBIDDEN,
@@ -294,7 +286,7 @@ pub fn git_rejected(
     why: &str,
     request_id: &str,
 ) -> Response<ProxyBody> {
-    let why = one_line(why);
+    let why = one_line(why, 400);
     let mut report = pkt(b"unpack ok\n");
     for u in &git.ref_updates {
         report.extend(pkt(format!("ng {} {why}\n", u.name).as_bytes()));
