@@ -13,13 +13,25 @@ fn main() {
     if std::env::var_os("RUST_LIB_BACKTRACE").is_none() {
         std::env::set_var("RUST_LIB_BACKTRACE", "0");
     }
-    let dir = std::env::temp_dir().join(format!("clawser-policy-bench-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    pack::install_if_missing(&dir).unwrap();
+    // POLICY_DIR=... measures another policy directory (A/B of a policy change).
+    let given = std::env::var_os("POLICY_DIR").map(std::path::PathBuf::from);
+    let dir = given.clone().unwrap_or_else(|| {
+        std::env::temp_dir().join(format!("clawser-policy-bench-{}", std::process::id()))
+    });
+    if given.is_none() {
+        let _ = std::fs::remove_dir_all(&dir);
+        pack::install_if_missing(&dir).unwrap();
+    }
     for (name, engine) in [
         ("interpreter", EvalEngine::Interpreter),
         ("vm", EvalEngine::Vm),
     ] {
+        // ENGINES=vm measures one engine only.
+        if let Ok(only) = std::env::var("ENGINES") {
+            if !only.split(',').any(|e| e == name) {
+                continue;
+            }
+        }
         let opts = EvalOptions {
             engine,
             ..Default::default()
@@ -27,30 +39,53 @@ fn main() {
         let engine = PolicyEngine::load(&dir, Duration::from_secs(1), opts).unwrap();
         run(name, &engine);
     }
-    let _ = std::fs::remove_dir_all(&dir);
+    if given.is_none() {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
 
 fn run(name: &str, engine: &PolicyEngine) {
-    let inputs: Vec<serde_json::Value> = ["GET", "POST", "DELETE"]
-        .iter()
+    // METHODS=GET,POST measures some request methods only (default: GET, POST, DELETE, and
+    // the same three as GitHub API calls, with input.github filled as the proxy fills it).
+    let methods = std::env::var("METHODS")
+        .unwrap_or_else(|_| "GET,POST,DELETE,gh-GET,gh-POST,gh-DELETE".into());
+    let inputs: Vec<serde_json::Value> = methods
+        .split(',')
         .map(|m| {
-            serde_json::json!({
+            let (github, m) = match m.strip_prefix("gh-") {
+                Some(m) => (true, m),
+                None => (false, m),
+            };
+            let mut input = serde_json::json!({
                 "version": 1, "time": "2026-11-24T12:00:00Z",
                 "agent": {"id": "oc-1", "runtime": "openclaw", "on_behalf_of": "alice", "roles": ["dev"], "labels": {}},
                 "job": {"id": "job_1", "title": "release 1.4", "agents": ["oc-1"]},
                 "grants": [],
                 "request": {"id": "req_1", "scheme": "https", "method": m, "host": "api.github.com", "port": 443,
-                            "path": "/repos/acme/api/pulls/7/merge", "query": {},
+                            "path": "/repos/acme/api/issues/7/comments", "query": {},
                             "headers": {"accept": ["application/json"], "authorization": ["<redacted>"], "user-agent": ["gh/2.40"]},
                             "body": {"size": 12, "sha256": "00", "truncated": false}, "tls": {"sni": "api.github.com", "intercepted": true}},
-                "target": {"env": "production", "service": "github"}
-            })
+                "target": {"env": "development", "service": "github"}
+            });
+            if github {
+                let action = match m {
+                    "GET" => "issues.list_comments",
+                    "POST" => "issues.create_comment",
+                    _ => "issues.delete_comment",
+                };
+                input["github"] = serde_json::json!({"repo": "acme/api", "owner": "acme", "name": "api",
+                    "resource": "issues", "action": action});
+            }
+            input
         })
         .collect();
     for i in &inputs {
         engine.decide(i);
     }
-    let n = 20_000;
+    let n: usize = std::env::var("N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20_000);
     let mut samples = Vec::with_capacity(n);
     let start = Instant::now();
     for k in 0..n {

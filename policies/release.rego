@@ -18,7 +18,10 @@
 #   input.github  for github.hosts: repo, action (pulls.merge, deployments.create, ...),
 #                 ref (the branch an API call changes), environment (of a deployment or
 #                 dispatch), graphql {operation, fields, parsed}
-package clawser.authz
+#
+# Its package, clawser.release, is evaluated only for requests that carry input.git or
+# input.github (clawser.rego): every rule here is about git or GitHub.
+package clawser.release
 
 import rego.v1
 

@@ -161,7 +161,19 @@ impl LoadedPolicy {
     /// undefined decision or a malformed decision object is a deny with `policy_error`.
     pub fn decide_json(&self, input_json: &str) -> Evaluated {
         let start = Instant::now();
-        let result = self.eval(input_json);
+        let input = Value::from_json_str(input_json).map_err(|e| format!("input: {e}"));
+        self.finish(start, input.and_then(|i| self.eval(i)))
+    }
+
+    /// Evaluates the decision for an input already serialized to a JSON tree (what the proxy
+    /// does: no JSON text in between). Never fails, as `decide_json`.
+    pub fn decide_tree(&self, input: std::result::Result<serde_json::Value, String>) -> Evaluated {
+        let start = Instant::now();
+        let input = input.and_then(super::value::to_rego);
+        self.finish(start, input.and_then(|i| self.eval(i)))
+    }
+
+    fn finish(&self, start: Instant, result: std::result::Result<Decision, String>) -> Evaluated {
         let elapsed = start.elapsed();
         match result {
             Ok(decision) => Evaluated {
@@ -225,8 +237,7 @@ impl LoadedPolicy {
         })
     }
 
-    fn eval(&self, input_json: &str) -> std::result::Result<Decision, String> {
-        let input = Value::from_json_str(input_json).map_err(|e| format!("input: {e}"))?;
+    fn eval(&self, input: Value) -> std::result::Result<Decision, String> {
         let out = match &self.program {
             Some(p) => self.eval_vm(p, input)?,
             None => self

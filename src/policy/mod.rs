@@ -18,6 +18,7 @@ pub mod pack;
 mod source;
 mod target;
 mod testing;
+mod value;
 
 pub use compiled::{
     EvalEngine, EvalOptions, Evaluated, LoadedPolicy, DEFAULT_MAX_INSTRUCTIONS, ENTRYPOINT,
@@ -138,14 +139,9 @@ impl PolicyEngine {
     /// Evaluates `input`; any failure is a `policy_error` deny, logged here.
     pub fn decide<T: Serialize>(&self, input: &T) -> Evaluated {
         let policy = self.current.load();
-        let eval = match serde_json::to_string(input) {
-            Ok(json) => policy.decide_json(&json),
-            Err(e) => {
-                let mut eval = policy.decide_json("null");
-                eval.error = Some(format!("input could not be serialized: {e}"));
-                eval
-            }
-        };
+        let eval = policy.decide_tree(
+            serde_json::to_value(input).map_err(|e| format!("input could not be serialized: {e}")),
+        );
         if let Some(err) = &eval.error {
             tracing::error!(revision = policy.short_revision(), error = %err, "policy evaluation failed; request denied (fail closed)");
         }
