@@ -24,6 +24,7 @@ pub use store::LedgerConfig;
 pub use verify::{VerifyError, VerifyReport};
 
 use std::path::Path;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use serde::Serialize;
@@ -159,11 +160,7 @@ impl Ledger {
     /// Number of durable entries.
     pub fn size(&self) -> u64 {
         self.writer.shared.queue.visible();
-        self.writer
-            .shared
-            .leaves
-            .read()
-            .map_or(0, |l| l.len() as u64)
+        self.writer.shared.applied.load(Ordering::Acquire)
     }
 
     /// The verifier key (`name+id+key`) of this ledger.
@@ -248,25 +245,42 @@ impl Ledger {
                 cp.size
             )));
         }
-        let leaves = self
-            .writer
-            .shared
-            .leaves
-            .read()
-            .map_err(|_| Error::Store("ledger state poisoned".into()))?;
-        let covered: &[Hash] = leaves.get(..cp.size as usize).unwrap_or(&[]);
-        let path = inclusion_proof(seq as usize, covered).ok_or_else(|| Error::NotFound {
+        let covered = self.leaf_hashes(cp.size)?;
+        let path = inclusion_proof(seq as usize, &covered).ok_or_else(|| Error::NotFound {
             kind: "ledger entry",
             id: seq.to_string(),
         })?;
         Ok(InclusionProof {
             seq,
             tree_size: cp.size,
-            leaf_hash: hex::encode(covered[seq as usize]),
+            leaf_hash: covered
+                .get(seq as usize)
+                .map(hex::encode)
+                .unwrap_or_default(),
             proof: path.iter().map(hex::encode).collect(),
             checkpoint: note,
             verifier_key: self.verifier_key(),
         })
+    }
+
+    /// The leaf hashes of the first `size` entries, read from the store (each stored value
+    /// starts with its leaf hash): O(size) reads, only for proofs.
+    fn leaf_hashes(&self, size: u64) -> Result<Vec<Hash>> {
+        let mut out = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+        for item in self.writer.shared.entries.range(..size.to_be_bytes()) {
+            let (k, v) = item?;
+            let seq = key_seq(&k).ok_or_else(|| Error::Store("malformed ledger key".into()))?;
+            let (h, _) = split_value(&v)
+                .ok_or_else(|| Error::Store(format!("ledger entry {seq} is truncated")))?;
+            if seq != out.len() as u64 {
+                return Err(Error::Store(format!(
+                    "ledger entry {} is missing; run `clawser ledger verify`",
+                    out.len()
+                )));
+            }
+            out.push(h);
+        }
+        Ok(out)
     }
 
     /// Verifies the stored ledger (optionally against a trusted checkpoint).

@@ -17,7 +17,7 @@
 //! error the ledger refuses every further append (fail closed) until restarted.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -61,7 +61,10 @@ pub struct LedgerConfig {
 pub(super) struct Shared {
     pub entries: sled::Tree,
     pub checkpoints: sled::Tree,
-    pub leaves: RwLock<Vec<Hash>>,
+    /// Entries applied to `entries` (readable there). Leaf hashes are not kept in memory:
+    /// each stored value starts with its leaf hash, and proofs read them from there, so the
+    /// process does not grow by 32 bytes per entry.
+    pub applied: AtomicU64,
     pub latest_checkpoint: RwLock<Option<String>>,
     pub failed: AtomicBool,
     pub verifier: String,
@@ -96,7 +99,6 @@ impl Writer {
         let entries = db.open_tree(ENTRIES)?;
         let checkpoints = db.open_tree(CHECKPOINTS)?;
         let mut frontier = Frontier::default();
-        let mut leaves = Vec::with_capacity(entries.len());
         for (i, item) in entries.iter().enumerate() {
             let (k, v) = item?;
             let seq = key_seq(&k).ok_or_else(|| store_err("malformed entry key"))?;
@@ -114,7 +116,6 @@ impl Writer {
                 )));
             }
             frontier.push(h);
-            leaves.push(h);
         }
         // Replay acknowledged entries that reached the log but not sled's disk.
         let mut replayed = 0;
@@ -134,7 +135,6 @@ impl Writer {
             value.extend_from_slice(&frame.bytes);
             entries.insert(frame.seq.to_be_bytes(), value)?;
             frontier.push(frame.hash);
-            leaves.push(frame.hash);
             replayed += 1;
         }
         let mut wal = Wal::open(data_dir)?;
@@ -154,7 +154,7 @@ impl Writer {
         let shared = Arc::new(Shared {
             entries,
             checkpoints,
-            leaves: RwLock::new(leaves),
+            applied: AtomicU64::new(frontier.size()),
             latest_checkpoint: RwLock::new(latest),
             failed: AtomicBool::new(false),
             verifier: verifier_key(&cfg.origin, &key.public()),
@@ -394,18 +394,13 @@ impl WriterThread {
             return false;
         }
         let mut batch = sled::Batch::default();
-        let mut hashes = Vec::with_capacity(self.pending.len());
         let last = self.pending.last().map_or(0, |(seq, _, _)| seq + 1);
-        for (seq, h, value) in self.pending.drain(..) {
+        for (seq, _, value) in self.pending.drain(..) {
             batch.insert(&seq.to_be_bytes(), value);
-            hashes.push(h);
         }
         match self.shared.entries.apply_batch(batch) {
             Ok(()) => {
-                match self.shared.leaves.write() {
-                    Ok(mut l) => l.extend_from_slice(&hashes),
-                    Err(p) => p.into_inner().extend_from_slice(&hashes),
-                }
+                self.shared.applied.store(last, Ordering::Release);
                 self.shared.queue.applied(last);
                 true
             }

@@ -40,3 +40,58 @@ async fn an_entry_larger_than_a_log_frame_is_refused_before_it_is_acknowledged()
     .unwrap();
     assert_eq!(reopened.0.len(), 1);
 }
+
+/// Leaf hashes are read from the store for a proof (none are kept in memory), and a proof
+/// still verifies after a reopen.
+#[tokio::test]
+async fn proofs_read_leaf_hashes_from_the_store_and_survive_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = cfg();
+    c.checkpoint_every = 4;
+    let check = |ledger: &Ledger, seq: u64| {
+        let p = ledger.proof(seq).unwrap();
+        let cp = note::Checkpoint::parse(&p.checkpoint).unwrap();
+        let leaf: Hash = hex::decode(&p.leaf_hash).unwrap().try_into().unwrap();
+        let path: Vec<Hash> = p
+            .proof
+            .iter()
+            .map(|h| hex::decode(h).unwrap().try_into().unwrap())
+            .collect();
+        assert!(merkle::verify_inclusion(
+            seq, cp.size, &leaf, &path, &cp.root
+        ));
+        assert!(!merkle::verify_inclusion(
+            seq + 1,
+            cp.size,
+            &leaf,
+            &path,
+            &cp.root
+        ));
+    };
+    {
+        let db = sled::open(dir.path().join("db")).unwrap();
+        let ledger = Ledger::open(db, dir.path(), c.clone()).unwrap();
+        for i in 0..10 {
+            ledger
+                .append("request.decided", serde_json::json!({ "i": i }))
+                .await
+                .unwrap();
+        }
+        assert_eq!(ledger.size(), 10);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while ledger.proof(7).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no checkpoint covers entry 7"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        check(&ledger, 3);
+        check(&ledger, 7);
+        ledger.close();
+    }
+    let db = crate::testutil::reopen_sled(&dir.path().join("db"));
+    let ledger = Ledger::open(db, dir.path(), c).unwrap();
+    assert_eq!(ledger.size(), 10);
+    check(&ledger, 5);
+}
