@@ -2,8 +2,9 @@
 # general rules in authz.rego (reads allowed, production writes held). Delete this file to
 # turn it off; edit the sets below to fit your repositories.
 #
-#   allow  reads; pushes to feature branches; issues, pull requests, reviews, comments;
-#          deployments and workflow dispatches to staging
+#   allow  (by authz.rego's general rules, which nothing here overrides) reads; pushes to
+#          feature branches; issues, pull requests, reviews, comments; deployments and
+#          workflow dispatches to staging
 #   hold   (a release-approver) merges, pushes and API commits to main/master/release
 #          branches, release tags and releases;
 #          (two release-approvers, never the human the agent acts for) deployments and
@@ -20,7 +21,9 @@
 #                 dispatch), graphql {operation, fields, parsed}
 #
 # Its package, clawser.release, is evaluated only for requests that carry input.git or
-# input.github (clawser.rego): every rule here is about git or GitHub.
+# input.github (clawser.rego): every rule here, and any you add, applies to git and GitHub
+# requests only. It needs the clawser.rego shipped with it (the test at the end fails, and a
+# reload keeps the last good policy, if an older library would never evaluate this package).
 package clawser.release
 
 import rego.v1
@@ -321,4 +324,16 @@ release_hold(code, what) := {
 	"approvers": {"role": "release-approver", "count": 1},
 	# `clawser approvals approve apr_... --grant-for 1h` lets the next ones through.
 	"grantable": true,
+}
+
+# Guards against a partial upgrade: an older clawser.rego never evaluates this package, and
+# would let this force-push of main through.
+test_the_library_evaluates_the_release_package if {
+	d := data.clawser.decision with input as {
+		"request": {"method": "POST", "host": "github.com", "path": "/acme/api.git/git-receive-pack", "headers": {}},
+		"grants": [],
+		"target": {"env": "development"},
+		"git": {"service": "receive-pack", "repo": "acme/api", "ref_updates": [{"ref": "refs/heads/main", "old": "1111111111111111111111111111111111111111", "new": "2222222222222222222222222222222222222222", "kind": "force", "fast_forward": false}]},
+	}
+	d.outcome == "deny"
 }
