@@ -68,4 +68,8 @@ echo
 echo "== ratios to direct (same run) =="
 cat "$out/summary.md"
 echo
+echo
+# Target 3 allows Clawser one durable write per request over squid's added latency: the
+# cost of one on this disk, where the peers' ledgers were (same run).
+python3 "$rig/fsync.py" "$rig/run" 1000 | tee "$out/fsync.txt"
 echo "rows: $out/runs.jsonl"
