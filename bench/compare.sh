@@ -29,18 +29,7 @@ if [ ${#need[@]} -gt 0 ]; then
   apt-get update -qq && apt-get install -y -qq "${need[@]}"
 fi
 command -v oha >/dev/null 2>&1 || cargo install --locked oha --version 1.16.0
-cargo build --release --quiet --bin clawser
-
-rig=$(mktemp -d /tmp/clawser-bench.XXXXXX)
-cp -r bench/rig/. "$rig/"
-chmod 755 "$rig"
-cleanup() {
-  "$rig/stop.sh" squid-bump upstream >/dev/null 2>&1 || true
-  for f in "$rig"/run/clawser*.pid; do [ -f "$f" ] && kill "$(cat "$f")" 2>/dev/null || true; done
-}
-trap cleanup EXIT
-(cd "$rig" && ./gen-certs.sh >/dev/null 2>&1)
-mkdir -p "$rig/www" "$rig/run" "$rig/results"
+. bench/rig-setup.sh bench
 head -c 1048576 /dev/urandom >"$rig/www/1m.bin"
 python3 - "$rig/www/small.json" <<'PY'
 import json, sys

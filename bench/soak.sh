@@ -17,17 +17,7 @@ PROJ=$(pwd)
 DURATION=${DURATION:-600} RATE=${RATE:-1500} CONNS=${CONNS:-64}
 command -v nginx >/dev/null 2>&1 || { export DEBIAN_FRONTEND=noninteractive; apt-get update -qq && apt-get install -y -qq nginx; }
 command -v oha >/dev/null 2>&1 || cargo install --locked oha --version 1.16.0
-cargo build --release --quiet --bin clawser
-rig=$(mktemp -d /tmp/clawser-soak.XXXXXX)
-cp -r bench/rig/. "$rig/"
-chmod 755 "$rig"
-cleanup() {
-  "$rig/stop.sh" upstream >/dev/null 2>&1 || true
-  for f in "$rig"/run/clawser*.pid; do [ -f "$f" ] && kill "$(cat "$f")" 2>/dev/null || true; done
-}
-trap cleanup EXIT
-(cd "$rig" && ./gen-certs.sh >/dev/null 2>&1)
-mkdir -p "$rig/www" "$rig/run" "$rig/results"
+. bench/rig-setup.sh soak
 printf '{"status":"ok","pad":"%0180d"}\n' 0 >"$rig/www/small.json"
 "$rig/start.sh" upstream >/dev/null
 PEERS=${PEERS:-clawser}

@@ -10,21 +10,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PROJ=$(pwd)
 MIB=${MIB:-1024}
-cargo build --release --quiet --bin clawser
-rig=$(mktemp -d /tmp/clawser-stream.XXXXXX)
-cp -r bench/rig/. "$rig/"
-chmod 755 "$rig"
-spid=""
-cleanup() {
-  [ -n "$spid" ] && kill "$spid" 2>/dev/null || true
-  for f in "$rig"/run/clawser*.pid; do [ -f "$f" ] && kill "$(cat "$f")" 2>/dev/null || true; done
-}
-trap cleanup EXIT
-(cd "$rig" && ./gen-certs.sh >/dev/null 2>&1)
-mkdir -p "$rig/run"
+. bench/rig-setup.sh stream
 port=18443
 python3 "$rig/stream.py" serve "$rig/certs/upstream.pem" "$rig/certs/upstream.key" "$port" 2>/dev/null &
-spid=$!
+extra_pids+=($!)
 for _ in $(seq 50); do curl -s --cacert "$rig/certs/upstream-ca.pem" -o /dev/null "https://localhost:$port/sse" && break; sleep 0.1; done
 CLAWSER_PEERS="clawser:interpreter:" PROJ="$PROJ" "$rig/clawser-up.sh" >/dev/null
 read -r _ url ca _ <"$rig/run/clawser-peers.conf"
