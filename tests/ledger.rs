@@ -191,12 +191,25 @@ async fn decisions_and_changes_form_one_verifiable_timeline_per_job() {
     let out = w.server.cli_ok(&["ledger", "verify"]);
     assert!(out.contains("OK: data dir"), "{out}");
     {
+        // Entries are stored in blocks (format byte, then per entry: 32-byte leaf hash,
+        // u32 length, canonical bytes) keyed by their first sequence number.
         let db = sled::open(w.tmp.path().join("data/db")).unwrap();
-        let tree = db.open_tree("ledger.entries").unwrap();
-        let key = target.to_be_bytes();
-        let mut v = tree.get(key).unwrap().unwrap().to_vec();
-        let pos = v.len() - 3;
-        v[pos] ^= 0x01;
+        let tree = db.open_tree("ledger.blocks").unwrap();
+        let (key, v) = tree
+            .range(..=target.to_be_bytes())
+            .next_back()
+            .unwrap()
+            .unwrap();
+        let mut v = v.to_vec();
+        let (mut seq, mut pos) = (u64::from_be_bytes(key.as_ref().try_into().unwrap()), 1);
+        loop {
+            let len = u32::from_be_bytes(v[pos + 32..pos + 36].try_into().unwrap()) as usize;
+            if seq == target {
+                v[pos + 36 + len - 3] ^= 0x01;
+                break;
+            }
+            (seq, pos) = (seq + 1, pos + 36 + len);
+        }
         tree.insert(key, v).unwrap();
         db.flush().unwrap();
     }

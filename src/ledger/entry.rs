@@ -35,6 +35,63 @@ pub fn assemble(seq: u64, time: &str, kind: &str, data: &[u8]) -> Vec<u8> {
     out
 }
 
+/// The data of an entry in canonical form, ready for the ledger.
+#[derive(Debug, Clone)]
+pub struct CanonicalData(Vec<u8>);
+
+/// Marks a type whose `Serialize` writes the keys of every object, at every level, in byte
+/// order (struct fields declared sorted, maps with ordered `String` keys) and nothing but
+/// JSON: its compact serialization is then already canonical, without building a
+/// `serde_json::Value` tree first (what a request's entries cost on the request path).
+pub trait Sorted: serde::Serialize {}
+
+impl CanonicalData {
+    /// The canonical form of a JSON value.
+    pub fn of_value(v: &Value) -> CanonicalData {
+        CanonicalData(canonical(v))
+    }
+
+    /// The compact serialization of a [`Sorted`] type. Debug builds (every test) check that
+    /// it is canonical, and repair it with an error line if a type broke its promise.
+    pub fn of_sorted<T: Sorted>(t: &T) -> CanonicalData {
+        let mut out = Vec::with_capacity(512);
+        if let Err(e) = serde_json::to_writer(&mut out, t) {
+            // Only a failing `Serialize` impl gets here; record that, not a partial object.
+            tracing::error!(error = %e, "ledger entry data could not be serialized");
+            return CanonicalData::of_value(&Value::String(format!("unserializable: {e}")));
+        }
+        #[cfg(debug_assertions)]
+        if let Ok(v) = serde_json::from_slice::<Value>(&out) {
+            let fixed = canonical(&v);
+            if fixed != out {
+                tracing::error!(json = %String::from_utf8_lossy(&out), "a `Sorted` type wrote keys out of order");
+                return CanonicalData(fixed);
+            }
+        }
+        CanonicalData(out)
+    }
+
+    /// The canonical bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// The data as a JSON value (for live events).
+    pub fn to_value(&self) -> Value {
+        serde_json::from_slice(&self.0).unwrap_or(Value::Null)
+    }
+
+    pub(crate) fn into_bytes(self) -> Vec<u8> {
+        self.0
+    }
+}
+
+impl From<Value> for CanonicalData {
+    fn from(v: Value) -> CanonicalData {
+        CanonicalData::of_value(&v)
+    }
+}
+
 /// Canonical JSON: no whitespace, object keys sorted (byte order) recursively.
 pub fn canonical(v: &Value) -> Vec<u8> {
     let mut out = Vec::with_capacity(256);

@@ -8,6 +8,7 @@
 //! - `verify.rs`: the pure verifier, for the data dir and for exports.
 //! - `export.rs`: JSON Lines and OCSF exports.
 
+mod block;
 pub mod entry;
 pub mod export;
 pub mod key;
@@ -18,7 +19,7 @@ mod store;
 pub mod verify;
 pub mod wal;
 
-pub use entry::Entry;
+pub use entry::{CanonicalData, Entry, Sorted};
 pub use key::LedgerKey;
 pub use store::LedgerConfig;
 pub use verify::{VerifyError, VerifyReport};
@@ -33,7 +34,7 @@ use serde_json::Value;
 use crate::error::{Error, Result};
 
 use merkle::{inclusion_proof, Hash};
-use store::{key_seq, split_value, Writer};
+use store::Writer;
 
 /// One stored entry: sequence number, canonical bytes, and the leaf hash stored beside them
 /// (`None` for exports, which carry the bytes only).
@@ -48,13 +49,9 @@ pub fn read_stored(
 ) -> Result<(Vec<RawEntry>, Vec<String>, String)> {
     let key = LedgerKey::load(data_dir)?;
     let mut entries = Vec::new();
-    for item in db.open_tree(store::ENTRIES)?.iter() {
-        let (k, v) = item?;
-        let seq = key_seq(&k).ok_or_else(|| Error::Store("malformed ledger key".into()))?;
-        entries.push(match split_value(&v) {
-            Some((h, bytes)) => (seq, bytes.to_vec(), Some(h)),
-            None => (seq, v.to_vec(), None),
-        });
+    for item in block::Trees::open(db)?.from(0) {
+        let (seq, h, bytes) = item?;
+        entries.push((seq, bytes, Some(h)));
     }
     // Acknowledged entries may still be only in the write-ahead log (after a crash).
     for frame in wal::read_frames(data_dir)? {
@@ -123,7 +120,7 @@ pub struct Ledger {
 
 impl crate::model::EventSink for Ledger {
     fn record(&self, kind: &str, data: Value) -> Result<u64> {
-        self.writer.append_blocking(kind, data)
+        self.writer.append_blocking(kind, data.into())
     }
 }
 
@@ -138,13 +135,13 @@ impl Ledger {
     }
 
     /// Appends and waits until durable.
-    pub async fn append(&self, kind: &str, data: Value) -> Result<u64> {
-        self.writer.append(kind, data).await
+    pub async fn append(&self, kind: &str, data: impl Into<CanonicalData>) -> Result<u64> {
+        self.writer.append(kind, data.into()).await
     }
 
     /// Appends from synchronous code and waits until durable.
-    pub fn append_blocking(&self, kind: &str, data: Value) -> Result<u64> {
-        self.writer.append_blocking(kind, data)
+    pub fn append_blocking(&self, kind: &str, data: impl Into<CanonicalData>) -> Result<u64> {
+        self.writer.append_blocking(kind, data.into())
     }
 
     /// Final checkpoint and a durable store; call once at shutdown.
@@ -153,8 +150,8 @@ impl Ledger {
     }
 
     /// Appends without waiting for durability.
-    pub fn append_detached(&self, kind: &str, data: Value) {
-        self.writer.append_detached(kind, data)
+    pub fn append_detached(&self, kind: &str, data: impl Into<CanonicalData>) {
+        self.writer.append_detached(kind, data.into())
     }
 
     /// Number of durable entries.
@@ -195,10 +192,9 @@ impl Ledger {
         self.writer.shared.queue.visible();
         let start = filter.after.map_or(0, |a| a.saturating_add(1));
         let mut out = Vec::new();
-        for item in self.writer.shared.entries.range(start.to_be_bytes()..) {
-            let (_, v) = item?;
-            let bytes = split_value(&v).map(|(_, b)| b).unwrap_or(&v);
-            let e: Entry = serde_json::from_slice(bytes)
+        for item in self.writer.shared.trees.from(start) {
+            let (_, _, bytes) = item?;
+            let e: Entry = serde_json::from_slice(&bytes)
                 .map_err(|e| Error::Store(format!("ledger entry: {e}")))?;
             if filter.matches(&e) {
                 out.push(e);
@@ -213,14 +209,11 @@ impl Ledger {
     /// Raw stored entries (seq, bytes), in order.
     pub fn raw_entries(&self) -> impl Iterator<Item = Result<RawEntry>> + '_ {
         self.writer.shared.queue.visible();
-        self.writer.shared.entries.iter().map(|item| {
-            let (k, v) = item?;
-            let seq = key_seq(&k).ok_or_else(|| Error::Store("malformed ledger key".into()))?;
-            Ok(match split_value(&v) {
-                Some((h, bytes)) => (seq, bytes.to_vec(), Some(h)),
-                None => (seq, v.to_vec(), None),
-            })
-        })
+        self.writer
+            .shared
+            .trees
+            .from(0)
+            .map(|item| item.map(|(seq, h, bytes)| (seq, bytes, Some(h))))
     }
 
     /// Every stored checkpoint note, oldest first.
@@ -263,15 +256,15 @@ impl Ledger {
         })
     }
 
-    /// The leaf hashes of the first `size` entries, read from the store (each stored value
-    /// starts with its leaf hash): O(size) reads, only for proofs.
+    /// The leaf hashes of the first `size` entries, read from the store (each entry is
+    /// stored with its leaf hash): O(size) reads, only for proofs.
     fn leaf_hashes(&self, size: u64) -> Result<Vec<Hash>> {
         let mut out = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
-        for item in self.writer.shared.entries.range(..size.to_be_bytes()) {
-            let (k, v) = item?;
-            let seq = key_seq(&k).ok_or_else(|| Error::Store("malformed ledger key".into()))?;
-            let (h, _) = split_value(&v)
-                .ok_or_else(|| Error::Store(format!("ledger entry {seq} is truncated")))?;
+        for item in self.writer.shared.trees.from(0) {
+            let (seq, h, _) = item?;
+            if seq >= size {
+                break;
+            }
             if seq != out.len() as u64 {
                 return Err(Error::Store(format!(
                     "ledger entry {} is missing; run `clawser ledger verify`",

@@ -1,6 +1,7 @@
-//! The ledger store: entries in sled keyed by big-endian sequence number, appended by one
-//! writer thread with group commit. A stored value is the entry's 32-byte leaf hash followed
-//! by its canonical bytes, so a byte changed in either is pinned to its sequence number.
+//! The ledger store: entries in sled, in blocks of consecutive entries keyed by the
+//! big-endian sequence number of their first (`block.rs`), appended by one writer thread with
+//! group commit. Each entry is stored with its 32-byte leaf hash, so a byte changed in either
+//! is pinned to its sequence number.
 //!
 //! Callers queue an entry (`queue.rs`) and wait. The writer takes every append queued at
 //! that moment (up to `max_batch`), assigns sequence numbers, writes them to the write-ahead
@@ -22,9 +23,8 @@ use std::sync::mpsc;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
-
-use super::entry::{assemble, canonical};
+use super::block::Trees;
+use super::entry::{assemble, CanonicalData};
 use super::key::LedgerKey;
 use super::merkle::{leaf_hash, Frontier, Hash};
 use super::note::{sign_note, verifier_key, Checkpoint};
@@ -32,7 +32,6 @@ use super::queue::{Queue, Refused, Reply, Req, DETACHED_DELAY};
 use super::wal::{read_frames, Wal};
 use crate::error::{Error, Result};
 
-pub(super) const ENTRIES: &str = "ledger.entries";
 /// Log size beyond which sled is made durable and the log starts over.
 const WAL_FLUSH_BYTES: u64 = 8 * 1024 * 1024;
 pub(super) const CHECKPOINTS: &str = "ledger.checkpoints";
@@ -59,10 +58,10 @@ pub struct LedgerConfig {
 
 /// State readers share with the writer.
 pub(super) struct Shared {
-    pub entries: sled::Tree,
+    pub trees: Trees,
     pub checkpoints: sled::Tree,
-    /// Entries applied to `entries` (readable there). Leaf hashes are not kept in memory:
-    /// each stored value starts with its leaf hash, and proofs read them from there, so the
+    /// Entries applied to `trees` (readable there). Leaf hashes are not kept in memory:
+    /// each entry is stored with its leaf hash, and proofs read them from there, so the
     /// process does not grow by 32 bytes per entry.
     pub applied: AtomicU64,
     pub latest_checkpoint: RwLock<Option<String>>,
@@ -96,20 +95,17 @@ impl Writer {
         cfg: LedgerConfig,
     ) -> Result<Writer> {
         let key = Arc::new(key);
-        let entries = db.open_tree(ENTRIES)?;
+        let trees = Trees::open(&db)?;
         let checkpoints = db.open_tree(CHECKPOINTS)?;
         let mut frontier = Frontier::default();
-        for (i, item) in entries.iter().enumerate() {
-            let (k, v) = item?;
-            let seq = key_seq(&k).ok_or_else(|| store_err("malformed entry key"))?;
+        for (i, item) in trees.from(0).enumerate() {
+            let (seq, stored, bytes) = item?;
             if seq != i as u64 {
                 return Err(store_err(format!(
                     "entry {i} is missing (found {seq} next); run `clawser ledger verify`"
                 )));
             }
-            let (stored, bytes) =
-                split_value(&v).ok_or_else(|| store_err(format!("entry {seq} is truncated")))?;
-            let h = leaf_hash(bytes);
+            let h = leaf_hash(&bytes);
             if h != stored {
                 return Err(store_err(format!(
                     "entry {seq} does not match its stored hash (altered on disk); run `clawser ledger verify`"
@@ -118,9 +114,10 @@ impl Writer {
             frontier.push(h);
         }
         // Replay acknowledged entries that reached the log but not sled's disk.
-        let mut replayed = 0;
+        let first = frontier.size();
+        let mut replay = Vec::new();
         for frame in read_frames(data_dir)? {
-            let n = frontier.size();
+            let n = first + replay.len() as u64;
             if frame.seq < n {
                 continue;
             }
@@ -130,12 +127,12 @@ impl Writer {
                     frame.seq
                 )));
             }
-            let mut value = Vec::with_capacity(32 + frame.bytes.len());
-            value.extend_from_slice(&frame.hash);
-            value.extend_from_slice(&frame.bytes);
-            entries.insert(frame.seq.to_be_bytes(), value)?;
             frontier.push(frame.hash);
-            replayed += 1;
+            replay.push(frame);
+        }
+        let replayed = replay.len();
+        if replayed > 0 {
+            trees.insert(first, replay.iter().map(|f| (&f.hash, f.bytes.as_slice())))?;
         }
         let mut wal = Wal::open(data_dir)?;
         db.flush()?;
@@ -152,7 +149,7 @@ impl Writer {
             .last()?
             .map(|(_, v)| String::from_utf8_lossy(&v).into_owned());
         let shared = Arc::new(Shared {
-            entries,
+            trees,
             checkpoints,
             applied: AtomicU64::new(frontier.size()),
             latest_checkpoint: RwLock::new(latest),
@@ -197,7 +194,7 @@ impl Writer {
         })
     }
 
-    fn submit(&self, kind: &str, data: Value, reply: Reply) -> Result<()> {
+    fn submit(&self, kind: &str, data: CanonicalData, reply: Reply) -> Result<()> {
         if self.shared.failed.load(Ordering::SeqCst) {
             return Err(store_err(
                 "a previous write failed; the ledger refuses appends until restarted",
@@ -205,7 +202,7 @@ impl Writer {
         }
         let req = Req {
             kind: kind.to_string(),
-            data: canonical(&data),
+            data: data.into_bytes(),
             reply,
         };
         super::wal::check_fits(kind, req.data.len())?;
@@ -217,7 +214,7 @@ impl Writer {
     }
 
     /// Appends and waits until the entry is durable; returns its sequence number.
-    pub async fn append(&self, kind: &str, data: Value) -> Result<u64> {
+    pub async fn append(&self, kind: &str, data: CanonicalData) -> Result<u64> {
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.submit(kind, data, Reply::Async(tx))?;
         rx.await
@@ -225,7 +222,7 @@ impl Writer {
     }
 
     /// Appends from synchronous code and waits until durable.
-    pub fn append_blocking(&self, kind: &str, data: Value) -> Result<u64> {
+    pub fn append_blocking(&self, kind: &str, data: CanonicalData) -> Result<u64> {
         let (tx, rx) = mpsc::sync_channel(1);
         self.submit(kind, data, Reply::Sync(tx))?;
         rx.recv()
@@ -246,7 +243,7 @@ impl Writer {
     /// when the writer goes idle). Until then it is only in memory: a crash in that window
     /// (milliseconds) loses it. Use it only where nothing depends on the entry being durable
     /// (`request.completed`, refusals); readers and checkpoints never see it before it is.
-    pub fn append_detached(&self, kind: &str, data: Value) {
+    pub fn append_detached(&self, kind: &str, data: CanonicalData) {
         if let Err(e) = self.submit(kind, data, Reply::None) {
             tracing::error!(error = %e, kind, "ledger append failed");
         }
@@ -274,17 +271,6 @@ impl Drop for StopOnExit {
     }
 }
 
-/// Splits a stored value into (stored leaf hash, canonical bytes).
-pub(super) fn split_value(v: &[u8]) -> Option<(Hash, &[u8])> {
-    let (h, bytes) = v.split_at_checked(32)?;
-    Some((h.try_into().ok()?, bytes))
-}
-
-/// Sequence number of a stored key.
-pub(super) fn key_seq(k: &[u8]) -> Option<u64> {
-    Some(u64::from_be_bytes(k.try_into().ok()?))
-}
-
 struct WriterThread {
     db: sled::Db,
     /// sled's directory (`data_dir/db`).
@@ -295,7 +281,7 @@ struct WriterThread {
     frontier: Frontier,
     shared: Arc<Shared>,
     last_checkpoint: (u64, Instant),
-    /// Acknowledged entries not yet in sled: (seq, leaf hash, stored value).
+    /// Acknowledged entries not yet in sled: (seq, leaf hash, canonical bytes).
     pending: Vec<(u64, Hash, Vec<u8>)>,
 }
 
@@ -345,10 +331,7 @@ impl WriterThread {
             let bytes = assemble(seq, &time, &r.kind, &r.data);
             let h = leaf_hash(&bytes);
             Wal::frame(&mut frames, seq, &h, &bytes);
-            let mut value = Vec::with_capacity(32 + bytes.len());
-            value.extend_from_slice(&h);
-            value.extend_from_slice(&bytes);
-            entries.push((seq, h, value));
+            entries.push((seq, h, bytes));
         }
         // A group nobody waits for (only detached appends) is written without its own sync;
         // the next waited-for group's sync, or the next checkpoint's, covers it.
@@ -393,12 +376,16 @@ impl WriterThread {
             self.fail("ledger sync failed", &e);
             return false;
         }
-        let mut batch = sled::Batch::default();
+        let first = self.pending.first().map_or(0, |(seq, _, _)| *seq);
         let last = self.pending.last().map_or(0, |(seq, _, _)| seq + 1);
-        for (seq, _, value) in self.pending.drain(..) {
-            batch.insert(&seq.to_be_bytes(), value);
-        }
-        match self.shared.entries.apply_batch(batch) {
+        let stored = self.shared.trees.insert(
+            first,
+            self.pending
+                .iter()
+                .map(|(_, h, bytes)| (h, bytes.as_slice())),
+        );
+        self.pending.clear();
+        match stored {
             Ok(()) => {
                 self.shared.applied.store(last, Ordering::Release);
                 self.shared.queue.applied(last);

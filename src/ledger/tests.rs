@@ -95,3 +95,60 @@ async fn proofs_read_leaf_hashes_from_the_store_and_survive_a_reopen() {
     assert_eq!(ledger.size(), 10);
     check(&ledger, 5);
 }
+
+/// A ledger written before blocks (one sled key per entry in `ledger.entries`) opens as it
+/// is: its entries are read, verified and proven, and new entries follow them in blocks.
+#[tokio::test]
+async fn a_ledger_of_single_entry_values_is_read_and_continued_in_blocks() {
+    let dir = tempfile::tempdir().unwrap();
+    let db_path = dir.path().join("db");
+    {
+        let db = sled::open(&db_path).unwrap();
+        let legacy = db.open_tree(block::LEGACY).unwrap();
+        for seq in 0..5u64 {
+            let data = serde_json::json!({ "old": seq });
+            let bytes = entry::canonical_entry(seq, "2026-11-01T00:00:00Z", "agent.created", &data);
+            let mut value = merkle::leaf_hash(&bytes).to_vec();
+            value.extend_from_slice(&bytes);
+            legacy.insert(seq.to_be_bytes(), value).unwrap();
+        }
+        db.flush().unwrap();
+    }
+    let mut c = cfg();
+    c.checkpoint_every = 4;
+    let db = crate::testutil::reopen_sled(&db_path);
+    let ledger = Ledger::open(db.clone(), dir.path(), c).unwrap();
+    assert_eq!(ledger.size(), 5);
+    for i in 0..20 {
+        let seq = ledger
+            .append("request.decided", serde_json::json!({ "new": i }))
+            .await
+            .unwrap();
+        assert_eq!(seq, 5 + i);
+    }
+    assert_eq!(ledger.size(), 25);
+    let all = ledger.entries(&Filter::default()).unwrap();
+    let seqs: Vec<u64> = all.iter().map(|e| e.seq).collect();
+    assert_eq!(seqs, (0..25).collect::<Vec<_>>());
+    assert_eq!(all[2].data["old"], 2);
+    assert_eq!(all[7].data["new"], 2);
+    // Reads that start inside the legacy part, at its end, and inside a block.
+    for after in [1u64, 4, 9, 23] {
+        let f = Filter {
+            after: Some(after),
+            ..Filter::default()
+        };
+        let got: Vec<u64> = ledger.entries(&f).unwrap().iter().map(|e| e.seq).collect();
+        assert_eq!(got, (after + 1..25).collect::<Vec<_>>(), "after {after}");
+    }
+    assert!(
+        db.open_tree(block::BLOCKS).unwrap().len() < 20,
+        "entries are grouped"
+    );
+    ledger.close();
+    let report = ledger.verify(None).unwrap().unwrap();
+    assert_eq!(report.entries, 25);
+    let p = ledger.proof(3).unwrap();
+    let cp = note::Checkpoint::parse(&p.checkpoint).unwrap();
+    assert_eq!(cp.size, 25);
+}

@@ -98,7 +98,9 @@ pub async fn handle_connect(
                 &eval,
                 &state.redactor,
             );
-            if let Err(e) = ledger.append("request.decided", entry).await {
+            let data = crate::ledger::CanonicalData::of_sorted(&entry);
+            drop(entry);
+            if let Err(e) = ledger.append("request.decided", data).await {
                 return super::outcome::ledger_refusal(&line, &seen.request_id, &e);
             }
         }

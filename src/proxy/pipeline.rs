@@ -28,6 +28,7 @@ use super::target::{of_request, RequestTarget};
 use super::ProxyState;
 use super::{hold, permit, record, respond, scrub, spend};
 use crate::identity::{AuthFailure, Principal};
+use crate::ledger::CanonicalData;
 use crate::model::{BodySummary, Destination, Outcome, RequestSummary, TlsSummary};
 use crate::policy::{classify, PolicyInput, Target};
 
@@ -327,13 +328,15 @@ async fn decide_and_forward(
         );
         // Who changed what: the ref updates, the GitHub action and repository, for auditors.
         if let Some(g) = &git {
-            entry["git"] = serde_json::to_value(g).unwrap_or_default();
+            entry.git = Some(serde_json::to_value(g).unwrap_or_default());
         }
         if let Some(g) = &github {
-            entry["github"] = record::github(g);
+            entry.github = Some(record::github(g));
         }
-        let live = state.events.has_subscribers().then(|| entry.clone());
-        let appended = ledger.append("request.decided", entry).await;
+        let data = CanonicalData::of_sorted(&entry);
+        drop(entry);
+        let live = state.events.has_subscribers().then(|| data.to_value());
+        let appended = ledger.append("request.decided", data).await;
         if let (Ok(seq), Some(data)) = (&appended, live) {
             state.events.publish("request.decided", Some(*seq), data);
         }

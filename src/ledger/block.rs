@@ -1,0 +1,271 @@
+//! How entries are laid out in sled: several consecutive entries per sled value.
+//!
+//! sled keeps about 110–130 bytes of bookkeeping for every page it has written (page table,
+//! cache shard, segment page sets) and never returns it, and it splits a leaf every ~9 keys:
+//! with one key per entry that is ~25 bytes of memory per request for the life of the
+//! process, plus a copy-on-write of the leaf for every insert. So entries are stored in
+//! **blocks**: one sled value holds up to [`BLOCK_BYTES`] of consecutive entries (at least
+//! one), keyed by the big-endian sequence number of its first entry. The entry holding
+//! sequence number `s` is in the block with the greatest key `<= s`.
+//!
+//! A block value is a format byte ([`FORMAT`]) followed by records, each the entry's 32-byte
+//! leaf hash, its length (u32, big-endian) and its canonical bytes. A changed byte anywhere
+//! is still pinned to one sequence number (the verifier recomputes every leaf).
+//!
+//! Ledgers written before blocks keep one entry per key in [`LEGACY`] (value: leaf hash then
+//! canonical bytes). They are read as they are, followed by the blocks; new entries always go
+//! to blocks.
+
+use std::collections::VecDeque;
+
+use super::merkle::Hash;
+use crate::error::{Error, Result};
+
+/// The tree of single-entry values (ledgers written before blocks); read, never written.
+pub(super) const LEGACY: &str = "ledger.entries";
+/// The tree of blocks.
+pub(super) const BLOCKS: &str = "ledger.blocks";
+/// The first byte of every block value.
+const FORMAT: u8 = 1;
+/// A block is closed once it holds this many bytes. sled writes a node of up to 16 values as
+/// one message and moves a message larger than a quarter segment (128 KiB by default) to a
+/// file of its own, so 16 blocks must stay well under that.
+pub(super) const BLOCK_BYTES: usize = 4096;
+/// Bytes of a record before the entry's canonical bytes.
+const RECORD_HEAD: usize = 32 + 4;
+
+/// One stored entry: sequence number, stored leaf hash, canonical bytes.
+pub(super) type Stored<'a> = (u64, Hash, &'a [u8]);
+
+/// Groups consecutive entries (`first`, `first + 1`, ...) into blocks of at most
+/// [`BLOCK_BYTES`] (an entry larger than that is a block on its own): (key, value) pairs.
+pub(super) fn encode<'a>(
+    first: u64,
+    entries: impl IntoIterator<Item = (&'a Hash, &'a [u8])>,
+) -> Vec<([u8; 8], Vec<u8>)> {
+    let mut out: Vec<([u8; 8], Vec<u8>)> = Vec::new();
+    let mut open: Option<(u64, Vec<u8>)> = None;
+    for (i, (hash, bytes)) in entries.into_iter().enumerate() {
+        let seq = first + i as u64;
+        let full = open
+            .as_ref()
+            .is_some_and(|(_, v)| v.len() + RECORD_HEAD + bytes.len() > BLOCK_BYTES);
+        if full {
+            if let Some((k, v)) = open.take() {
+                out.push((k.to_be_bytes(), v));
+            }
+        }
+        let (_, v) = open.get_or_insert_with(|| {
+            let mut v = Vec::with_capacity(BLOCK_BYTES.max(1 + RECORD_HEAD + bytes.len()));
+            v.push(FORMAT);
+            (seq, v)
+        });
+        v.extend_from_slice(hash);
+        // `wal::check_fits` bounds an entry far below 4 GiB.
+        v.extend_from_slice(&u32::try_from(bytes.len()).unwrap_or(u32::MAX).to_be_bytes());
+        v.extend_from_slice(bytes);
+    }
+    if let Some((k, v)) = open {
+        out.push((k.to_be_bytes(), v));
+    }
+    out
+}
+
+/// The entries of the block stored under `key`, in order; an error names what is malformed.
+pub(super) fn decode<'a>(key: &[u8], value: &'a [u8]) -> Result<Vec<Stored<'a>>, String> {
+    let first = seq_of(key).ok_or("malformed block key")?;
+    let (&format, mut rest) = value
+        .split_first()
+        .ok_or_else(|| format!("block {first} is empty"))?;
+    if format != FORMAT {
+        return Err(format!("block {first} has unknown format {format}"));
+    }
+    let mut out = Vec::new();
+    while !rest.is_empty() {
+        let seq = first + out.len() as u64;
+        let truncated = || format!("entry {seq} is truncated");
+        let (hash, tail) = rest.split_at_checked(32).ok_or_else(truncated)?;
+        let (len, tail) = tail.split_at_checked(4).ok_or_else(truncated)?;
+        let len = u32::from_be_bytes(len.try_into().map_err(|_| truncated())?) as usize;
+        let (bytes, tail) = tail.split_at_checked(len).ok_or_else(truncated)?;
+        out.push((seq, hash.try_into().map_err(|_| truncated())?, bytes));
+        rest = tail;
+    }
+    if out.is_empty() {
+        return Err(format!("block {first} holds no entry"));
+    }
+    Ok(out)
+}
+
+/// The entry of a legacy single-entry value.
+pub(super) fn decode_legacy<'a>(key: &[u8], value: &'a [u8]) -> Result<Stored<'a>, String> {
+    let seq = seq_of(key).ok_or("malformed entry key")?;
+    let (h, bytes) = value
+        .split_at_checked(32)
+        .ok_or_else(|| format!("entry {seq} is truncated"))?;
+    let h: Hash = h
+        .try_into()
+        .map_err(|_| format!("entry {seq} is truncated"))?;
+    Ok((seq, h, bytes))
+}
+
+/// Sequence number of a stored key.
+pub(super) fn seq_of(k: &[u8]) -> Option<u64> {
+    Some(u64::from_be_bytes(k.try_into().ok()?))
+}
+
+/// The ledger's two sled trees: legacy single-entry values, then blocks.
+#[derive(Clone)]
+pub(super) struct Trees {
+    legacy: sled::Tree,
+    blocks: sled::Tree,
+}
+
+impl Trees {
+    pub fn open(db: &sled::Db) -> Result<Trees> {
+        Ok(Trees {
+            legacy: db.open_tree(LEGACY)?,
+            blocks: db.open_tree(BLOCKS)?,
+        })
+    }
+
+    /// Stores consecutive entries from `first` as blocks, in one atomic sled batch.
+    pub fn insert<'a>(
+        &self,
+        first: u64,
+        entries: impl IntoIterator<Item = (&'a Hash, &'a [u8])>,
+    ) -> std::result::Result<(), sled::Error> {
+        let mut batch = sled::Batch::default();
+        for (k, v) in encode(first, entries) {
+            batch.insert(&k, v);
+        }
+        self.blocks.apply_batch(batch)
+    }
+
+    /// Every stored entry with a sequence number `>= start`, in order, owned. A malformed
+    /// value ends the iteration with an error naming its sequence number.
+    pub fn from(&self, start: u64) -> Iter {
+        // The block holding `start` begins at or before it.
+        let block_start = match self.blocks.range(..=start.to_be_bytes()).next_back() {
+            Some(Ok((k, _))) => seq_of(&k).unwrap_or(0),
+            _ => 0,
+        };
+        Iter {
+            start,
+            legacy: Some(self.legacy.range(start.to_be_bytes()..)),
+            blocks: self.blocks.range(block_start.to_be_bytes()..),
+            buf: VecDeque::new(),
+            failed: false,
+        }
+    }
+}
+
+/// Stored entries in order: (sequence number, stored leaf hash, canonical bytes).
+pub(super) struct Iter {
+    start: u64,
+    legacy: Option<sled::Iter>,
+    blocks: sled::Iter,
+    buf: VecDeque<(u64, Hash, Vec<u8>)>,
+    failed: bool,
+}
+
+impl Iter {
+    fn fill(&mut self) -> Result<bool> {
+        if let Some(legacy) = &mut self.legacy {
+            match legacy.next() {
+                Some(item) => {
+                    let (k, v) = item?;
+                    let (seq, h, bytes) = decode_legacy(&k, &v).map_err(corrupt)?;
+                    self.buf.push_back((seq, h, bytes.to_vec()));
+                    return Ok(true);
+                }
+                None => self.legacy = None,
+            }
+        }
+        let Some(item) = self.blocks.next() else {
+            return Ok(false);
+        };
+        let (k, v) = item?;
+        for (seq, h, bytes) in decode(&k, &v).map_err(corrupt)? {
+            if seq >= self.start {
+                self.buf.push_back((seq, h, bytes.to_vec()));
+            }
+        }
+        Ok(true)
+    }
+}
+
+impl Iterator for Iter {
+    type Item = Result<(u64, Hash, Vec<u8>)>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        while self.buf.is_empty() && !self.failed {
+            match self.fill() {
+                Ok(true) => {}
+                Ok(false) => return None,
+                Err(e) => {
+                    self.failed = true;
+                    return Some(Err(e));
+                }
+            }
+        }
+        self.buf.pop_front().map(Ok)
+    }
+}
+
+fn corrupt(what: String) -> Error {
+    Error::Store(format!(
+        "ledger: {what} (altered on disk?); run `clawser ledger verify`"
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entries(sizes: &[usize]) -> Vec<(Hash, Vec<u8>)> {
+        sizes
+            .iter()
+            .enumerate()
+            .map(|(i, &n)| ([i as u8; 32], vec![b'a' + i as u8; n]))
+            .collect()
+    }
+
+    #[test]
+    fn blocks_round_trip_and_close_at_the_size_limit() {
+        let es = entries(&[600, 600, 600, 600, 600, 600, 600, 10_000, 5]);
+        let blocks = encode(100, es.iter().map(|(h, b)| (h, b.as_slice())));
+        // 6 × 636 = 3,816 bytes + 1 fit in 4,096, the 7th does not; the large entry is alone.
+        let firsts: Vec<u64> = blocks.iter().map(|(k, _)| u64::from_be_bytes(*k)).collect();
+        assert_eq!(firsts, [100, 106, 107, 108]);
+        let mut seen = Vec::new();
+        for (k, v) in &blocks {
+            for (seq, h, bytes) in decode(k, v).unwrap() {
+                seen.push((seq, h, bytes.to_vec()));
+            }
+        }
+        assert_eq!(seen.len(), es.len());
+        for (i, (seq, h, bytes)) in seen.into_iter().enumerate() {
+            assert_eq!(seq, 100 + i as u64);
+            assert_eq!((h, bytes), es[i]);
+        }
+    }
+
+    #[test]
+    fn malformed_blocks_are_errors_not_panics() {
+        let es = entries(&[40, 40]);
+        let (k, v) = encode(7, es.iter().map(|(h, b)| (h, b.as_slice())))
+            .pop()
+            .unwrap();
+        for cut in 0..v.len() {
+            let r = decode(&k, &v[..cut]);
+            let ok_cut = cut == 1 + 36 + 40; // exactly the first record
+            assert_eq!(r.is_ok(), ok_cut, "cut at {cut}: {r:?}");
+        }
+        let mut other = v.clone();
+        other[0] = 9;
+        assert!(decode(&k, &other).unwrap_err().contains("unknown format"));
+        assert!(decode(b"short", &v).is_err());
+        assert!(decode_legacy(&7u64.to_be_bytes(), &[0; 31]).is_err());
+    }
+}
