@@ -134,7 +134,22 @@ impl Metrics {
                 self.held.load(Relaxed),
             ),
         ];
-        for (name, kind, help, v) in simple {
+        let heap = regorus_mimalloc::global_allocation_stats_snapshot();
+        let heap = [
+            (
+                "clawser_heap_live_bytes",
+                "gauge",
+                "Bytes allocated and not yet freed, all threads, to within 1 MiB per thread (RSS minus this is what the allocator keeps).",
+                i64::try_from(heap.allocated).unwrap_or(i64::MAX),
+            ),
+            (
+                "clawser_heap_peak_bytes",
+                "gauge",
+                "Highest clawser_heap_live_bytes since start.",
+                i64::try_from(heap.peak).unwrap_or(i64::MAX),
+            ),
+        ];
+        for (name, kind, help, v) in simple.into_iter().chain(heap) {
             s.push_str(&format!(
                 "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}\n"
             ));
@@ -172,5 +187,16 @@ mod tests {
         assert!(text.contains("clawser_requests_total{outcome=\"allow\"} 1"));
         assert!(text.contains("clawser_policy_eval_seconds_count 2"));
         assert!(text.contains("clawser_policy_eval_seconds_bucket{le=\"0.000025\"} 2"));
+        // Each thread reports to the global count once it is 1 MiB off, so a small test
+        // process may still read 0; the gauge is there and a number.
+        for gauge in ["clawser_heap_live_bytes ", "clawser_heap_peak_bytes "] {
+            let v: i64 = text
+                .lines()
+                .find_map(|l| l.strip_prefix(gauge))
+                .unwrap()
+                .parse()
+                .unwrap();
+            assert!(v >= 0, "{gauge}{v}");
+        }
     }
 }

@@ -25,6 +25,10 @@ use crate::error::{Error, Result};
 pub(super) const LEGACY: &str = "ledger.entries";
 /// The tree of blocks.
 pub(super) const BLOCKS: &str = "ledger.blocks";
+/// A key in [`LEGACY`] past every sequence number, written once a ledger has blocks: a
+/// Clawser that predates blocks reads it as a gap ("entry N is missing") and refuses to
+/// start, instead of appending to the legacy tree beside the blocks it cannot see.
+const DOWNGRADE_GUARD: [u8; 8] = u64::MAX.to_be_bytes();
 /// The first byte of every block value.
 const FORMAT: u8 = 1;
 /// A block is closed once it holds this many bytes. sled writes a node of up to 16 values as
@@ -129,6 +133,17 @@ impl Trees {
         })
     }
 
+    /// Writes the downgrade guard (see [`DOWNGRADE_GUARD`]) if it is not there yet.
+    pub fn guard_against_downgrade(&self) -> std::result::Result<(), sled::Error> {
+        if self.legacy.get(DOWNGRADE_GUARD)?.is_none() {
+            self.legacy.insert(
+                DOWNGRADE_GUARD,
+                &b"this ledger stores entries in ledger.blocks: run a Clawser at least as new as the one that wrote it"[..],
+            )?;
+        }
+        Ok(())
+    }
+
     /// Stores consecutive entries from `first` as blocks, in one atomic sled batch.
     pub fn insert<'a>(
         &self,
@@ -152,7 +167,7 @@ impl Trees {
         };
         Iter {
             start,
-            legacy: Some(self.legacy.range(start.to_be_bytes()..)),
+            legacy: Some(self.legacy.range(start.to_be_bytes()..DOWNGRADE_GUARD)),
             blocks: self.blocks.range(block_start.to_be_bytes()..),
             buf: VecDeque::new(),
             failed: false,

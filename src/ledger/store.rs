@@ -96,6 +96,7 @@ impl Writer {
     ) -> Result<Writer> {
         let key = Arc::new(key);
         let trees = Trees::open(&db)?;
+        trees.guard_against_downgrade()?;
         let checkpoints = db.open_tree(CHECKPOINTS)?;
         let mut frontier = Frontier::default();
         for (i, item) in trees.from(0).enumerate() {
