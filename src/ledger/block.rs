@@ -21,7 +21,8 @@ use std::collections::VecDeque;
 use super::merkle::Hash;
 use crate::error::{Error, Result};
 
-/// The tree of single-entry values (ledgers written before blocks); read, never written.
+/// The tree of single-entry values (ledgers written before blocks): read, and marked with
+/// [`DOWNGRADE_GUARD`], never appended to.
 pub(super) const LEGACY: &str = "ledger.entries";
 /// The tree of blocks.
 pub(super) const BLOCKS: &str = "ledger.blocks";

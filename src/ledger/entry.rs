@@ -51,24 +51,21 @@ impl CanonicalData {
         CanonicalData(canonical(v))
     }
 
-    /// The compact serialization of a [`Sorted`] type. Debug builds (every test) check that
-    /// it is canonical, and repair it with an error line if a type broke its promise.
-    pub fn of_sorted<T: Sorted>(t: &T) -> CanonicalData {
+    /// The compact serialization of a [`Sorted`] type (an error only if its `Serialize`
+    /// fails: the caller refuses what it could not record). Debug builds (every test) check
+    /// that it is canonical, and repair it with an error line if a type broke its promise.
+    pub fn of_sorted<T: Sorted>(t: &T) -> Result<CanonicalData, serde_json::Error> {
         let mut out = Vec::with_capacity(512);
-        if let Err(e) = serde_json::to_writer(&mut out, t) {
-            // Only a failing `Serialize` impl gets here; record that, not a partial object.
-            tracing::error!(error = %e, "ledger entry data could not be serialized");
-            return CanonicalData::of_value(&Value::String(format!("unserializable: {e}")));
-        }
+        serde_json::to_writer(&mut out, t)?;
         #[cfg(debug_assertions)]
         if let Ok(v) = serde_json::from_slice::<Value>(&out) {
             let fixed = canonical(&v);
             if fixed != out {
                 tracing::error!(json = %String::from_utf8_lossy(&out), "a `Sorted` type wrote keys out of order");
-                return CanonicalData(fixed);
+                return Ok(CanonicalData(fixed));
             }
         }
-        CanonicalData(out)
+        Ok(CanonicalData(out))
     }
 
     /// The canonical bytes.

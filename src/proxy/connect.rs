@@ -100,7 +100,11 @@ pub async fn handle_connect(
             );
             let data = crate::ledger::CanonicalData::of_sorted(&entry);
             drop(entry);
-            if let Err(e) = ledger.append("request.decided", data).await {
+            let appended = match data {
+                Ok(data) => ledger.append("request.decided", data).await,
+                Err(e) => Err(crate::error::Error::Store(format!("ledger entry: {e}"))),
+            };
+            if let Err(e) = appended {
                 return super::outcome::ledger_refusal(&line, &seen.request_id, &e);
             }
         }

@@ -335,8 +335,17 @@ async fn decide_and_forward(
         }
         let data = CanonicalData::of_sorted(&entry);
         drop(entry);
-        let live = state.events.has_subscribers().then(|| data.to_value());
-        let appended = ledger.append("request.decided", data).await;
+        // An entry that cannot be written means a request that is not forwarded.
+        let (appended, live) = match data {
+            Ok(data) => {
+                let live = state.events.has_subscribers().then(|| data.to_value());
+                (ledger.append("request.decided", data).await, live)
+            }
+            Err(e) => (
+                Err(crate::error::Error::Store(format!("ledger entry: {e}"))),
+                None,
+            ),
+        };
         if let (Ok(seq), Some(data)) = (&appended, live) {
             state.events.publish("request.decided", Some(*seq), data);
         }

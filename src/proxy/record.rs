@@ -225,7 +225,7 @@ pub fn completed(
     start: Instant,
     error: Option<&str>,
 ) -> CanonicalData {
-    CanonicalData::of_sorted(&Completed {
+    let completed = Completed {
         agent: &p.agent.id,
         duration_us: u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX),
         job: p.job.as_ref().map(|j| j.id.as_str()),
@@ -233,6 +233,11 @@ pub fn completed(
         response_bytes: bytes,
         status,
         upstream_error: error,
+    };
+    // Serializing plain strings and numbers does not fail; if it ever did, the entry still
+    // says which request completed.
+    CanonicalData::of_sorted(&completed).unwrap_or_else(|e| {
+        CanonicalData::of_value(&json!({"request_id": request_id, "unserializable": e.to_string()}))
     })
 }
 
@@ -447,7 +452,7 @@ mod tests {
                 error,
             };
             let mut entry = decided(&p, req, &target, destination, &eval, &redactor);
-            let direct = CanonicalData::of_sorted(&entry);
+            let direct = CanonicalData::of_sorted(&entry).unwrap();
             let tree = as_tree(&p, req, &target, destination, &eval);
             assert_eq!(
                 String::from_utf8_lossy(direct.as_bytes()),
