@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Same-run A/B of Clawser builds: is a change worth keeping? Each peer is a git revision (or
-# `work`, the working tree) built in release mode, optionally with environment variables;
+# `work`, the working tree) built in release mode, optionally with one environment variable;
 # all peers run side by side against one nginx HTTPS upstream and are measured in
 # interleaved rounds, so a noisy machine hits every peer alike.
 #
@@ -45,29 +45,22 @@ bin_for() { # rev -> path of its release binary
 }
 printf '{"status":"ok","pad":"%0180d"}\n' 0 >"$rig/www/small.json"
 "$rig/start.sh" upstream >/dev/null
+# Peers are clawser-p1, clawser-p2, ... (bench/rig/clawser-up.sh starts them; the rig's
+# clean-up stops them).
 declare -A URL CA PID ADMIN DATA
-labels=() port=19090 n=0
+labels=() peers="" n=0
 for spec in "$@"; do
   rev=${spec%%:*} envv=""; [[ $spec == *:* ]] && envv=${spec#*:}
-  n=$((n + 1)); label="$n:$spec"; bin=$(bin_for "$rev")
-  d=$rig/run/peer$n; mkdir -p "$d/policies"
-  cp policies/*.rego policies/*.yaml "$d/policies/"
-  cat >"$d/clawser.yaml" <<YAML
-data_dir: $d/data
-proxy: {listen: 127.0.0.1:$port, allow_private: ["127.0.0.0/8", "::1"]}
-admin: {listen: 127.0.0.1:$((port + 1))}
-ca: {dir: $d/certs}
-policy: {dir: $d/policies}
-upstream: {extra_ca_files: [$rig/certs/upstream-ca.pem]}
-agents: [{id: bench, runtime: other, on_behalf_of: bench}]
-YAML
-  (cd "$d" && exec env $envv "$bin" serve -c "$d/clawser.yaml" >"$d/serve.log" 2>&1) &
-  PID[$label]=$!; echo "${PID[$label]}" >"$rig/run/clawser-peer$n.pid"
-  for _ in $(seq 100); do curl -s "http://127.0.0.1:$((port + 1))/healthz" >/dev/null && break; sleep 0.1; done
-  URL[$label]=$("$bin" env -c "$d/clawser.yaml" --agent bench --format json | python3 -c 'import json,sys;print(json.load(sys.stdin)["HTTPS_PROXY"])')
-  CA[$label]=$d/certs/ca.pem ADMIN[$label]=$((port + 1)) DATA[$label]=$d/data
-  labels+=("$label"); port=$((port + 10))
+  n=$((n + 1)); peers+=" clawser-p$n:interpreter:$envv:$(bin_for "$rev")"
 done
+CLAWSER_PEERS="${peers# }" PROJ="$PROJ" "$rig/clawser-up.sh" >/dev/null
+n=0
+while read -r peer url ca pidf; do
+  n=$((n + 1)); label="$n:${!n}"
+  URL[$label]=$url CA[$label]=$ca PID[$label]=$(cat "$rig/$pidf") DATA[$label]=$rig/run/$peer/data
+  port=${url##*:}; ADMIN[$label]=$((port + 1))
+  labels+=("$label")
+done <"$rig/run/clawser-peers.conf"
 oha_to() { # label, oha arguments...: oha through that peer
   local label=$1 url=${URL[$1]} cred hp; shift
   cred=${url#*://}; cred=${cred%@*}; hp=${url##*@}

@@ -4,13 +4,16 @@
 #   clawser        shipped policy pack, interpreter engine, durable ledger (the product as shipped)
 #   clawser-nolog  same, ledger off (bench-only switch CLAWSER_BENCH_NO_LEDGER)
 #   clawser-vm     regorus VM engine, ledger on
+# CLAWSER_PEERS="label:engine:ENV=value[:binary] ..." overrides the list (the binary defaults to
+# PROJ's release build; bench/ab.sh gives each peer its own).
 set -euo pipefail
 B="$(cd "$(dirname "$0")" && pwd)"; PROJ=${PROJ:?set PROJ to the project checkout}
 BIN=$PROJ/target/release/clawser; [[ -x $BIN ]] || { echo "build $BIN first" >&2; exit 2; }
 out=$B/run/clawser-peers.conf; : >"$out"
 port=19090
 for v in ${CLAWSER_PEERS:-"clawser:interpreter:" "clawser-nolog:interpreter:CLAWSER_BENCH_NO_LEDGER=1" "clawser-vm:vm:"}; do
-  IFS=: read -r label engine envv <<<"$v"
+  IFS=: read -r label engine envv bin <<<"$v"
+  bin=${bin:-$BIN}
   d=$B/run/$label; rm -rf "$d"; mkdir -p "$d/policies"
   cp "$PROJ"/policies/*.rego "$PROJ"/policies/*.yaml "$d/policies/" 2>/dev/null || true
   cat >"$d/clawser.yaml" <<YAML
@@ -22,10 +25,10 @@ policy: {dir: $d/policies, engine: $engine}
 upstream: {extra_ca_files: [$B/certs/upstream-ca.pem]}
 agents: [{id: bench, runtime: other, on_behalf_of: bench}]
 YAML
-  (cd "$d" && exec env $envv "$BIN" serve -c "$d/clawser.yaml" >"$d/serve.log" 2>&1) &
+  (cd "$d" && exec env $envv "$bin" serve -c "$d/clawser.yaml" >"$d/serve.log" 2>&1) &
   echo $! >"$B/run/$label.pid"
   for _ in $(seq 100); do curl -s "http://127.0.0.1:$((port+1))/healthz" >/dev/null && break; sleep 0.1; done
-  url=$("$BIN" env -c "$d/clawser.yaml" --agent bench --format json | python3 -c 'import json,sys;print(json.load(sys.stdin)["HTTPS_PROXY"])')
+  url=$("$bin" env -c "$d/clawser.yaml" --agent bench --format json | python3 -c 'import json,sys;print(json.load(sys.stdin)["HTTPS_PROXY"])')
   printf '%-14s %s %s %s\n' "$label" "$url" "$d/certs/ca.pem" "run/$label.pid" >>"$out"
   port=$((port+10))
 done

@@ -73,11 +73,6 @@ impl CanonicalData {
         &self.0
     }
 
-    /// The data as a JSON value (for live events).
-    pub fn to_value(&self) -> Value {
-        serde_json::from_slice(&self.0).unwrap_or(Value::Null)
-    }
-
     pub(crate) fn into_bytes(self) -> Vec<u8> {
         self.0
     }

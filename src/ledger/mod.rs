@@ -139,6 +139,15 @@ impl Ledger {
         self.writer.append(kind, data.into()).await
     }
 
+    /// Appends a [`Sorted`] entry (serialized straight to canonical bytes) and waits until
+    /// durable. An entry that cannot be serialized is an error like a failed write, so the
+    /// caller refuses what it could not record.
+    pub async fn append_sorted<T: Sorted>(&self, kind: &str, data: &T) -> Result<u64> {
+        let data = CanonicalData::of_sorted(data)
+            .map_err(|e| Error::Store(format!("ledger entry {kind}: {e}")))?;
+        self.writer.append(kind, data).await
+    }
+
     /// Appends from synchronous code and waits until durable.
     pub fn append_blocking(&self, kind: &str, data: impl Into<CanonicalData>) -> Result<u64> {
         self.writer.append_blocking(kind, data.into())

@@ -98,13 +98,7 @@ pub async fn handle_connect(
                 &eval,
                 &state.redactor,
             );
-            let data = crate::ledger::CanonicalData::of_sorted(&entry);
-            drop(entry);
-            let appended = match data {
-                Ok(data) => ledger.append("request.decided", data).await,
-                Err(e) => Err(crate::error::Error::Store(format!("ledger entry: {e}"))),
-            };
-            if let Err(e) = appended {
+            if let Err(e) = ledger.append_sorted("request.decided", &entry).await {
                 return super::outcome::ledger_refusal(&line, &seen.request_id, &e);
             }
         }

@@ -28,7 +28,6 @@ use super::target::{of_request, RequestTarget};
 use super::ProxyState;
 use super::{hold, permit, record, respond, scrub, spend};
 use crate::identity::{AuthFailure, Principal};
-use crate::ledger::CanonicalData;
 use crate::model::{BodySummary, Destination, Outcome, RequestSummary, TlsSummary};
 use crate::policy::{classify, PolicyInput, Target};
 
@@ -333,19 +332,11 @@ async fn decide_and_forward(
         if let Some(g) = &github {
             entry.github = Some(record::github(g));
         }
-        let data = CanonicalData::of_sorted(&entry);
-        drop(entry);
-        // An entry that cannot be written means a request that is not forwarded.
-        let (appended, live) = match data {
-            Ok(data) => {
-                let live = state.events.has_subscribers().then(|| data.to_value());
-                (ledger.append("request.decided", data).await, live)
-            }
-            Err(e) => (
-                Err(crate::error::Error::Store(format!("ledger entry: {e}"))),
-                None,
-            ),
-        };
+        let live = state
+            .events
+            .has_subscribers()
+            .then(|| serde_json::to_value(&entry).unwrap_or_default());
+        let appended = ledger.append_sorted("request.decided", &entry).await;
         if let (Ok(seq), Some(data)) = (&appended, live) {
             state.events.publish("request.decided", Some(*seq), data);
         }
