@@ -191,8 +191,10 @@ async fn decisions_and_changes_form_one_verifiable_timeline_per_job() {
     let out = w.server.cli_ok(&["ledger", "verify"]);
     assert!(out.contains("OK: data dir"), "{out}");
     {
-        // Entries are stored in blocks (format byte, then per entry: 32-byte leaf hash,
-        // u32 length, canonical bytes) keyed by their first sequence number.
+        // Entries are stored in blocks keyed by their first sequence number: a format byte,
+        // then the records (per entry: 32-byte leaf hash, u32 length, canonical bytes), as
+        // they are (1) or as their u32 length and one LZ4 block (2). Someone with the disk
+        // rewrites a block consistently: decompress, flip a byte of one entry, recompress.
         let db = sled::open(w.tmp.path().join("data/db")).unwrap();
         let tree = db.open_tree("ledger.blocks").unwrap();
         let (key, v) = tree
@@ -200,16 +202,21 @@ async fn decisions_and_changes_form_one_verifiable_timeline_per_job() {
             .next_back()
             .unwrap()
             .unwrap();
-        let mut v = v.to_vec();
-        let (mut seq, mut pos) = (u64::from_be_bytes(key.as_ref().try_into().unwrap()), 1);
+        assert_eq!(v[0], 2, "request entries compress");
+        let raw_len = u32::from_be_bytes(v[1..5].try_into().unwrap()) as usize;
+        let mut records = lz4_flex::block::decompress(&v[5..], raw_len).unwrap();
+        let (mut seq, mut pos) = (u64::from_be_bytes(key.as_ref().try_into().unwrap()), 0);
         loop {
-            let len = u32::from_be_bytes(v[pos + 32..pos + 36].try_into().unwrap()) as usize;
+            let len = u32::from_be_bytes(records[pos + 32..pos + 36].try_into().unwrap()) as usize;
             if seq == target {
-                v[pos + 36 + len - 3] ^= 0x01;
+                records[pos + 36 + len - 3] ^= 0x01;
                 break;
             }
             (seq, pos) = (seq + 1, pos + 36 + len);
         }
+        let mut v = vec![2];
+        v.extend_from_slice(&u32::try_from(records.len()).unwrap().to_be_bytes());
+        v.extend_from_slice(&lz4_flex::block::compress(&records));
         tree.insert(key, v).unwrap();
         db.flush().unwrap();
     }
