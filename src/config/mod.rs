@@ -335,7 +335,7 @@ impl Validator<'_> {
             origin,
         };
         let db_cache_bytes = self
-            .positive("ledger.cache_mib", raw.ledger.cache_mib, 16)?
+            .positive("ledger.cache_mib", raw.ledger.cache_mib, 4)?
             .saturating_mul(1024 * 1024) as u64;
         let log_format = match raw.log.format.as_deref().unwrap_or("text") {
             "text" => LogFormat::Text,
