@@ -134,22 +134,7 @@ impl Metrics {
                 self.held.load(Relaxed),
             ),
         ];
-        let heap = regorus_mimalloc::global_allocation_stats_snapshot();
-        let heap = [
-            (
-                "clawser_heap_live_bytes",
-                "gauge",
-                "Bytes allocated and not yet freed, all threads, to within 1 MiB per thread (RSS minus this is what the allocator keeps).",
-                i64::try_from(heap.allocated).unwrap_or(i64::MAX),
-            ),
-            (
-                "clawser_heap_peak_bytes",
-                "gauge",
-                "Highest clawser_heap_live_bytes since start.",
-                i64::try_from(heap.peak).unwrap_or(i64::MAX),
-            ),
-        ];
-        for (name, kind, help, v) in simple.into_iter().chain(heap) {
+        for (name, kind, help, v) in simple.into_iter().chain(heap_gauges()) {
             s.push_str(&format!(
                 "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}\n"
             ));
@@ -172,6 +157,32 @@ impl Metrics {
         s.push_str(&format!("clawser_policy_eval_seconds_count {count}\n"));
         s
     }
+}
+
+/// The allocator's live and peak heap, as (name, kind, help, value) gauges.
+#[cfg(feature = "mimalloc")]
+fn heap_gauges() -> [(&'static str, &'static str, &'static str, i64); 2] {
+    let heap = regorus_mimalloc::global_allocation_stats_snapshot();
+    [
+        (
+            "clawser_heap_live_bytes",
+            "gauge",
+            "Bytes allocated and not yet freed, all threads, to within 1 MiB per thread (RSS minus this is what the allocator keeps).",
+            i64::try_from(heap.allocated).unwrap_or(i64::MAX),
+        ),
+        (
+            "clawser_heap_peak_bytes",
+            "gauge",
+            "Highest clawser_heap_live_bytes since start.",
+            i64::try_from(heap.peak).unwrap_or(i64::MAX),
+        ),
+    ]
+}
+
+/// A build without the counting allocator (heap profiling only) has no heap gauges.
+#[cfg(not(feature = "mimalloc"))]
+fn heap_gauges() -> [(&'static str, &'static str, &'static str, i64); 0] {
+    []
 }
 
 #[cfg(test)]

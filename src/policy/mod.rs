@@ -234,6 +234,16 @@ impl PolicyEngine {
 /// allocator, regorus's mimalloc) exceeds `mib` MiB, evaluations fail, which Clawser turns
 /// into a deny (`policy_error`, fail closed) instead of growing until the kernel kills it.
 /// Process-wide; without that allocator (unit tests) nothing is counted and nothing fails.
+#[cfg(feature = "mimalloc")]
 pub fn set_memory_limit(mib: u64) {
     regorus::set_global_memory_limit(Some(mib.saturating_mul(1024 * 1024)));
+}
+
+/// A build without the `mimalloc` feature (heap profiling only) counts nothing: it says so.
+#[cfg(not(feature = "mimalloc"))]
+pub fn set_memory_limit(mib: u64) {
+    tracing::warn!(
+        max_memory_mib = mib,
+        "built without the mimalloc feature: policy.max_memory_mib is not enforced (heap profiling builds only)"
+    );
 }
