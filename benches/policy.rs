@@ -6,7 +6,8 @@ use std::time::{Duration, Instant};
 
 use clawser::policy::{pack, EvalEngine, EvalOptions, PolicyEngine};
 
-// As in the clawser binary (src/main.rs): mimalloc (declared by regorus), and no backtraces
+// As in the clawser binary (src/main.rs): mimalloc (declared by regorus with the default
+// `mimalloc` feature), and no backtraces
 // captured for the library errors regorus creates while evaluating.
 
 fn main() {

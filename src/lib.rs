@@ -29,6 +29,12 @@
 //! | 3 | [`app`] | composition root: builds the components, owns shutdown |
 //! | 3 | [`cli`] | the `clawser` command line |
 
+// Without regorus's counting allocator no policy memory limit is enforced: only on purpose.
+#[cfg(not(any(feature = "mimalloc", feature = "heap-profile")))]
+compile_error!(
+    "build with the default `mimalloc` feature; `--no-default-features --features heap-profile` is for heap profiling only"
+);
+
 pub mod error;
 pub mod fsutil;
 pub mod model;

@@ -7,7 +7,8 @@ use clawser::config::{Config, LogFormat};
 use tracing_subscriber::EnvFilter;
 
 // The global allocator is mimalloc, declared by regorus (its `allocator-memory-limits`
-// feature, which this crate's default `mimalloc` feature turns on): the proxy allocates and frees many small buffers per request across threads
+// feature, which this crate's default `mimalloc` feature turns on): the proxy allocates and
+// frees many small buffers per request across threads
 // (glibc malloc spent ~15% of worker time in arena consolidation under load), and regorus's
 // build counts allocations, which is what lets it enforce policy.max_memory_mib.
 

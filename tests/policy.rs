@@ -176,6 +176,7 @@ async fn a_policy_that_errors_at_evaluation_fails_closed() {
 /// regorus's memory limit (`policy.max_memory_mib`): an evaluation that would grow the heap
 /// past it fails, and the request is denied (`policy_error`), fail closed; the same policy on
 /// a small input still allows.
+#[cfg(feature = "mimalloc")]
 #[tokio::test(flavor = "multi_thread")]
 async fn an_evaluation_past_the_memory_limit_denies() {
     let tmp = tempfile::tempdir().unwrap();

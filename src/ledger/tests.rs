@@ -161,3 +161,37 @@ async fn a_ledger_of_single_entry_values_is_read_and_continued_in_blocks() {
     let cp = note::Checkpoint::parse(&p.checkpoint).unwrap();
     assert_eq!(cp.size, 25);
 }
+
+/// A byte changed inside a compressed block on disk (not rewritten consistently, as
+/// tests/ledger.rs does) stops the ledger at open with a sequence number, never a panic.
+#[tokio::test]
+async fn a_corrupted_compressed_block_stops_the_ledger_with_a_sequence_number() {
+    let dir = tempfile::tempdir().unwrap();
+    let db_path = dir.path().join("db");
+    {
+        let ledger = Ledger::open(sled::open(&db_path).unwrap(), dir.path(), cfg()).unwrap();
+        for i in 0..40 {
+            let data = serde_json::json!({ "path": "/small", "outcome": "allow", "i": i });
+            ledger.append("request.decided", data).await.unwrap();
+        }
+        ledger.close();
+    }
+    let db = crate::testutil::reopen_sled(&db_path);
+    let blocks = db.open_tree(block::BLOCKS).unwrap();
+    let (k, v) = blocks.iter().next().unwrap().unwrap();
+    assert_eq!(v[0], 2, "entries like these are stored compressed");
+    for at in [6, v.len() / 2, v.len() - 2] {
+        let mut bad = v.to_vec();
+        bad[at] ^= 0x5a;
+        blocks.insert(&k, bad).unwrap();
+        db.flush().unwrap();
+        let err = match Ledger::open(db.clone(), dir.path(), cfg()) {
+            Ok(_) => panic!("a changed byte at {at} went unnoticed"),
+            Err(e) => e.to_string(),
+        };
+        assert!(
+            (err.contains("block ") || err.contains("entry ")) && err.contains("ledger verify"),
+            "{at}: {err}"
+        );
+    }
+}

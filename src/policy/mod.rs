@@ -233,15 +233,17 @@ impl PolicyEngine {
 /// Sets regorus's memory limit: while the process's heap (as counted by the global
 /// allocator, regorus's mimalloc) exceeds `mib` MiB, evaluations fail, which Clawser turns
 /// into a deny (`policy_error`, fail closed) instead of growing until the kernel kills it.
-/// Process-wide; without that allocator (unit tests) nothing is counted and nothing fails.
+/// Process-wide; only the default `mimalloc` feature's allocator counts (see Cargo.toml).
 #[cfg(feature = "mimalloc")]
 pub fn set_memory_limit(mib: u64) {
     regorus::set_global_memory_limit(Some(mib.saturating_mul(1024 * 1024)));
 }
 
-/// A build without the `mimalloc` feature (heap profiling only) counts nothing: it says so.
+/// A heap-profiling build (`heap-profile`, without `mimalloc`) counts nothing: it says so,
+/// on stderr too, whatever the log level.
 #[cfg(not(feature = "mimalloc"))]
 pub fn set_memory_limit(mib: u64) {
+    eprintln!("clawser: a heap-profiling build: policy.max_memory_mib ({mib} MiB) is not enforced");
     tracing::warn!(
         max_memory_mib = mib,
         "built without the mimalloc feature: policy.max_memory_mib is not enforced (heap profiling builds only)"
