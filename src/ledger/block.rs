@@ -18,8 +18,8 @@
 //! A change is still found with a sequence number: the verifier recomputes every leaf from
 //! the stored bytes and reports the first that differs (one byte changed in a compressed
 //! stream may alter several later entries of its block), and a block that no longer
-//! decompresses or parses is reported by its first entry. A Clawser from
-//! before compressed blocks refuses such a ledger ("unknown format 2") instead of misreading it.
+//! decompresses or parses is reported by its first entry. A Clawser from before compressed
+//! blocks refuses such a ledger ("unknown format 2") instead of misreading it.
 //!
 //! Ledgers written before blocks keep one entry per key in [`LEGACY`] (value: leaf hash then
 //! canonical bytes). They are read as they are, followed by the blocks; new entries always go
