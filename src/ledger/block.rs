@@ -143,7 +143,9 @@ fn unseal(first: u64, value: &[u8]) -> Result<Cow<'_, [u8]>, String> {
                 _ => Err(bad()),
             }
         }
-        _ => Err(format!("block {first} has unknown format {format}")),
+        _ => Err(format!(
+            "block {first} has unknown format {format} (written by a newer Clawser?)"
+        )),
     }
 }
 
