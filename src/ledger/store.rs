@@ -1,7 +1,7 @@
 //! The ledger store: entries in sled, in blocks of consecutive entries keyed by the
 //! big-endian sequence number of their first (`block.rs`), appended by one writer thread with
-//! group commit. Each entry is stored with its 32-byte leaf hash, so a byte changed in either
-//! is pinned to its sequence number.
+//! group commit. Each entry is stored with its 32-byte leaf hash, and a change on disk is
+//! reported with a sequence number (`block.rs` says how, for compressed blocks too).
 //!
 //! Callers queue an entry (`queue.rs`) and wait. The writer takes every append queued at
 //! that moment (up to `max_batch`), assigns sequence numbers, writes them to the write-ahead
