@@ -10,9 +10,10 @@
 #   bench/ab.sh work work:MIMALLOC_ALLOW_THP=1         # an allocator setting
 #   SOAK=240 RATE=1000 C=64 bench/ab.sh HEAD~1 work   # RSS and live heap under a fixed rate
 #
-# Prints one line per peer and round (req/s, p50, CPU ms per request from /proc, peak RSS)
-# and the medians; with SOAK, RSS and clawser_heap_live_bytes every 30 s instead (builds
-# from before that gauge show "?"). Revisions are built once each, in git worktrees under
+# Prints one line per peer and round (req/s, p50, CPU ms per request from /proc, peak RSS),
+# the medians, and each peer's ledger group commits (by appenders / by the writer thread);
+# with SOAK, RSS and clawser_heap_live_bytes every 30 s instead (builds from before a
+# counter show "?"). Revisions are built once each, in git worktrees under
 # target/ab/, with this checkout's target directory (only the crate itself is rebuilt), and
 # kept as target/ab/clawser-<sha>. The worktrees sit inside this checkout, so its
 # .cargo/config.toml applies to every revision: peers differ in code, not build settings
@@ -119,3 +120,9 @@ for label in dict.fromkeys(r[0] for r in rows):
     med = lambda i: statistics.median(float(r[i]) for r in mine)
     print(f"{label:<40} {med(2):8.0f} req/s  p50 {med(3):.3f} ms  CPU {med(4):.4f} ms/req  peak RSS {max(int(r[5]) for r in mine)} MiB")
 PY
+echo "ledger group commits (by appenders / by the writer thread; builds from before the counter: ?)"
+for l in "${labels[@]}"; do
+  curl -s -H "Authorization: Bearer $(cat "${DATA[$l]}/admin.token")" "http://127.0.0.1:${ADMIN[$l]}/metrics" |
+    awk -v l="$l" '/^clawser_ledger_groups_total/{split($1, a, "\""); n[a[2]] = $2}
+      END {printf "%-40s %s / %s\n", l, (n["appender"] == "" ? "?" : n["appender"]), (n["writer"] == "" ? "?" : n["writer"])}'
+done

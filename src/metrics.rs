@@ -159,6 +159,14 @@ impl Metrics {
     }
 }
 
+/// The ledger's group commits as a counter: (by appenders on their own threads, by the
+/// writer thread). Many groups by the writer at low load means appenders hand off.
+pub fn render_ledger_groups((by_appender, by_writer): (u64, u64)) -> String {
+    format!(
+        "# HELP clawser_ledger_groups_total Ledger group commits, by who committed them.\n# TYPE clawser_ledger_groups_total counter\nclawser_ledger_groups_total{{committer=\"appender\"}} {by_appender}\nclawser_ledger_groups_total{{committer=\"writer\"}} {by_writer}\n"
+    )
+}
+
 /// The allocator's live and peak heap, as (name, kind, help, value) gauges.
 #[cfg(feature = "mimalloc")]
 fn heap_gauges() -> [(&'static str, &'static str, &'static str, i64); 2] {

@@ -165,6 +165,10 @@ async fn admin_api_needs_the_admin_token_and_never_takes_an_agent_token() {
         metrics.contains("clawser_policy_eval_seconds_count 1"),
         "{metrics}"
     );
+    assert!(
+        metrics.contains("clawser_ledger_groups_total{committer=\"appender\"}"),
+        "{metrics}"
+    );
     // The admin token file is private.
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(w.tmp.path().join("data/admin.token"))

@@ -284,7 +284,11 @@ async fn handle(state: Arc<AdminState>, req: Request<Incoming>) -> AdminResponse
     let result: Result<AdminResponse, AdminResponse> = async {
         Ok(match (&method, segs.as_slice()) {
             (&Method::GET, ["metrics"]) => {
-                let mut r = Response::new(full(state.metrics.render()));
+                let mut text = state.metrics.render();
+                if let Some(l) = &state.ledger {
+                    text.push_str(&crate::metrics::render_ledger_groups(l.group_counts()));
+                }
+                let mut r = Response::new(full(text));
                 r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"));
                 r
             }

@@ -3,12 +3,14 @@
 //! - `entry.rs`: entries and their canonical JSON bytes (the bytes that are hashed).
 //! - `merkle.rs`: RFC 6962 tree hashing and proofs, with known-answer tests.
 //! - `note.rs`, `key.rs`: C2SP signed notes / tlog checkpoints with the node's Ed25519 key.
-//! - `store.rs`, `wal.rs`, `queue.rs`: sled storage and the group-commit writer (write-ahead
-//!   durability), the hand-off to it and the read barrier.
+//! - `store.rs`, `commit.rs`, `wal.rs`, `queue.rs`: sled storage and group commit
+//!   (write-ahead durability) by the appender or the writer thread, the hand-off between
+//!   them and the read barrier.
 //! - `verify.rs`: the pure verifier, for the data dir and for exports.
 //! - `export.rs`: JSON Lines and OCSF exports.
 
 mod block;
+mod commit;
 pub mod entry;
 pub mod export;
 pub mod key;
@@ -112,6 +114,15 @@ pub struct InclusionProof {
     pub verifier_key: String,
 }
 
+/// One request in flight ([`Ledger::busy`]).
+pub struct Busy(Arc<Writer>);
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.shared.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// The ledger: appends (durable before they return) and reads.
 #[derive(Clone)]
 pub struct Ledger {
@@ -161,6 +172,23 @@ impl Ledger {
     /// Appends without waiting for durability.
     pub fn append_detached(&self, kind: &str, data: impl Into<CanonicalData>) {
         self.writer.append_detached(kind, data.into())
+    }
+
+    /// Marks one request in flight for as long as the guard lives: while more than one is,
+    /// appends are handed to the writer thread rather than committed on the caller's
+    /// runtime worker (`store.rs`).
+    pub fn busy(&self) -> Busy {
+        self.writer.shared.in_flight.fetch_add(1, Ordering::Relaxed);
+        Busy(self.writer.clone())
+    }
+
+    /// Groups committed so far: (by appenders on their own threads, by the writer thread).
+    pub fn group_counts(&self) -> (u64, u64) {
+        let sh = &self.writer.shared;
+        (
+            sh.groups_by_appender.load(Ordering::Relaxed),
+            sh.groups_by_writer.load(Ordering::Relaxed),
+        )
     }
 
     /// Number of durable entries.

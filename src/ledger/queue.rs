@@ -1,6 +1,8 @@
 //! The hand-off between appenders and the ledger's writer thread, and the read barrier.
 //!
-//! Appenders push onto one queue under a mutex. Only an append someone waits for (or a full
+//! An appender that holds the committer (`commit.rs`) takes everything queued along with
+//! its own append and commits the group itself ([`Queue::push_or_lead`]). Other appenders
+//! push onto one queue under a mutex. Only an append someone waits for (or a full
 //! queue, a reader, or shutdown) wakes the writer: an append nobody waits for (e.g.
 //! `request.completed`) rides with the next group, or is written when the writer's short
 //! idle timer fires, so it costs no thread wake-up of its own.
@@ -11,6 +13,7 @@
 //! durable and in sled, so a caller that saw its append return, or that made a request whose
 //! `request.completed` was queued, also sees the entry in every later read.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -77,6 +80,20 @@ struct State {
     stopped: bool,
     /// The writer sleeps on a long timer: the first append nobody waits for wakes it.
     sleeping_long: bool,
+    /// When the oldest queued append was queued (None when nothing is queued): an append
+    /// nobody waits for is taken `DETACHED_DELAY` after it was queued, unless an appender
+    /// that commits its own group takes it first.
+    oldest: Option<Instant>,
+    /// An appender that committed its own group left work for the writer thread.
+    poked: bool,
+    /// The writer thread has work and is about to take the committer: appenders queue.
+    writer_next: bool,
+    /// Appends someone waits for overlap (one had to queue behind another's commit): the
+    /// writer thread commits for everyone, in larger groups, until a group it takes has at
+    /// most one waiter. Appenders commit their own groups only while appends do not overlap,
+    /// where that saves two thread wake-ups; under load it would only block runtime workers
+    /// on the log and split groups.
+    contended: bool,
 }
 
 /// Why an append was not queued.
@@ -86,6 +103,14 @@ pub enum Refused {
     Stopped,
     /// The queue holds its limit.
     Full,
+}
+
+/// What became of an append.
+pub enum Pushed {
+    /// Queued: the writer thread commits it.
+    Queued,
+    /// The caller commits this group itself: everything that was queued, then its append.
+    Lead(Vec<Req>),
 }
 
 /// What the writer takes from the queue in one go.
@@ -103,6 +128,9 @@ pub struct Taken {
 /// The queue, shared by appenders, the writer and readers.
 pub struct Queue {
     state: Mutex<State>,
+    /// Neither `contended` nor `writer_next` (a hint read without the lock, so that under
+    /// load an appender does not take the committer only to find it must queue).
+    may_lead: AtomicBool,
     wake: Condvar,
     applied_cv: Condvar,
 }
@@ -116,9 +144,21 @@ impl Queue {
                 pushed: applied,
                 ..State::default()
             }),
+            may_lead: AtomicBool::new(true),
             wake: Condvar::new(),
             applied_cv: Condvar::new(),
         }
+    }
+
+    /// Whether an appender may commit its own group now (a hint; [`Queue::push_or_lead`]
+    /// decides).
+    pub fn may_lead(&self) -> bool {
+        self.may_lead.load(Ordering::Relaxed)
+    }
+
+    fn set_may_lead(&self, s: &State) {
+        self.may_lead
+            .store(!s.contended && !s.writer_next, Ordering::Relaxed);
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -130,28 +170,67 @@ impl Queue {
     }
 
     /// Queues an append (refused beyond `limit` queued); wakes the writer if someone waits
-    /// for it or a batch is full.
+    /// for it or a batch is full. With `lead` (the caller holds the committer and waits for
+    /// its append), fewer than `max_batch` queued and the writer thread not about to commit,
+    /// nothing is queued: the caller gets every queued append followed by its own, to commit
+    /// now.
+    pub fn push_or_lead(
+        &self,
+        req: Req,
+        max_batch: usize,
+        limit: usize,
+        lead: bool,
+    ) -> std::result::Result<Pushed, Refused> {
+        let mut s = self.lock();
+        if s.stopped || s.closed {
+            return Err(Refused::Stopped);
+        }
+        let lead = lead && !s.writer_next && !s.contended && s.reqs.len() < max_batch;
+        if !lead && s.reqs.len() >= limit {
+            return Err(Refused::Full);
+        }
+        s.pushed += 1;
+        if lead {
+            let mut group = std::mem::take(&mut s.reqs);
+            group.push(req);
+            s.waited = false;
+            s.detached = 0;
+            s.oldest = None;
+            return Ok(Pushed::Lead(group));
+        }
+        let waits = req.reply.waits();
+        s.waited |= waits;
+        if waits && !s.contended {
+            s.contended = true;
+            self.set_may_lead(&s);
+        }
+        if s.reqs.is_empty() {
+            s.oldest = Some(Instant::now());
+        }
+        s.reqs.push(req);
+        if waits || s.reqs.len() >= max_batch || (s.sleeping_long && s.reqs.len() == 1) {
+            self.wake.notify_one();
+        }
+        Ok(Pushed::Queued)
+    }
+
+    /// Queues an append for the writer thread (see [`Queue::push_or_lead`]).
+    #[cfg(test)]
     pub fn push(
         &self,
         req: Req,
         max_batch: usize,
         limit: usize,
     ) -> std::result::Result<(), Refused> {
+        self.push_or_lead(req, max_batch, limit, false).map(|_| ())
+    }
+
+    /// Wakes the writer thread for work an appender's own commit left (a sled batch, a
+    /// checkpoint, a log flush, a failure to act on).
+    pub fn poke(&self) {
         let mut s = self.lock();
-        if s.stopped || s.closed {
-            return Err(Refused::Stopped);
-        }
-        if s.reqs.len() >= limit {
-            return Err(Refused::Full);
-        }
-        let waits = req.reply.waits();
-        s.waited |= waits;
-        s.pushed += 1;
-        s.reqs.push(req);
-        if waits || s.reqs.len() >= max_batch || (s.sleeping_long && s.reqs.len() == 1) {
-            self.wake.notify_one();
-        }
-        Ok(())
+        s.poked = true;
+        self.wake.notify_one();
     }
 
     /// Asks the writer to finish; `done` is answered when it has.
@@ -166,39 +245,57 @@ impl Queue {
         true
     }
 
-    /// Writer side: waits until there is work (or `idle_timeout` passes) and takes up to
-    /// `max_batch` appends.
-    pub fn take(&self, max_batch: usize, idle_timeout: Duration) -> Taken {
+    /// Writer side: waits until there is work (or `idle_timeout` passes); true when the
+    /// wait ended on the timer with nothing queued (idle). From then until [`Queue::drain`],
+    /// appenders queue rather than commit their own groups, so the writer gets the committer
+    /// next and the queue keeps its order.
+    pub fn wait(&self, max_batch: usize, idle_timeout: Duration) -> bool {
         let started = Instant::now();
         let mut s = self.lock();
         let mut idle = false;
-        while !(s.waited || s.closed || s.apply_wanted || s.reqs.len() >= max_batch) {
-            // Appends nobody waits for are taken within DETACHED_DELAY.
-            let timeout = if s.reqs.is_empty() {
-                idle_timeout
-            } else {
-                idle_timeout.min(DETACHED_DELAY)
-            };
-            let left = (started + timeout).saturating_duration_since(Instant::now());
+        while !(s.waited || s.closed || s.apply_wanted || s.poked || s.reqs.len() >= max_batch) {
+            // Appends nobody waits for are taken within DETACHED_DELAY of being queued.
+            let mut deadline = started + idle_timeout;
+            if let Some(t) = s.oldest {
+                deadline = deadline.min(t + DETACHED_DELAY);
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 // Idle: nothing came for the whole wait (a lone detached append is not).
                 idle = s.reqs.is_empty();
                 break;
             }
-            s.sleeping_long = s.reqs.is_empty() && timeout > DETACHED_DELAY;
+            s.sleeping_long = s.reqs.is_empty() && left > DETACHED_DELAY;
             s = match self.wake.wait_timeout(s, left) {
                 Ok((g, _)) => g,
                 Err(p) => p.into_inner().0,
             };
             s.sleeping_long = false;
         }
+        s.poked = false;
+        s.writer_next = true;
+        self.set_may_lead(&s);
+        idle
+    }
+
+    /// Writer side, holding the committer: takes up to `max_batch` appends (`idle` is what
+    /// [`Queue::wait`] returned).
+    pub fn drain(&self, max_batch: usize, idle: bool) -> Taken {
+        let mut s = self.lock();
+        s.writer_next = false;
         let reqs = if s.reqs.len() <= max_batch {
             std::mem::take(&mut s.reqs)
         } else {
+            // Those left are younger than `oldest`: their deadline only comes earlier.
             s.reqs.drain(..max_batch).collect()
         };
+        if s.reqs.is_empty() {
+            s.oldest = None;
+        }
         s.waited = s.reqs.iter().any(|r| r.reply.waits());
         s.detached = s.reqs.iter().filter(|r| !r.reply.waits()).count();
+        s.contended = s.waited || reqs.iter().filter(|r| r.reply.waits()).count() > 1;
+        self.set_may_lead(&s);
         let apply_now = s.apply_wanted;
         // A reader keeps the writer going until it has taken (and applied) everything.
         s.apply_wanted &= !s.reqs.is_empty();
@@ -209,6 +306,13 @@ impl Queue {
             apply_now,
             idle,
         }
+    }
+
+    /// [`Queue::wait`], then [`Queue::drain`].
+    #[cfg(test)]
+    pub fn take(&self, max_batch: usize, idle_timeout: Duration) -> Taken {
+        let idle = self.wait(max_batch, idle_timeout);
+        self.drain(max_batch, idle)
     }
 
     /// Writer side: `n` entries in total are in sled.
@@ -270,118 +374,4 @@ impl Queue {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn req(reply: Reply) -> Req {
-        Req {
-            kind: "k".into(),
-            data: b"{}".to_vec(),
-            reply,
-        }
-    }
-
-    #[test]
-    fn a_full_queue_refuses_appends() {
-        let q = Queue::new(0);
-        assert!(q.push(req(Reply::None), 8, 2).is_ok());
-        assert!(q.push(req(Reply::None), 8, 2).is_ok());
-        assert_eq!(q.push(req(Reply::None), 8, 2).err(), Some(Refused::Full));
-        let t = q.take(8, Duration::from_millis(1));
-        assert_eq!(t.reqs.len(), 2);
-        assert!(
-            q.push(req(Reply::None), 8, 2).is_ok(),
-            "room again once taken"
-        );
-    }
-
-    #[test]
-    fn an_append_nobody_waits_for_does_not_wake_the_writer() {
-        let q = Queue::new(0);
-        assert!(q.push(req(Reply::None), 8, usize::MAX).is_ok());
-        let started = Instant::now();
-        let t = q.take(8, Duration::from_secs(60));
-        assert!(
-            started.elapsed() >= DETACHED_DELAY,
-            "only the timer ends the wait"
-        );
-        assert!(!t.idle, "an append was queued");
-        assert_eq!(t.reqs.len(), 1);
-        let (tx, _rx) = std::sync::mpsc::sync_channel(1);
-        assert!(q.push(req(Reply::Sync(tx)), 8, usize::MAX).is_ok());
-        let t = q.take(8, Duration::from_secs(60));
-        assert!(!t.idle);
-        assert_eq!(t.reqs.len(), 1);
-    }
-
-    #[test]
-    fn an_append_nobody_waits_for_ends_a_long_idle_sleep_within_the_delay() {
-        let q = std::sync::Arc::new(Queue::new(0));
-        let writer = {
-            let q = q.clone();
-            std::thread::spawn(move || {
-                let t = q.take(8, Duration::from_secs(3600));
-                (t.reqs.len(), t.idle)
-            })
-        };
-        while !q.lock().sleeping_long {
-            std::thread::yield_now();
-        }
-        assert!(q.push(req(Reply::None), 8, usize::MAX).is_ok());
-        assert_eq!(writer.join().unwrap(), (1, false));
-    }
-
-    #[test]
-    fn a_full_queue_is_taken_in_batches_and_close_waits_for_the_last() {
-        let q = Queue::new(0);
-        for _ in 0..5 {
-            assert!(q.push(req(Reply::None), 2, usize::MAX).is_ok());
-        }
-        let (tx, _rx) = std::sync::mpsc::sync_channel(1);
-        assert!(q.close(tx));
-        assert!(
-            q.push(req(Reply::None), 2, usize::MAX).is_err(),
-            "closing refuses appends"
-        );
-        let sizes: Vec<(usize, bool)> = (0..3)
-            .map(|_| {
-                let t = q.take(2, Duration::from_secs(60));
-                (t.reqs.len(), t.closing)
-            })
-            .collect();
-        assert_eq!(sizes, vec![(2, false), (2, false), (1, true)]);
-    }
-
-    #[test]
-    fn a_reader_waits_for_queued_entries_to_be_applied() {
-        let q = std::sync::Arc::new(Queue::new(0));
-        // Nobody waits for these, so only the reader makes the writer take them at once.
-        for _ in 0..3 {
-            assert!(q.push(req(Reply::None), 2, usize::MAX).is_ok());
-        }
-        let reader = {
-            let q = q.clone();
-            std::thread::spawn(move || {
-                q.visible();
-                q.lock().applied
-            })
-        };
-        while !q.lock().apply_wanted {
-            std::thread::yield_now();
-        }
-        // The writer takes a full batch, then (the reader still waiting) the rest at once,
-        // even though nobody waits for it and the idle delay has not passed.
-        let t = q.take(2, Duration::from_secs(60));
-        assert_eq!(t.reqs.len(), 2);
-        assert!(t.apply_now, "the reader asked for the entries");
-        let t = q.take(8, Duration::from_secs(60));
-        assert!(
-            t.apply_now,
-            "still asked for: taken at once, not on the idle timer"
-        );
-        assert_eq!(t.reqs.len(), 1);
-        assert!(!q.lock().apply_wanted, "nothing left to take");
-        q.applied(3);
-        assert_eq!(reader.join().unwrap(), 3);
-    }
-}
+mod tests;

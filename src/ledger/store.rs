@@ -1,16 +1,21 @@
 //! The ledger store: entries in sled, in blocks of consecutive entries keyed by the
-//! big-endian sequence number of their first (`block.rs`), appended by one writer thread with
-//! group commit. Each entry is stored with its 32-byte leaf hash, and a change on disk is
-//! reported with a sequence number (`block.rs` says how, for compressed blocks too).
+//! big-endian sequence number of their first (`block.rs`), appended with group commit. Each
+//! entry is stored with its 32-byte leaf hash, and a change on disk is reported with a
+//! sequence number (`block.rs` says how, for compressed blocks too).
 //!
-//! Callers queue an entry (`queue.rs`) and wait. The writer takes every append queued at
-//! that moment (up to `max_batch`), assigns sequence numbers, writes them to the write-ahead
-//! log in one durable write (`wal.rs`: direct I/O, or a write plus fdatasync), and then
-//! answers every caller of the group: throughput grows with concurrency while an
+//! A caller that waits for its entry and finds nobody committing commits at once, on its own
+//! thread, with everything queued (`commit.rs`). Otherwise it queues the entry (`queue.rs`)
+//! and waits, and the writer thread takes every append queued at that moment (up to
+//! `max_batch`). Either way a group gets its sequence numbers, is written to the write-ahead
+//! log in one durable write (`wal.rs`: direct I/O, or a write plus fdatasync), and then every
+//! caller of the group is answered: throughput grows with concurrency while an
 //! acknowledged entry is always on disk.
-//! Acknowledged entries are applied to sled in batches of up to `apply_batch` (sled's cost
-//! per insert shrinks with the batch), when the writer goes idle, before a checkpoint, or at
-//! once when a reader asks (the read barrier in `queue.rs`). sled itself is made durable only
+//! Acknowledged entries are applied to sled by the writer thread, in batches of up to
+//! `apply_batch` (sled's cost per insert shrinks with the batch; an appender that fills one
+//! wakes the writer), when the writer goes idle after its own commits, before a checkpoint,
+//! or at once when a reader asks (the read barrier in `queue.rs`). Entries appenders
+//! committed themselves may wait for one of these (memory and replay stay bounded by
+//! `apply_batch`). sled itself is made durable only
 //! when the log passes `WAL_FLUSH_BYTES` or the writer stops (flush, then fdatasync of its
 //! data file: sled's flush alone is `sync_file_range` on Linux, no durability barrier), after
 //! which the log starts over; after a crash, the log replays what sled lacks. Checkpoints are
@@ -18,22 +23,21 @@
 //! error the ledger refuses every further append (fail closed) until restarted.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock, TryLockError};
 use std::time::{Duration, Instant};
 
 use super::block::Trees;
-use super::entry::{assemble, CanonicalData};
+use super::commit::Committer;
+use super::entry::CanonicalData;
 use super::key::LedgerKey;
-use super::merkle::{leaf_hash, Frontier, Hash};
-use super::note::{sign_note, verifier_key, Checkpoint};
-use super::queue::{Queue, Refused, Reply, Req, DETACHED_DELAY};
+use super::merkle::{leaf_hash, Frontier};
+use super::note::{verifier_key, Checkpoint};
+use super::queue::{Pushed, Queue, Refused, Reply, Req, DETACHED_DELAY};
 use super::wal::{read_frames, Wal};
 use crate::error::{Error, Result};
 
-/// Log size beyond which sled is made durable and the log starts over.
-const WAL_FLUSH_BYTES: u64 = 8 * 1024 * 1024;
 pub(super) const CHECKPOINTS: &str = "ledger.checkpoints";
 
 /// Ledger settings (`ledger:` in the config).
@@ -72,6 +76,14 @@ pub(super) struct Shared {
     /// (an export's closing checkpoint).
     pub signer: Arc<LedgerKey>,
     pub origin: String,
+    /// Groups committed by an appender on its own thread, and by the writer thread.
+    pub groups_by_appender: AtomicU64,
+    pub groups_by_writer: AtomicU64,
+    /// Requests the process is handling now ([`super::Busy`]): an appender commits its own
+    /// group only while it is alone, where the runtime worker it blocks on the log would
+    /// otherwise idle. With other requests in flight, the writer thread writes the log while
+    /// the workers go on computing.
+    pub in_flight: AtomicUsize,
 }
 
 /// The append side of the ledger.
@@ -79,9 +91,11 @@ pub struct Writer {
     max_batch: usize,
     max_queue: usize,
     pub(super) shared: Arc<Shared>,
+    /// Whoever holds it commits; `None` once the writer thread has ended.
+    committer: Arc<Mutex<Option<Committer>>>,
 }
 
-fn store_err(e: impl std::fmt::Display) -> Error {
+pub(super) fn store_err(e: impl std::fmt::Display) -> Error {
     Error::Store(format!("ledger: {e}"))
 }
 
@@ -159,10 +173,13 @@ impl Writer {
             queue: Queue::new(frontier.size()),
             signer: key.clone(),
             origin: cfg.origin.clone(),
+            groups_by_appender: AtomicU64::new(0),
+            groups_by_writer: AtomicU64::new(0),
+            in_flight: AtomicUsize::new(0),
         });
         let max_batch = cfg.max_batch;
         let max_queue = cfg.max_queue;
-        let mut w = WriterThread {
+        let mut c = Committer {
             db,
             db_dir,
             wal,
@@ -173,18 +190,26 @@ impl Writer {
             last_checkpoint: (0, Instant::now()),
             pending: Vec::new(),
         };
-        w.last_checkpoint.0 = w.shared.latest_checkpoint.read().map_or(0, |c| {
-            c.as_deref()
+        c.last_checkpoint.0 = shared.latest_checkpoint.read().map_or(0, |cp| {
+            cp.as_deref()
                 .and_then(|n| Checkpoint::parse(n).ok())
-                .map_or(0, |c| c.size)
+                .map_or(0, |cp| cp.size)
         });
+        let committer = Arc::new(Mutex::new(Some(c)));
+        let w = WriterThread {
+            shared: shared.clone(),
+            committer: committer.clone(),
+            max_batch,
+        };
         std::thread::Builder::new()
             .name("clawser-ledger".into())
             .spawn(move || {
-                // Declared first, dropped last: the queue is stopped (and `close` answered)
-                // only after the writer has released sled and the log, however it ends.
-                let _guard = StopOnExit(w.shared.clone());
-                let mut w = w;
+                // The guard releases sled and the log, then stops the queue (answering
+                // `close`), however the thread ends.
+                let _guard = StopOnExit {
+                    shared: w.shared.clone(),
+                    committer: w.committer.clone(),
+                };
                 w.run();
             })
             .map_err(|e| store_err(format!("starting the writer: {e}")))?;
@@ -192,9 +217,14 @@ impl Writer {
             max_batch,
             max_queue,
             shared,
+            committer,
         })
     }
 
+    /// Queues an append, or commits it at once on this thread when someone waits for it
+    /// and nobody else is committing (`commit.rs`): then the append has been answered when
+    /// this returns. That is one durable write of the log on the caller's thread (a runtime
+    /// worker, for `append`), which the caller waits for anyway.
     fn submit(&self, kind: &str, data: CanonicalData, reply: Reply) -> Result<()> {
         if self.shared.failed.load(Ordering::SeqCst) {
             return Err(store_err(
@@ -207,14 +237,65 @@ impl Writer {
             reply,
         };
         super::wal::check_fits(kind, req.data.len())?;
-        match self.shared.queue.push(req, self.max_batch, self.max_queue) {
-            Ok(()) => Ok(()),
+        let alone = self.shared.in_flight.load(Ordering::Relaxed) <= 1;
+        let mut held = if req.reply.waits() && alone && self.shared.queue.may_lead() {
+            match self.committer.try_lock() {
+                Ok(c) => Some(c),
+                Err(TryLockError::WouldBlock) => None,
+                Err(TryLockError::Poisoned(_)) => {
+                    // A commit panicked midway: what the log and the frontier hold is unknown.
+                    self.shared.failed.store(true, Ordering::SeqCst);
+                    self.shared.queue.poke();
+                    return Err(store_err(
+                        "a commit failed midway; the ledger refuses appends until restarted",
+                    ));
+                }
+            }
+        } else {
+            None
+        };
+        let pushed = self.shared.queue.push_or_lead(
+            req,
+            self.max_batch,
+            self.max_queue,
+            held.as_ref().is_some_and(|c| c.is_some()),
+        );
+        match pushed {
+            Ok(Pushed::Queued) => Ok(()),
+            Ok(Pushed::Lead(group)) => {
+                let wants_writer = match held.as_mut().and_then(|c| c.as_mut()) {
+                    Some(c) => {
+                        let _failed_if_panicking = FailOnPanic(&self.shared);
+                        c.commit(group);
+                        self.shared
+                            .groups_by_appender
+                            .fetch_add(1, Ordering::Relaxed);
+                        c.wants_writer()
+                    }
+                    None => {
+                        // Not reached: the queue hands out a group only to a caller holding
+                        // the committer. Answered as failed rather than lost.
+                        for r in group {
+                            r.reply.send(Err(store_err("the writer has stopped")));
+                        }
+                        false
+                    }
+                };
+                drop(held);
+                if wants_writer {
+                    self.shared.queue.poke();
+                }
+                Ok(())
+            }
             Err(Refused::Full) => Err(Error::LedgerBusy(self.max_queue)),
             Err(Refused::Stopped) => Err(store_err("the writer has stopped")),
         }
     }
 
-    /// Appends and waits until the entry is durable; returns its sequence number.
+    /// Appends and waits until the entry is durable; returns its sequence number. With
+    /// nobody else committing, the durable write happens here, on the calling runtime worker
+    /// (tens of microseconds, which the caller would wait for anyway), instead of a hand-off
+    /// to the writer thread and back.
     pub async fn append(&self, kind: &str, data: CanonicalData) -> Result<u64> {
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.submit(kind, data, Reply::Async(tx))?;
@@ -259,224 +340,78 @@ impl Drop for Writer {
     }
 }
 
-/// Stops the queue when the writer thread ends, however it ends.
-struct StopOnExit(Arc<Shared>);
+/// Fails the ledger (and wakes the writer thread, which then stops) if an appender's own
+/// commit panics: what the log and the frontier hold is unknown from then on.
+struct FailOnPanic<'a>(&'a Shared);
+
+impl Drop for FailOnPanic<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.failed.store(true, Ordering::SeqCst);
+            self.0.queue.poke();
+        }
+    }
+}
+
+/// When the writer thread ends, however it ends: releases sled and the log, then stops the
+/// queue (which answers a pending `close`).
+struct StopOnExit {
+    shared: Arc<Shared>,
+    committer: Arc<Mutex<Option<Committer>>>,
+}
 
 impl Drop for StopOnExit {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            self.0.failed.store(true, Ordering::SeqCst);
+            self.shared.failed.store(true, Ordering::SeqCst);
             tracing::error!("the ledger writer stopped unexpectedly; refusing further appends");
         }
-        self.0.queue.stop();
+        let released = self
+            .committer
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        drop(released);
+        self.shared.queue.stop();
     }
 }
 
+/// The writer thread: commits what appenders queued, applies to sled, checkpoints, closes.
 struct WriterThread {
-    db: sled::Db,
-    /// sled's directory (`data_dir/db`).
-    db_dir: std::path::PathBuf,
-    wal: Wal,
-    key: Arc<LedgerKey>,
-    cfg: LedgerConfig,
-    frontier: Frontier,
     shared: Arc<Shared>,
-    last_checkpoint: (u64, Instant),
-    /// Acknowledged entries not yet in sled: (seq, leaf hash, canonical bytes).
-    pending: Vec<(u64, Hash, Vec<u8>)>,
+    committer: Arc<Mutex<Option<Committer>>>,
+    max_batch: usize,
 }
 
 impl WriterThread {
-    fn run(&mut self) {
+    fn run(&self) {
+        let mut idle_timeout = DETACHED_DELAY;
         loop {
-            let idle_timeout = if self.pending.is_empty() {
-                self.cfg.checkpoint_interval
-            } else {
-                DETACHED_DELAY
+            let idle = self.shared.queue.wait(self.max_batch, idle_timeout);
+            let mut guard = match self.committer.lock() {
+                Ok(g) => g,
+                Err(_) => {
+                    // An appender's commit panicked midway: fail closed.
+                    self.shared.failed.store(true, Ordering::SeqCst);
+                    tracing::error!("a ledger commit failed midway; refusing further appends");
+                    return;
+                }
             };
-            let taken = self.shared.queue.take(self.cfg.max_batch, idle_timeout);
+            let Some(c) = guard.as_mut() else { return };
+            let taken = self.shared.queue.drain(self.max_batch, idle);
             if !taken.reqs.is_empty() {
-                self.commit(taken.reqs);
+                self.shared.groups_by_writer.fetch_add(1, Ordering::Relaxed);
             }
-            if taken.apply_now || taken.idle || self.pending.len() >= self.cfg.apply_batch {
-                let _ = self.apply();
-            }
-            self.maybe_checkpoint();
-            if self.wal.len() > WAL_FLUSH_BYTES {
-                self.make_sled_durable();
-            }
+            c.work(taken.reqs, taken.apply_now, taken.idle);
             // On return, the thread's guard stops the queue and answers a pending `close`.
             if self.shared.failed.load(Ordering::SeqCst) {
                 return;
             }
             if taken.closing {
-                self.close();
+                c.close();
                 return;
             }
-        }
-    }
-
-    fn commit(&mut self, batch: Vec<Req>) {
-        if self.shared.failed.load(Ordering::SeqCst) {
-            for r in batch {
-                r.reply.send(Err(store_err("a previous write failed")));
-            }
-            return;
-        }
-        let first = self.frontier.size();
-        let mut frames = Vec::new();
-        let mut entries = Vec::with_capacity(batch.len());
-        let time = crate::time::now_rfc3339();
-        for (i, r) in batch.iter().enumerate() {
-            let seq = first + i as u64;
-            let bytes = assemble(seq, &time, &r.kind, &r.data);
-            let h = leaf_hash(&bytes);
-            Wal::frame(&mut frames, seq, &h, &bytes);
-            entries.push((seq, h, bytes));
-        }
-        // A group nobody waits for (only detached appends) is written without its own sync;
-        // the next waited-for group's sync, or the next checkpoint's, covers it.
-        let someone_waits = batch.iter().any(|r| !matches!(r.reply, Reply::None));
-        let logged = if someone_waits {
-            self.wal.append_durable(&frames)
-        } else {
-            self.wal.append(&frames)
-        };
-        match logged {
-            Ok(()) => {
-                for (_, h, _) in &entries {
-                    self.frontier.push(*h);
-                }
-                self.pending.extend(entries);
-                for (i, r) in batch.into_iter().enumerate() {
-                    r.reply.send(Ok(first + i as u64));
-                }
-            }
-            Err(e) => {
-                // After a failed fsync the on-disk state is unknown: stop accepting.
-                tracing::error!(error = %e, "ledger write failed; refusing further appends (fail closed)");
-                self.shared.failed.store(true, Ordering::SeqCst);
-                for r in batch {
-                    r.reply.send(Err(store_err(&e)));
-                }
-            }
-        }
-    }
-
-    /// Applies logged entries to sled in one batch and makes them readable (syncing the log
-    /// first if entries nobody waited for are not yet durable, so readers never see an entry
-    /// a crash could lose). False when the ledger has failed.
-    fn apply(&mut self) -> bool {
-        if self.shared.failed.load(Ordering::SeqCst) {
-            return false;
-        }
-        if self.pending.is_empty() {
-            return true;
-        }
-        if let Err(e) = self.wal.sync() {
-            self.fail("ledger sync failed", &e);
-            return false;
-        }
-        let first = self.pending.first().map_or(0, |(seq, _, _)| *seq);
-        let last = self.pending.last().map_or(0, |(seq, _, _)| seq + 1);
-        let stored = self.shared.trees.insert(
-            first,
-            self.pending
-                .iter()
-                .map(|(_, h, bytes)| (h, bytes.as_slice())),
-        );
-        self.pending.clear();
-        match stored {
-            Ok(()) => {
-                self.shared.applied.store(last, Ordering::Release);
-                self.shared.queue.applied(last);
-                true
-            }
-            Err(e) => {
-                // The entries are durable in the log (replayed at the next start), but this
-                // process can no longer show them.
-                self.fail("ledger store failed", &store_err(e));
-                false
-            }
-        }
-    }
-
-    /// Marks the ledger failed: every later append is refused (fail closed).
-    fn fail(&self, what: &str, e: &Error) {
-        tracing::error!(error = %e, "{what}; refusing further appends (fail closed)");
-        self.shared.failed.store(true, Ordering::SeqCst);
-    }
-
-    fn close(&mut self) {
-        self.force_checkpoint();
-        self.make_sled_durable();
-    }
-
-    /// Flushes sled and fsyncs its files; then every logged entry is in sled on disk and the
-    /// log can start over.
-    fn make_sled_durable(&mut self) {
-        if !self.apply() {
-            return;
-        }
-        // After a failed sync the kernel may report the next one as successful although data
-        // was dropped, so any failure here stops the ledger rather than truncating the log.
-        let r = self
-            .wal
-            .sync()
-            .and_then(|_| self.db.flush().map_err(store_err))
-            // Everything sled needs (its log, blobs, snapshots), not only `db/db`.
-            .and_then(|_| crate::fsutil::sync_dir_contents(&self.db_dir).map_err(store_err))
-            .and_then(|_| self.wal.truncate());
-        if let Err(e) = r {
-            self.fail("could not make the ledger store durable", &e);
-        }
-    }
-
-    fn maybe_checkpoint(&mut self) {
-        let new = self.frontier.size().saturating_sub(self.last_checkpoint.0);
-        if new >= self.cfg.checkpoint_every
-            || (new > 0 && self.last_checkpoint.1.elapsed() >= self.cfg.checkpoint_interval)
-        {
-            self.force_checkpoint();
-        }
-    }
-
-    /// Signs a checkpoint over everything appended (if anything is new).
-    fn force_checkpoint(&mut self) {
-        let size = self.frontier.size();
-        if size == self.last_checkpoint.0 || self.shared.failed.load(Ordering::SeqCst) {
-            return;
-        }
-        // Readers of a checkpoint find every entry it covers in sled.
-        if !self.apply() {
-            return;
-        }
-        // Sign only durable state.
-        if let Err(e) = self.wal.sync() {
-            tracing::error!(error = %e, "ledger sync failed; refusing further appends (fail closed)");
-            self.shared.failed.store(true, Ordering::SeqCst);
-            return;
-        }
-        let cp = Checkpoint {
-            origin: self.cfg.origin.clone(),
-            size,
-            root: self.frontier.root(),
-        };
-        let note = sign_note(&cp.body(), &cp.origin, &self.key);
-        let stored = self
-            .shared
-            .checkpoints
-            .insert(size.to_be_bytes(), note.as_bytes())
-            .map(|_| ())
-            .map_err(store_err);
-        match stored {
-            Ok(()) => {
-                if let Ok(mut l) = self.shared.latest_checkpoint.write() {
-                    *l = Some(note);
-                }
-                self.last_checkpoint = (size, Instant::now());
-            }
-            Err(e) => tracing::error!(error = %e, "could not store a ledger checkpoint"),
+            idle_timeout = c.idle_timeout();
         }
     }
 }

@@ -51,6 +51,7 @@ pub async fn handle(
     conn: Arc<ConnInfo>,
     req: Request<Incoming>,
 ) -> Response<ProxyBody> {
+    let _busy = state.ledger.as_ref().map(crate::ledger::Ledger::busy);
     let mut seen = Seen::new(req.method());
     let principal = match identify(&state, &conn, &req) {
         Ok(p) => p,
