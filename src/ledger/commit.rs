@@ -2,9 +2,9 @@
 //! acknowledged entries not yet in sled, checkpoint bookkeeping) and the work done on it.
 //!
 //! It sits behind one mutex, and whoever holds the mutex commits (`store.rs`): an appender
-//! that finds it free commits its own group (with whatever else is queued) on its own
-//! thread, saving the two thread wake-ups of a hand-off to the writer thread and back;
-//! otherwise the writer thread commits what is queued. Sequence numbers are assigned under
+//! whose request is alone in flight and that finds it free commits its own group (with
+//! whatever else is queued) on its own thread, saving the two thread wake-ups of a hand-off
+//! to the writer thread and back; otherwise the writer thread commits what is queued. Sequence numbers are assigned under
 //! the mutex, so either way the log, the frontier and sled see one order. Only the writer
 //! thread applies to sled, checkpoints and closes: an appender's thread is a runtime worker,
 //! so it does the one durable write its request waits for anyway and no more.
@@ -25,6 +25,7 @@ use crate::error::Error;
 /// Log size beyond which sled is made durable and the log starts over.
 const WAL_FLUSH_BYTES: u64 = 8 * 1024 * 1024;
 
+/// What a commit needs; `store.rs` builds it at open and shares it behind a mutex.
 pub(super) struct Committer {
     pub db: sled::Db,
     /// sled's directory (`data_dir/db`).
