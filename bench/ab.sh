@@ -9,6 +9,8 @@
 #   bench/ab.sh work work:CLAWSER_BENCH_NO_LEDGER=1   # what the ledger costs
 #   bench/ab.sh work work:MIMALLOC_ALLOW_THP=1         # an allocator setting
 #   SOAK=240 RATE=1000 C=64 bench/ab.sh HEAD~1 work   # RSS and live heap under a fixed rate
+#   ENGINE=interpreter bench/ab.sh HEAD~1 work        # every peer on one policy engine
+#                                                 # (default: each build's own default)
 #
 # Prints one line per peer and round (req/s, p50, CPU ms per request from /proc, peak RSS),
 # the medians, and each peer's ledger group commits (by appenders / by the writer thread);
@@ -22,7 +24,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PROJ=$(pwd)
-[ $# -ge 1 ] || { sed -n '2,16p' "$0"; exit 2; }
+[ $# -ge 1 ] || { sed -n '2,18p' "$0"; exit 2; }
 ROUNDS=${ROUNDS:-4} DUR=${DUR:-8s} C=${C:-16}
 command -v nginx >/dev/null 2>&1 || { export DEBIAN_FRONTEND=noninteractive; apt-get update -qq && apt-get install -y -qq nginx; }
 command -v oha >/dev/null 2>&1 || cargo install --locked oha --version 1.16.0
@@ -52,7 +54,7 @@ declare -A URL CA PID ADMIN DATA
 labels=() peers="" n=0
 for spec in "$@"; do
   rev=${spec%%:*} envv=""; [[ $spec == *:* ]] && envv=${spec#*:}
-  n=$((n + 1)); peers+=" clawser-p$n:interpreter:$envv:$(bin_for "$rev")"
+  n=$((n + 1)); peers+=" clawser-p$n:${ENGINE:-}:$envv:$(bin_for "$rev")"
 done
 CLAWSER_PEERS="${peers# }" PROJ="$PROJ" "$rig/clawser-up.sh" >/dev/null
 n=0

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Memory soak: Clawser as shipped (interpreter, durable ledger) under a fixed request rate
+# Memory soak: Clawser as shipped (VM engine, durable ledger) under a fixed request rate
 # for a fixed time, sampling the process's RSS. Issue 14, target 4: peak RSS at 64
 # keep-alive connections, and RSS flat (within 10%) from the first minute to the last.
 #
@@ -24,8 +24,8 @@ PEERS=${PEERS:-clawser}
 spec=""
 for p in $PEERS; do
   case $p in
-    clawser) spec+=" clawser:interpreter:" ;;
-    clawser-nolog) spec+=" clawser-nolog:interpreter:CLAWSER_BENCH_NO_LEDGER=1" ;;
+    clawser) spec+=" clawser::" ;;
+    clawser-nolog) spec+=" clawser-nolog::CLAWSER_BENCH_NO_LEDGER=1" ;;
     *) echo "unknown peer $p (clawser, clawser-nolog)" >&2; exit 2 ;;
   esac
 done

@@ -15,7 +15,7 @@ port=18443
 python3 "$rig/stream.py" serve "$rig/certs/upstream.pem" "$rig/certs/upstream.key" "$port" 2>/dev/null &
 extra_pids+=($!)
 for _ in $(seq 50); do curl -s --cacert "$rig/certs/upstream-ca.pem" -o /dev/null "https://localhost:$port/sse" && break; sleep 0.1; done
-CLAWSER_PEERS="clawser:interpreter:" PROJ="$PROJ" "$rig/clawser-up.sh" >/dev/null
+CLAWSER_PEERS="clawser::" PROJ="$PROJ" "$rig/clawser-up.sh" >/dev/null
 read -r _ url ca _ <"$rig/run/clawser-peers.conf"
 pid=$(cat "$rig/run/clawser.pid")
 echo "== time to the first event (keep-alive connection, 20 requests, ms)"

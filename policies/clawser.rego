@@ -29,9 +29,9 @@
 # Precedence: any deny wins, then any hold, then allow. Nothing matched is a deny with
 # code no_rule. Write your rules in package clawser.authz; you should not need to edit this file.
 #
-# Evaluation cost grows with the number of rule definitions evaluated (regorus's
-# interpreter, a few microseconds each), so the decision below is an else-chain and the grant
-# checks run only when the request carries grants.
+# Evaluation cost grows with the number of rule definitions evaluated (about a microsecond
+# each with regorus's VM, several with its interpreter), so the decision below is an
+# else-chain and the grant checks run only when the request carries grants.
 package clawser
 
 import rego.v1

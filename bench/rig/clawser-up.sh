@@ -1,17 +1,18 @@
 #!/usr/bin/env bash
 # Starts Clawser peers for compare.sh from a release build of a Clawser checkout
 # (PROJ=path). Writes run/clawser-peers.conf (combine it with peers.conf for PEERS=...).
-#   clawser        shipped policy pack, interpreter engine, durable ledger (the product as shipped)
-#   clawser-nolog  same, ledger off (bench-only switch CLAWSER_BENCH_NO_LEDGER)
-#   clawser-vm     regorus VM engine, ledger on
-# CLAWSER_PEERS="label:engine:ENV=value[:binary] ..." overrides the list (the binary defaults to
-# PROJ's release build; bench/ab.sh gives each peer its own).
+#   clawser         shipped policy pack, the build's default engine, durable ledger (as shipped)
+#   clawser-nolog   same, ledger off (bench-only switch CLAWSER_BENCH_NO_LEDGER)
+#   clawser-interp  the interpreter engine, ledger on
+# CLAWSER_PEERS="label:engine:ENV=value[:binary] ..." overrides the list (an empty engine is the
+# build's default: vm since 2026-12-01, interpreter before; the binary defaults to PROJ's
+# release build; bench/ab.sh gives each peer its own).
 set -euo pipefail
 B="$(cd "$(dirname "$0")" && pwd)"; PROJ=${PROJ:?set PROJ to the project checkout}
 BIN=$PROJ/target/release/clawser; [[ -x $BIN ]] || { echo "build $BIN first" >&2; exit 2; }
 out=$B/run/clawser-peers.conf; : >"$out"
 port=19090
-for v in ${CLAWSER_PEERS:-"clawser:interpreter:" "clawser-nolog:interpreter:CLAWSER_BENCH_NO_LEDGER=1" "clawser-vm:vm:"}; do
+for v in ${CLAWSER_PEERS:-"clawser::" "clawser-nolog::CLAWSER_BENCH_NO_LEDGER=1" "clawser-interp:interpreter:"}; do
   IFS=: read -r label engine envv bin <<<"$v"
   bin=${bin:-$BIN}
   d=$B/run/$label; rm -rf "$d"; mkdir -p "$d/policies"
@@ -21,7 +22,7 @@ data_dir: $d/data
 proxy: {listen: 127.0.0.1:$port$(grep -q allow_private "$PROJ/config.example.yaml" 2>/dev/null && echo ', allow_private: ["127.0.0.0/8", "::1"]')}
 admin: {listen: 127.0.0.1:$((port+1))}
 ca: {dir: $d/certs}
-policy: {dir: $d/policies, engine: $engine}
+policy: {dir: $d/policies${engine:+, engine: $engine}}
 upstream: {extra_ca_files: [$B/certs/upstream-ca.pem]}
 agents: [{id: bench, runtime: other, on_behalf_of: bench}]
 YAML

@@ -1,14 +1,17 @@
 //! One compiled policy revision and the fail-closed evaluation of `data.clawser.decision`.
 //!
 //! Two evaluators (`policy.engine`):
-//! - `interpreter` (default): regorus's interpreter with strict builtin errors, so an error
-//!   anywhere (a `deny` rule included) is a `policy_error` deny. Fails closed.
-//! - `vm`: regorus's bytecode VM, about five times faster, with an instruction limit. In
-//!   regorus 0.14 the VM treats an error inside a rule body as that body failing (OPA's
-//!   non-strict behaviour) even in strict mode, so a `deny` or `hold` rule that errors does
-//!   not fire. Opt-in only. Each thread keeps one VM per policy generation; if the VM cannot
-//!   compile a policy, or disagrees with the interpreter on any decision-table case at load
-//!   time, that revision is evaluated by the interpreter.
+//! - `vm` (default): regorus's bytecode VM with strict builtin errors and an instruction
+//!   limit, about four times faster than the interpreter. regorus 0.14.1 as released treats an
+//!   error inside a rule body as that body failing (OPA's non-strict behaviour), so an erroring
+//!   `deny` rule would not fire; Clawser builds the vendored copy in `vendor/regorus`, whose VM
+//!   fails the whole evaluation instead (`docs/upstream/README.md`). Each thread keeps one VM
+//!   per policy generation. If the VM cannot compile a policy, or disagrees with the
+//!   interpreter on any decision-table case at load time, that revision is evaluated by the
+//!   interpreter.
+//! - `interpreter`: regorus's interpreter with strict builtin errors.
+//!
+//! Either way an error anywhere (a `deny` rule included) is a `policy_error` deny.
 
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -16,6 +19,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use regorus::languages::rego::compiler::Compiler;
+use regorus::rvm::vm::VmError;
 use regorus::rvm::{Program, RegoVM};
 use regorus::{CompiledPolicy, Engine, Value};
 
@@ -33,9 +37,9 @@ pub const DEFAULT_MAX_INSTRUCTIONS: usize = 1_000_000;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum EvalEngine {
     /// Strict interpreter: every evaluation error fails closed.
-    #[default]
     Interpreter,
-    /// Bytecode VM: faster; rule-body errors make that rule undefined.
+    /// Bytecode VM (the vendored, strict one): every evaluation error fails closed too.
+    #[default]
     Vm,
 }
 
@@ -49,7 +53,7 @@ pub struct EvalOptions {
 impl Default for EvalOptions {
     fn default() -> Self {
         EvalOptions {
-            engine: EvalEngine::Interpreter,
+            engine: EvalEngine::default(),
             max_instructions: DEFAULT_MAX_INSTRUCTIONS,
         }
     }
@@ -218,7 +222,13 @@ impl LoadedPolicy {
         Ok(vm)
     }
 
-    fn eval_vm(&self, program: &Arc<Program>, input: Value) -> std::result::Result<Value, String> {
+    /// Runs the VM; the outer error is a VM that could not be set up, the inner one what the
+    /// evaluation raised.
+    fn eval_vm(
+        &self,
+        program: &Arc<Program>,
+        input: Value,
+    ) -> std::result::Result<std::result::Result<Value, VmError>, String> {
         VM.with(|cell| {
             let mut slot = cell.borrow_mut();
             if slot.as_ref().map(|(g, _)| *g) != Some(self.generation) {
@@ -228,24 +238,50 @@ impl LoadedPolicy {
                 return Err("no VM".to_string());
             };
             vm.set_input(input);
-            let out = vm.execute().map_err(|e| e.to_string());
+            let out = vm.execute();
             if out.is_err() {
                 // Never reuse a VM whose execution failed half-way.
                 *slot = None;
             }
-            out
+            Ok(out)
         })
     }
 
     fn eval(&self, input: Value) -> std::result::Result<Decision, String> {
         let out = match &self.program {
-            Some(p) => self.eval_vm(p, input)?,
+            // The input's collections are shared, so keeping it for an explanation is cheap.
+            Some(p) => match self.eval_vm(p, input.clone())? {
+                Ok(out) => out,
+                Err(e) => return Err(self.explain_vm_error(input, e)),
+            },
             None => self
                 .compiled
                 .eval_with_input(input)
                 .map_err(|e| e.to_string().trim().to_string())?,
         };
         to_decision(out)
+    }
+
+    /// The message logged for a VM evaluation error (the request is refused either way). The
+    /// VM's own errors name a program counter, so a rule error is evaluated again by the
+    /// interpreter, whose error names `file:line:col`. Limits are reported as they are: running
+    /// a runaway policy a second time would only double its cost.
+    fn explain_vm_error(&self, input: Value, e: VmError) -> String {
+        let limit = matches!(
+            e,
+            VmError::InstructionLimitExceeded { .. }
+                | VmError::TimeLimitExceeded { .. }
+                | VmError::MemoryLimitExceeded { .. }
+                | VmError::MemoryBudgetExceeded { .. }
+                | VmError::RegexSizeLimitExceeded { .. }
+        );
+        if limit {
+            return e.to_string();
+        }
+        match self.compiled.eval_with_input(input) {
+            Err(ie) => ie.to_string().trim().to_string(),
+            Ok(_) => format!("{e} (the interpreter found no error; refused all the same)"),
+        }
     }
 }
 
@@ -325,21 +361,94 @@ mod tests {
 
     const ERRORING_DENY: &str = "package clawser\n\ndefault decision := {\"outcome\": \"allow\"}\n\ndecision := {\"outcome\": \"deny\"} if to_number(input.x) > 0\n";
 
+    /// Policies where an error (or a conflict) would, if evaluation went on, let a request
+    /// through: a `deny` that errors, a `not` over an erroring helper, a function whose body
+    /// errors, rule definitions that disagree, an erroring `else` branch, and `some .. in` over
+    /// a value that is not a collection. Each must be a `policy_error` deny on both engines.
+    /// With regorus 0.14.1 as released the VM allowed the erroring `deny`, the conflict and the
+    /// `some .. in` case; the fixes in vendor/regorus are what make this test pass.
+    const ERROR_CASES: &[(&str, &str, &str)] = &[
+        ("erroring deny", ERRORING_DENY, r#"{"x": "not a number"}"#),
+        (
+            "not over an erroring helper",
+            "package clawser\n\nsafe if to_number(input.x) < 10\n\ndecision := {\"outcome\": \"allow\"} if not unsafe\n\nunsafe if not safe\n\ndefault decision := {\"outcome\": \"deny\"}\n",
+            r#"{"x": "1e999x"}"#,
+        ),
+        (
+            "function body errors",
+            "package clawser\n\nbig(x) if to_number(x) > 10\n\ndefault decision := {\"outcome\": \"allow\"}\n\ndecision := {\"outcome\": \"deny\"} if big(input.x)\n",
+            r#"{"x": "lots"}"#,
+        ),
+        (
+            "conflicting rule values",
+            "package clawser\n\nenv := \"staging\" if input.a\n\nenv := \"production\" if input.b\n\ndefault decision := {\"outcome\": \"allow\"}\n\ndecision := {\"outcome\": \"deny\"} if env == \"production\"\n",
+            r#"{"a": true, "b": true}"#,
+        ),
+        (
+            "erroring else branch",
+            "package clawser\n\nlevel := 1 if input.never else := to_number(input.x)\n\ndefault decision := {\"outcome\": \"allow\"}\n\ndecision := {\"outcome\": \"deny\"} if level > 0\n",
+            r#"{"x": "nope"}"#,
+        ),
+        (
+            "some .. in over a value that is not a collection",
+            "package clawser\n\ndefault decision := {\"outcome\": \"allow\"}\n\ndecision := {\"outcome\": \"deny\"} if {\n\tsome x in input.items\n\tx == \"rm\"\n}\n",
+            r#"{"items": "rm"}"#,
+        ),
+        (
+            "erroring deny in a partial set",
+            "package clawser\n\ndeny contains \"big\" if to_number(input.x) > 10\n\ndefault decision := {\"outcome\": \"allow\"}\n\ndecision := {\"outcome\": \"deny\"} if count(deny) > 0\n",
+            r#"{"x": "huge"}"#,
+        ),
+    ];
+
     #[test]
-    fn builtin_errors_fail_closed_with_the_default_engine() {
-        let e = policy(ERRORING_DENY).decide_json(r#"{"x": "not a number"}"#);
-        assert_eq!(
-            e.decision.reasons.first().map(|r| r.code.as_str()),
-            Some("policy_error"),
-            "{e:?}"
-        );
+    fn errors_and_conflicts_fail_closed_on_both_engines() {
+        for engine in [EvalEngine::Interpreter, EvalEngine::Vm] {
+            for (name, rego, input) in ERROR_CASES {
+                let p = policy_with(rego, engine);
+                assert_eq!(p.uses_vm(), engine == EvalEngine::Vm, "{name}");
+                let e = p.decide_json(input);
+                assert_eq!(
+                    e.decision.reasons.first().map(|r| r.code.as_str()),
+                    Some("policy_error"),
+                    "{name} on {engine:?}: {e:?}"
+                );
+                // The logged error names the rule's file:line (the VM's own error is explained
+                // by the interpreter).
+                let error = e.error.unwrap_or_default();
+                assert!(error.contains("p.rego:"), "{name} on {engine:?}: {error}");
+            }
+        }
     }
 
-    /// Documents the VM's OPA-style behaviour (why it is opt-in): an erroring rule body is
-    /// undefined. If regorus changes this, this test tells us to revisit the default.
+    /// The same policies decide normally when nothing errors, on both engines.
     #[test]
-    fn vm_treats_an_erroring_rule_body_as_undefined() {
-        let e = policy_with(ERRORING_DENY, EvalEngine::Vm).decide_json(r#"{"x": "not a number"}"#);
-        assert_eq!(e.decision.outcome, Outcome::Allow, "{e:?}");
+    fn the_error_case_policies_decide_when_nothing_errors() {
+        let inputs = [
+            r#"{"x": "0"}"#,
+            r#"{"x": "1"}"#,
+            r#"{"x": "1"}"#,
+            r#"{"a": true}"#,
+            r#"{"x": "0"}"#,
+            r#"{"items": ["ok"]}"#,
+            r#"{"x": "1"}"#,
+        ];
+        for engine in [EvalEngine::Interpreter, EvalEngine::Vm] {
+            for ((name, rego, _), input) in ERROR_CASES.iter().zip(inputs) {
+                let e = policy_with(rego, engine).decide_json(input);
+                assert!(e.error.is_none(), "{name} on {engine:?}: {e:?}");
+                assert_eq!(e.decision.outcome, Outcome::Allow, "{name} on {engine:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_vm_is_the_default_engine() {
+        assert_eq!(EvalOptions::default().engine, EvalEngine::Vm);
+        let d = tempfile::tempdir().unwrap();
+        let rego = "package clawser\n\ndecision := {\"outcome\": \"allow\"}\n";
+        std::fs::write(d.path().join("p.rego"), rego).unwrap();
+        let p = LoadedPolicy::compile(&PolicySource::read_dir(d.path()).unwrap()).unwrap();
+        assert!(p.uses_vm());
     }
 }

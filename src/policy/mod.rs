@@ -13,6 +13,8 @@
 //! revision stays in force and the error (with file:line) is kept for `status()`.
 
 mod compiled;
+#[cfg(test)]
+mod differential;
 mod input;
 pub mod pack;
 mod source;
