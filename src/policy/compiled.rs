@@ -72,6 +72,8 @@ pub struct LoadedPolicy {
     program: Option<Arc<Program>>,
     generation: u64,
     max_instructions: usize,
+    /// Why the interpreter evaluates this revision although `policy.engine` is `vm`.
+    pub engine_note: Option<String>,
     /// Full hex revision.
     pub revision: String,
     /// The files it was built from.
@@ -125,14 +127,23 @@ impl LoadedPolicy {
         let compiled = engine
             .compile_with_entrypoint(&ENTRYPOINT.into())
             .map_err(|e| Error::Policy(e.to_string().trim().to_string()))?;
+        let mut engine_note = None;
         let program = match opts.engine {
             EvalEngine::Interpreter => None,
-            EvalEngine::Vm => match Compiler::compile_from_policy(&compiled, &[ENTRYPOINT]) {
-                Ok(p) => Some(p),
-                Err(e) => {
-                    tracing::warn!(error = %e, "policy not supported by the regorus VM; using the interpreter");
+            EvalEngine::Vm => match super::vm_gate::vm_unsupported(&mut engine) {
+                Some(why) => {
+                    tracing::warn!(reason = %why, "this policy uses a construct the regorus VM evaluates differently from the interpreter; using the interpreter");
+                    engine_note = Some(why);
                     None
                 }
+                None => match Compiler::compile_from_policy(&compiled, &[ENTRYPOINT]) {
+                    Ok(p) => Some(p),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "policy not supported by the regorus VM; using the interpreter");
+                        engine_note = Some(format!("the VM cannot compile this policy: {e}"));
+                        None
+                    }
+                },
             },
         };
         Ok(LoadedPolicy {
@@ -140,6 +151,7 @@ impl LoadedPolicy {
             program,
             generation: GENERATION.fetch_add(1, Ordering::Relaxed),
             max_instructions,
+            engine_note,
             revision: src.revision.clone(),
             files: src.modules.iter().map(|(p, _)| p.clone()).collect(),
             loaded_at: crate::time::now_rfc3339(),
@@ -154,6 +166,8 @@ impl LoadedPolicy {
     /// Evaluates with the interpreter from now on (used when the VM disagreed at load time).
     pub fn disable_vm(&mut self) {
         self.program = None;
+        self.engine_note =
+            Some("the VM disagreed with the interpreter on decision-table cases".into());
     }
 
     /// Short revision for logs.

@@ -21,6 +21,7 @@ mod source;
 mod target;
 mod testing;
 mod value;
+mod vm_gate;
 
 pub use compiled::{
     EvalEngine, EvalOptions, Evaluated, LoadedPolicy, DEFAULT_MAX_INSTRUCTIONS, ENTRYPOINT,
@@ -47,6 +48,8 @@ pub struct PolicyStatus {
     pub dir: String,
     /// `interpreter` or `vm` (the evaluator in force for this revision).
     pub engine: &'static str,
+    /// Why the interpreter is in force although `policy.engine` is `vm` (`file:line: reason`).
+    pub engine_note: Option<String>,
     pub revision: String,
     pub files: Vec<String>,
     pub loaded_at: String,
@@ -78,6 +81,7 @@ fn loaded_event(p: &LoadedPolicy) -> serde_json::Value {
         "revision": p.revision,
         "files": p.files,
         "engine": if p.uses_vm() { "vm" } else { "interpreter" },
+        "engine_note": p.engine_note,
     })
 }
 
@@ -220,6 +224,7 @@ impl PolicyEngine {
         PolicyStatus {
             dir: self.dir.display().to_string(),
             engine: if p.uses_vm() { "vm" } else { "interpreter" },
+            engine_note: p.engine_note.clone(),
             revision: p.revision.clone(),
             files: p.files.clone(),
             loaded_at: p.loaded_at.clone(),

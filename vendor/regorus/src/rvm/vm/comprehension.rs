@@ -255,11 +255,31 @@ impl RegoVM {
                 }
             }
             (&ComprehensionMode::Array, &mut Value::Array(ref mut arr)) => {
-                crate::Rc::make_mut(arr).push(value_to_add);
+                // An undefined term adds nothing, as in the interpreter.
+                if !matches!(value_to_add, Value::Undefined) {
+                    crate::Rc::make_mut(arr).push(value_to_add);
+                }
             }
             (&ComprehensionMode::Object, &mut Value::Object(ref mut obj)) => {
                 if let Some(key) = key_value {
-                    crate::Rc::make_mut(obj).insert(key, value_to_add);
+                    let conflict = self.strict_builtin_errors
+                        && obj.get(&key).is_some_and(|v| *v != value_to_add);
+                    if conflict {
+                        // Strict: a key generated twice with different values is an error,
+                        // as in the interpreter (not last-one-wins).
+                        self.set_register(result_reg, current_result)?;
+                        self.comprehension_stack.push(comprehension_context);
+                        return Err(VmError::RuleDataConflict {
+                            message: alloc::format!(
+                                "object comprehension generated key {key} with different values"
+                            ),
+                            pc: self.pc,
+                        });
+                    }
+                    if !matches!(key, Value::Undefined) && !matches!(value_to_add, Value::Undefined)
+                    {
+                        crate::Rc::make_mut(obj).insert(key, value_to_add);
+                    }
                 } else {
                     self.set_register(result_reg, current_result)?;
                     self.comprehension_stack.push(comprehension_context);

@@ -5,7 +5,6 @@ use crate::rvm::instructions::{GuardMode, Instruction, LiteralOrRegister};
 use crate::rvm::program::Program;
 use crate::value::Value;
 use alloc::vec::Vec;
-use core::mem;
 
 use super::errors::{Result, VmError};
 use super::execution_model::{ExecutionMode, SuspendReason};
@@ -203,14 +202,8 @@ impl RegoVM {
                     return Ok(InstructionOutcome::Continue);
                 }
 
-                if self.strict_builtin_errors && mem::discriminant(a) != mem::discriminant(b) {
-                    return Err(VmError::ArithmeticError {
-                        message: alloc::format!(
-                            "#undefined: cannot compare values of different types (left={a:?}, right={b:?})"
-                        ),
-                        pc: self.pc,
-                    });
-                }
+                // Values of different types are ordered as in the interpreter (OPA's order),
+                // not an error.
 
                 self.set_register(dest, Value::Bool(a < b))?;
                 Ok(InstructionOutcome::Continue)
@@ -224,14 +217,8 @@ impl RegoVM {
                     return Ok(InstructionOutcome::Continue);
                 }
 
-                if self.strict_builtin_errors && mem::discriminant(a) != mem::discriminant(b) {
-                    return Err(VmError::ArithmeticError {
-                        message: alloc::format!(
-                            "#undefined: cannot compare values of different types (left={a:?}, right={b:?})"
-                        ),
-                        pc: self.pc,
-                    });
-                }
+                // Values of different types are ordered as in the interpreter (OPA's order),
+                // not an error.
 
                 self.set_register(dest, Value::Bool(a <= b))?;
                 Ok(InstructionOutcome::Continue)
@@ -245,14 +232,8 @@ impl RegoVM {
                     return Ok(InstructionOutcome::Continue);
                 }
 
-                if self.strict_builtin_errors && mem::discriminant(a) != mem::discriminant(b) {
-                    return Err(VmError::ArithmeticError {
-                        message: alloc::format!(
-                            "#undefined: cannot compare values of different types (left={a:?}, right={b:?})"
-                        ),
-                        pc: self.pc,
-                    });
-                }
+                // Values of different types are ordered as in the interpreter (OPA's order),
+                // not an error.
 
                 self.set_register(dest, Value::Bool(a > b))?;
                 Ok(InstructionOutcome::Continue)
@@ -266,14 +247,8 @@ impl RegoVM {
                     return Ok(InstructionOutcome::Continue);
                 }
 
-                if self.strict_builtin_errors && mem::discriminant(a) != mem::discriminant(b) {
-                    return Err(VmError::ArithmeticError {
-                        message: alloc::format!(
-                            "#undefined: cannot compare values of different types (left={a:?}, right={b:?})"
-                        ),
-                        pc: self.pc,
-                    });
-                }
+                // Values of different types are ordered as in the interpreter (OPA's order),
+                // not an error.
 
                 self.set_register(dest, Value::Bool(a >= b))?;
                 Ok(InstructionOutcome::Continue)

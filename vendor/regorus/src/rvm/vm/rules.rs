@@ -147,7 +147,11 @@ impl RegoVM {
                                     first_successful_result = Some(current_result.clone());
                                     // All definitions produce the same static value;
                                     // no need to verify consistency with the rest.
-                                    if rule_info.early_exit_on_first_success {
+                                    // Strict: every definition is evaluated, as in the
+                                    // interpreter, so an error in a later one is not skipped.
+                                    if rule_info.early_exit_on_first_success
+                                        && !self.strict_builtin_errors
+                                    {
                                         break 'outer;
                                     }
                                 }
@@ -717,7 +721,7 @@ impl RegoVM {
                     frame_data.accumulated_result = Some(current_result);
                     // All definitions produce the same static value;
                     // skip remaining definitions.
-                    if rule_info.early_exit_on_first_success {
+                    if rule_info.early_exit_on_first_success && !self.strict_builtin_errors {
                         frame_data.current_definition_index = frame_data.total_definitions;
                         frame_data.phase = RuleFramePhase::Finalizing;
                         return Ok(None);

@@ -25,6 +25,8 @@ impl PlanContext {
         matches!(
             self,
             PlanContext::Assignment
+                // `x := <undefined>` fails the body, as in the interpreter.
+                | PlanContext::ColonAssignment
                 | PlanContext::FunctionParameter
                 | PlanContext::LoopIndex
                 | PlanContext::SomeIn
