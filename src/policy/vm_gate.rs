@@ -9,15 +9,21 @@
 //! - a complete rule or function whose value is not a constant and whose body iterates: the
 //!   interpreter reports several values as an error, the VM keeps the last one;
 //! - a rule head with a `[...]` (partial object rules, `p[k] := v`): conflicting keys are an
-//!   error in the interpreter and last-one-wins in the VM;
+//!   error in the interpreter and last-one-wins in the VM (see also dotted names below);
 //! - a `default` whose value is not a constant: the VM computes it once, without the input;
 //! - a comprehension evaluated inside an iteration (a rule body, comprehension or `every`
 //!   that iterates): the VM can send a condition that fails inside the comprehension to the
 //!   enclosing loop instead;
-//! - `k, v in collection` (membership of a key-value pair): the VM ignores the key.
+//! - `k, v in collection` (membership of a key-value pair): the VM ignores the key;
+//! - a default function (`default f(_) := v`): the VM never applies it;
+//! - a rule head that iterates (`p contains input.xs[_]`, `v := input.xs[_]`): errors the
+//!   interpreter reports (several values, indexing a non-collection) the VM does not;
+//! - a rule name with dots or `[...]` (ref heads): the VM reads a prefix as one rule;
+//! - `not` over an assignment or pattern match (`not [_, "read"] = x`): the VM drops the
+//!   element comparisons.
 //!
-//! "Iterates" is read conservatively: `some`, `every`, or any `[...]` whose index is a
-//! variable. Rules named `test_*` are not evaluated for decisions and are not checked.
+//! "Iterates" is read conservatively: `some`, `every`, or any `[...]` whose index mentions a
+//! variable. Every rule is checked, `test_*` rules too (a decision may refer to them).
 
 use regorus::unstable::{Expr, Literal, Module, Query, Rule, RuleHead};
 use regorus::Engine;
@@ -37,8 +43,16 @@ fn at(span: &regorus::unstable::Span, reason: &str) -> String {
 
 fn rule(r: &Rule) -> Option<String> {
     match r {
-        Rule::Default { span, value, .. } => {
-            (!constant(value)).then(|| at(span, "a default value that is not a constant"))
+        Rule::Default {
+            span, value, args, ..
+        } => {
+            if !args.is_empty() {
+                Some(at(span, "a default function"))
+            } else if !constant(value) {
+                Some(at(span, "a default value that is not a constant"))
+            } else {
+                None
+            }
         }
         Rule::Spec { span, head, bodies } => {
             let (refr, value, key) = match head {
@@ -47,13 +61,11 @@ fn rule(r: &Rule) -> Option<String> {
                 }
                 RuleHead::Set { refr, key, .. } => (refr, None, key.as_ref()),
             };
-            if let Expr::Var { span: name, .. } = &**refr {
-                if name.text().starts_with("test_") {
-                    return None;
-                }
-            }
-            if has_brackets(refr) {
-                return Some(at(span, "a rule head with [...] (a partial object rule)"));
+            if !matches!(&**refr, Expr::Var { .. }) {
+                return Some(at(
+                    span,
+                    "a rule name with dots or [...] (a partial object rule or a ref head)",
+                ));
             }
             let complete = !matches!(head, RuleHead::Set { .. });
             let mut values: Vec<&Expr> = value.map(|v| &**v).into_iter().collect();
@@ -69,7 +81,10 @@ fn rule(r: &Rule) -> Option<String> {
                     "a complete rule or function whose value is not a constant and whose body iterates",
                 ));
             }
-            let head_exprs = values.into_iter().chain(key.map(|k| &**k));
+            let head_exprs: Vec<&Expr> = values.into_iter().chain(key.map(|k| &**k)).collect();
+            if head_exprs.iter().any(|e| expr_iterates(e)) {
+                return Some(at(span, "a rule head that iterates"));
+            }
             for e in head_exprs {
                 if let Some(why) = expr(e, iterates) {
                     return Some(why);
@@ -94,14 +109,6 @@ fn constant(e: &Expr) -> bool {
     }
 }
 
-fn has_brackets(e: &Expr) -> bool {
-    match e {
-        Expr::RefBrack { .. } => true,
-        Expr::RefDot { refr, .. } => has_brackets(refr),
-        _ => false,
-    }
-}
-
 /// Whether a query iterates: `some`, `every`, or a `[...]` indexed by a variable anywhere in
 /// it outside nested comprehensions (which are queries of their own).
 fn query_iterates(q: &Query) -> bool {
@@ -115,13 +122,23 @@ fn expr_iterates(e: &Expr) -> bool {
     let mut found = false;
     children(e, &mut |c| {
         if let Expr::RefBrack { index, .. } = c {
-            found |= matches!(&**index, Expr::Var { .. });
+            found |= has_var(index);
         }
         // Do not descend into comprehensions: their loops are their own.
         !matches!(
             c,
             Expr::ArrayCompr { .. } | Expr::SetCompr { .. } | Expr::ObjectCompr { .. }
         )
+    });
+    found
+}
+
+/// Whether `e` mentions a variable (an index that does, iterates or may).
+fn has_var(e: &Expr) -> bool {
+    let mut found = false;
+    children(e, &mut |c| {
+        found |= matches!(c, Expr::Var { .. });
+        !found
     });
     found
 }
@@ -140,6 +157,9 @@ fn query(q: &Query, in_loop: bool) -> Option<String> {
             .iter()
             .chain([value, collection])
             .find_map(|e| expr(e, in_loop)),
+        Literal::NotExpr { span, expr: e } if matches!(&**e, Expr::AssignExpr { .. }) => {
+            Some(at(span, "`not` over an assignment or a pattern match"))
+        }
         Literal::Expr { expr: e, .. } | Literal::NotExpr { expr: e, .. } => expr(e, in_loop),
         Literal::Every {
             domain, query: q, ..

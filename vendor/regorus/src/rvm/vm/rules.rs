@@ -155,6 +155,11 @@ impl RegoVM {
                                         break 'outer;
                                     }
                                 }
+                            } else {
+                                // A body that produced no value (a loop that matched nothing,
+                                // an undefined value) has not succeeded: go on to its `else`,
+                                // as the interpreter does.
+                                continue;
                             }
                         }
 
@@ -245,6 +250,17 @@ impl RegoVM {
             .clone();
 
         let is_function_rule = rule_info.function_info.is_some();
+
+        // A call with an undefined argument is undefined, as in the interpreter (a `_`
+        // parameter does not check its argument).
+        if let Some(params) = function_call_params {
+            for &arg in params.arg_registers() {
+                if self.get_register(arg)? == &Value::Undefined {
+                    self.set_register(dest, Value::Undefined)?;
+                    return Ok(());
+                }
+            }
+        }
 
         if !is_function_rule {
             let (ref computed, ref cached_result) =
