@@ -1,97 +1,307 @@
 //! Which policy revisions the regorus VM may evaluate.
 //!
 //! The vendored VM (`vendor/regorus`) fails closed on errors and agrees with the interpreter
-//! on the constructs `differential.rs` checks. A few constructs it still evaluates differently
+//! on the constructs `differential.rs` checks. Some constructs it still evaluates differently
 //! from the interpreter, in ways that could let a request through that the interpreter would
 //! refuse. A revision that uses any of them is evaluated by the interpreter instead (slower,
 //! same decisions as before), and the reason is logged with `file:line`:
 //!
 //! - a complete rule or function whose value is not a constant and whose body iterates: the
 //!   interpreter reports several values as an error, the VM keeps the last one;
-//! - a rule head with a `[...]` (partial object rules, `p[k] := v`): conflicting keys are an
-//!   error in the interpreter and last-one-wins in the VM (see also dotted names below);
-//! - a `default` whose value is not a constant: the VM computes it once, without the input;
+//! - a rule name with dots or `[...]` (partial object rules `p[k] := v`, ref heads): the VM
+//!   keeps the last of conflicting keys, and reads a dotted prefix as one rule;
+//! - a `default` whose value is not a constant (the VM computes it once, without the input),
+//!   and default functions (the VM never applies them);
+//! - a rule head that iterates (`p contains input.xs[_]`): errors the interpreter reports
+//!   (several values, indexing a non-collection) the VM does not;
 //! - a comprehension evaluated inside an iteration (a rule body, comprehension or `every`
-//!   that iterates): the VM can send a condition that fails inside the comprehension to the
-//!   enclosing loop instead;
+//!   that iterates, or a comprehension whose own term iterates): the VM can send a condition
+//!   that fails inside it to the enclosing loop instead;
+//! - `not` over an assignment or pattern match, over a comprehension, or over a call whose
+//!   last argument is an array or object (an output pattern): inside `not` the VM drops the
+//!   element comparisons of patterns;
 //! - `k, v in collection` (membership of a key-value pair): the VM ignores the key;
-//! - a default function (`default f(_) := v`): the VM never applies it;
-//! - a rule head that iterates (`p contains input.xs[_]`, `v := input.xs[_]`): errors the
-//!   interpreter reports (several values, indexing a non-collection) the VM does not;
-//! - a rule name with dots or `[...]` (ref heads): the VM reads a prefix as one rule;
-//! - `not` over an assignment or pattern match (`not [_, "read"] = x`): the VM drops the
-//!   element comparisons.
+//! - an object literal with a computed key: the VM inserts computed keys after literal ones,
+//!   so an agent-chosen key can overwrite a field the policy set;
+//! - a `data` reference that does not name a rule (a whole package, or a computed path): the
+//!   VM keeps undefined rules as keys of the package object;
+//! - `some x` declarations (the VM can read `x` as a rule of the same name), and imports other
+//!   than `rego.v1` and `future.keywords`.
 //!
 //! "Iterates" is read conservatively: `some`, `every`, or any `[...]` whose index mentions a
 //! variable. Every rule is checked, `test_*` rules too (a decision may refer to them).
 
-use regorus::unstable::{Expr, Literal, Module, Query, Rule, RuleHead};
+use std::collections::HashSet;
+
+use regorus::unstable::{Expr, Literal, Module, Query, Rule, RuleHead, Span};
 use regorus::Engine;
 
 /// Why the VM must not evaluate this revision, as `file:line: reason`; `None` when it may.
 pub fn vm_unsupported(engine: &mut Engine) -> Option<String> {
-    engine.get_modules().iter().find_map(|m| module(m))
+    let packages = match engine.get_policy_package_components() {
+        Ok(p) => p,
+        Err(e) => return Some(format!("its packages could not be read: {e}")),
+    };
+    let modules = engine.get_modules();
+    let mut rules = HashSet::new();
+    let package_paths = packages.iter().map(|p| p.components.clone()).collect();
+    for (m, pkg) in modules.iter().zip(&packages) {
+        for r in &m.policy {
+            let refr = match &**r {
+                Rule::Spec { head, .. } => match head {
+                    RuleHead::Compr { refr, .. }
+                    | RuleHead::Set { refr, .. }
+                    | RuleHead::Func { refr, .. } => refr,
+                },
+                Rule::Default { refr, .. } => refr,
+            };
+            if let Expr::Var { span, .. } = &**refr {
+                let mut path = pkg.components.clone();
+                path.push(span.text().to_string());
+                rules.insert(path);
+            }
+        }
+    }
+    let gate = Gate {
+        rules,
+        packages: package_paths,
+    };
+    modules.iter().find_map(|m| gate.module(m))
 }
 
-fn module(m: &Module) -> Option<String> {
-    m.policy.iter().find_map(|r| rule(r))
-}
-
-fn at(span: &regorus::unstable::Span, reason: &str) -> String {
+fn at(span: &Span, reason: &str) -> String {
     format!("{}:{}: {reason}", span.source.get_path(), span.line)
 }
 
-fn rule(r: &Rule) -> Option<String> {
-    match r {
-        Rule::Default {
-            span, value, args, ..
-        } => {
-            if !args.is_empty() {
-                Some(at(span, "a default function"))
-            } else if !constant(value) {
-                Some(at(span, "a default value that is not a constant"))
-            } else {
-                None
+/// The paths (package components and rule name) of every rule and package in the revision.
+struct Gate {
+    rules: HashSet<Vec<String>>,
+    packages: HashSet<Vec<String>>,
+}
+
+impl Gate {
+    fn module(&self, m: &Module) -> Option<String> {
+        for i in &m.imports {
+            let path = i.refr.span().text();
+            if path != "rego.v1" && !path.starts_with("future.keywords") {
+                return Some(at(&i.span, "an import other than rego.v1"));
             }
         }
-        Rule::Spec { span, head, bodies } => {
-            let (refr, value, key) = match head {
-                RuleHead::Compr { refr, assign, .. } | RuleHead::Func { refr, assign, .. } => {
-                    (refr, assign.as_ref().map(|a| &a.value), None)
+        m.policy.iter().find_map(|r| self.rule(r))
+    }
+
+    fn rule(&self, r: &Rule) -> Option<String> {
+        let (span, head, bodies) = match r {
+            Rule::Default {
+                span, value, args, ..
+            } => {
+                return if !args.is_empty() {
+                    Some(at(span, "a default function"))
+                } else if !constant(value) {
+                    Some(at(span, "a default value that is not a constant"))
+                } else {
+                    None
+                };
+            }
+            Rule::Spec { span, head, bodies } => (span, head, bodies),
+        };
+        let (refr, value, key) = match head {
+            RuleHead::Compr { refr, assign, .. } | RuleHead::Func { refr, assign, .. } => {
+                (refr, assign.as_ref().map(|a| &a.value), None)
+            }
+            RuleHead::Set { refr, key, .. } => (refr, None, key.as_ref()),
+        };
+        if !matches!(&**refr, Expr::Var { .. }) {
+            return Some(at(
+                span,
+                "a rule name with dots or [...] (a partial object rule or a ref head)",
+            ));
+        }
+        let complete = !matches!(head, RuleHead::Set { .. });
+        let mut values: Vec<&Expr> = value.map(|v| &**v).into_iter().collect();
+        values.extend(
+            bodies
+                .iter()
+                .filter_map(|b| b.assign.as_ref().map(|a| &*a.value)),
+        );
+        let iterates = bodies.iter().any(|b| query_iterates(&b.query));
+        if complete && iterates && values.iter().any(|v| !constant(v)) {
+            return Some(at(
+                span,
+                "a complete rule or function whose value is not a constant and whose body iterates",
+            ));
+        }
+        let head_exprs: Vec<&Expr> = values.into_iter().chain(key.map(|k| &**k)).collect();
+        if head_exprs.iter().any(|e| expr_iterates(e)) {
+            return Some(at(span, "a rule head that iterates"));
+        }
+        head_exprs
+            .into_iter()
+            .find_map(|e| self.expr(e, iterates))
+            .or_else(|| bodies.iter().find_map(|b| self.query(&b.query, false)))
+    }
+
+    /// Checks a query; `in_loop` when an enclosing query iterates.
+    fn query(&self, q: &Query, in_loop: bool) -> Option<String> {
+        let in_loop = in_loop || query_iterates(q);
+        q.stmts.iter().find_map(|s| match &s.literal {
+            Literal::SomeVars { span, .. } => Some(at(span, "a `some x` declaration")),
+            Literal::SomeIn {
+                key,
+                value,
+                collection,
+                ..
+            } => key
+                .iter()
+                .chain([value, collection])
+                .find_map(|e| self.expr(e, in_loop)),
+            Literal::NotExpr { span, expr: e } if not_unsupported(e) => Some(at(
+                span,
+                "`not` over a pattern match, a comprehension or an output argument",
+            )),
+            Literal::Expr { expr: e, .. } | Literal::NotExpr { expr: e, .. } => {
+                self.expr(e, in_loop)
+            }
+            Literal::Every {
+                domain, query: q, ..
+            } => self.expr(domain, in_loop).or_else(|| self.query(q, true)),
+        })
+    }
+
+    /// Checks an expression and everything in it; `in_loop` when it is evaluated inside an
+    /// iteration.
+    fn expr(&self, e: &Expr, in_loop: bool) -> Option<String> {
+        let mut why = None;
+        children(e, &mut |c| {
+            if why.is_some() {
+                return false;
+            }
+            let (span, query, terms): (&Span, &Query, Vec<&Expr>) = match c {
+                Expr::ArrayCompr {
+                    span, term, query, ..
                 }
-                RuleHead::Set { refr, key, .. } => (refr, None, key.as_ref()),
+                | Expr::SetCompr {
+                    span, term, query, ..
+                } => (span, query, vec![&**term]),
+                Expr::ObjectCompr {
+                    span,
+                    key,
+                    value,
+                    query,
+                    ..
+                } => (span, query, vec![&**key, &**value]),
+                Expr::Membership {
+                    span, key: Some(_), ..
+                } => {
+                    why = Some(at(span, "`k, v in collection` (a key-value membership)"));
+                    return false;
+                }
+                Expr::Object { span, fields, .. }
+                    if fields.iter().any(|(_, k, _)| !constant(k)) =>
+                {
+                    why = Some(at(span, "an object literal with a computed key"));
+                    return false;
+                }
+                Expr::Var { span, .. }
+                | Expr::RefDot { span, .. }
+                | Expr::RefBrack { span, .. }
+                    if rooted_at_data(c) =>
+                {
+                    why = self.data_ref(c, span, in_loop);
+                    return false;
+                }
+                _ => return true,
             };
-            if !matches!(&**refr, Expr::Var { .. }) {
-                return Some(at(
-                    span,
-                    "a rule name with dots or [...] (a partial object rule or a ref head)",
-                ));
-            }
-            let complete = !matches!(head, RuleHead::Set { .. });
-            let mut values: Vec<&Expr> = value.map(|v| &**v).into_iter().collect();
-            values.extend(
-                bodies
-                    .iter()
-                    .filter_map(|b| b.assign.as_ref().map(|a| &*a.value)),
-            );
-            let iterates = bodies.iter().any(|b| query_iterates(&b.query));
-            if complete && iterates && values.iter().any(|v| !constant(v)) {
-                return Some(at(
-                    span,
-                    "a complete rule or function whose value is not a constant and whose body iterates",
-                ));
-            }
-            let head_exprs: Vec<&Expr> = values.into_iter().chain(key.map(|k| &**k)).collect();
-            if head_exprs.iter().any(|e| expr_iterates(e)) {
-                return Some(at(span, "a rule head that iterates"));
-            }
-            for e in head_exprs {
-                if let Some(why) = expr(e, iterates) {
-                    return Some(why);
+            why = if in_loop {
+                Some(at(span, "a comprehension inside an iteration"))
+            } else {
+                let inner = query_iterates(query) || terms.iter().any(|t| expr_iterates(t));
+                self.query(query, false)
+                    .or_else(|| terms.iter().find_map(|t| self.expr(t, inner)))
+            };
+            false
+        });
+        why
+    }
+
+    /// A reference rooted at `data` must name a rule by a fixed path (anything after the rule
+    /// may be computed), or a fixed path inside a package that names no rule (undefined in
+    /// both engines); its computed indices are checked as expressions.
+    fn data_ref(&self, e: &Expr, span: &Span, in_loop: bool) -> Option<String> {
+        let mut chain = Vec::new();
+        let mut node = e;
+        loop {
+            match node {
+                Expr::RefDot { refr, field, .. } => {
+                    chain.push((field.1.as_string().ok().map(|s| s.to_string()), None));
+                    node = refr;
                 }
+                Expr::RefBrack { refr, index, .. } => {
+                    let fixed = match &**index {
+                        Expr::String { value, .. } | Expr::RawString { value, .. } => {
+                            value.as_string().ok().map(|s| s.to_string())
+                        }
+                        _ => None,
+                    };
+                    chain.push((fixed, Some(&**index)));
+                    node = refr;
+                }
+                _ => break,
             }
-            bodies.iter().find_map(|b| query(&b.query, false))
         }
+        chain.reverse();
+        let mut path = Vec::new();
+        let mut named = false;
+        for (component, _) in &chain {
+            let Some(c) = component else { break };
+            path.push(c.clone());
+            if self.rules.contains(&path) {
+                named = true;
+                break;
+            }
+        }
+        let fixed = chain.iter().all(|(c, _)| c.is_some());
+        let missing_rule = fixed
+            && !self.packages.contains(&path)
+            && (1..path.len()).any(|n| path.get(..n).is_some_and(|p| self.packages.contains(p)));
+        let named = named || missing_rule;
+        if !named {
+            return Some(at(
+                span,
+                "a `data` reference that does not name a rule (a package as a whole, or a computed path)",
+            ));
+        }
+        chain
+            .iter()
+            .filter_map(|(_, index)| *index)
+            .find_map(|i| self.expr(i, in_loop))
+    }
+}
+
+/// `not` over something whose pattern comparisons the VM drops inside `not`.
+fn not_unsupported(e: &Expr) -> bool {
+    let mut found = false;
+    children(e, &mut |c| {
+        found |= match c {
+            Expr::AssignExpr { .. }
+            | Expr::ArrayCompr { .. }
+            | Expr::SetCompr { .. }
+            | Expr::ObjectCompr { .. } => true,
+            Expr::Call { params, .. } => params
+                .last()
+                .is_some_and(|p| matches!(&**p, Expr::Array { .. } | Expr::Object { .. })),
+            _ => false,
+        };
+        !found
+    });
+    found
+}
+
+fn rooted_at_data(e: &Expr) -> bool {
+    match e {
+        Expr::Var { span, .. } => span.text() == "data",
+        Expr::RefDot { refr, .. } | Expr::RefBrack { refr, .. } => rooted_at_data(refr),
+        _ => false,
     }
 }
 
@@ -143,88 +353,6 @@ fn has_var(e: &Expr) -> bool {
     found
 }
 
-/// Checks a query; `in_loop` when an enclosing query iterates.
-fn query(q: &Query, in_loop: bool) -> Option<String> {
-    let in_loop = in_loop || query_iterates(q);
-    q.stmts.iter().find_map(|s| match &s.literal {
-        Literal::SomeVars { .. } => None,
-        Literal::SomeIn {
-            key,
-            value,
-            collection,
-            ..
-        } => key
-            .iter()
-            .chain([value, collection])
-            .find_map(|e| expr(e, in_loop)),
-        Literal::NotExpr { span, expr: e } if matches!(&**e, Expr::AssignExpr { .. }) => {
-            Some(at(span, "`not` over an assignment or a pattern match"))
-        }
-        Literal::Expr { expr: e, .. } | Literal::NotExpr { expr: e, .. } => expr(e, in_loop),
-        Literal::Every {
-            domain, query: q, ..
-        } => expr(domain, in_loop).or_else(|| query(q, true)),
-    })
-}
-
-/// Checks an expression and everything in it; `in_loop` when it is evaluated inside an
-/// iteration.
-fn expr(e: &Expr, in_loop: bool) -> Option<String> {
-    let mut why = None;
-    children(e, &mut |c| {
-        if why.is_some() {
-            return false;
-        }
-        match c {
-            Expr::ArrayCompr {
-                span,
-                term,
-                query: q,
-                ..
-            }
-            | Expr::SetCompr {
-                span,
-                term,
-                query: q,
-                ..
-            } => {
-                why = if in_loop {
-                    Some(at(span, "a comprehension inside an iteration"))
-                } else {
-                    let inner = query_iterates(q);
-                    query(q, false).or_else(|| expr(term, inner))
-                };
-                false
-            }
-            Expr::ObjectCompr {
-                span,
-                key,
-                value,
-                query: q,
-                ..
-            } => {
-                why = if in_loop {
-                    Some(at(span, "a comprehension inside an iteration"))
-                } else {
-                    let inner = query_iterates(q);
-                    query(q, false)
-                        .or_else(|| expr(key, inner))
-                        .or_else(|| expr(value, inner))
-                };
-                false
-            }
-            Expr::Membership {
-                span, key: Some(_), ..
-            } => {
-                why = Some(at(span, "`k, v in collection` (a key-value membership)"));
-                false
-            }
-            _ => true,
-        }
-    });
-    why
-}
-
 /// Visits `e` and, while `visit` returns true for a node, its children.
 fn children(e: &Expr, visit: &mut dyn FnMut(&Expr) -> bool) {
     if !visit(e) {
@@ -244,7 +372,7 @@ fn children(e: &Expr, visit: &mut dyn FnMut(&Expr) -> bool) {
             children(k, visit);
             children(v, visit);
         }),
-        // A comprehension's query is checked by `query`; its terms here.
+        // A comprehension's query is checked by `Gate::query`; its terms here.
         Expr::ArrayCompr { term, .. } | Expr::SetCompr { term, .. } => children(term, visit),
         Expr::ObjectCompr { key, value, .. } => {
             children(key, visit);

@@ -656,6 +656,15 @@ impl RegoVM {
                 if let Ok(set_mut) = set_value.as_set_mut() {
                     if !matches!(value_to_add, Value::Undefined) {
                         set_mut.insert(value_to_add);
+                    } else if self.strict_builtin_errors {
+                        // Strict: an undefined element of a partial set rule is an error. The
+                        // interpreter errors too (or, when no defined element follows, drops
+                        // the rule's elements); skipping it could drop a `deny`.
+                        self.set_register(set, set_value)?;
+                        return Err(VmError::RuleDataConflict {
+                            message: "a partial set rule produced an undefined element".into(),
+                            pc: self.pc,
+                        });
                     }
                     self.set_register(set, set_value)?;
                 } else {

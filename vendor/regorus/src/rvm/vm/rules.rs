@@ -16,6 +16,10 @@ use super::execution_model::{
 };
 use super::machine::RegoVM;
 
+/// How deep rule and function calls may nest before the evaluation fails (see
+/// `execute_call_rule_common`).
+pub const MAX_RULE_CALL_DEPTH: usize = 32;
+
 impl RegoVM {
     /// Returns true if the error represents a resource-limit violation that
     /// must never be silently absorbed by rule evaluation.
@@ -303,6 +307,18 @@ impl RegoVM {
             }
             self.set_register(dest, result)?;
             return Ok(());
+        }
+
+        // Rego has no recursion, so a deep chain of rule calls is a recursive policy the
+        // compiler did not reject (`a if b`, `b if a`). Without a bound the VM recursed until
+        // the thread's stack overflowed and the process aborted.
+        if self.call_rule_stack.len() >= MAX_RULE_CALL_DEPTH {
+            return Err(VmError::Internal {
+                message: alloc::format!(
+                    "rule calls nested more than {MAX_RULE_CALL_DEPTH} deep (a recursive policy?)"
+                ),
+                pc: self.pc,
+            });
         }
 
         self.call_rule_stack.push(CallRuleContext {
