@@ -35,6 +35,9 @@ async fn hot_reload_good_then_broken_then_good_never_leaves_the_proxy_without_po
         serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
     };
     let rev0 = status(&token)["revision"].as_str().unwrap().to_string();
+    // The shipped pack runs on the VM (the default engine).
+    assert_eq!(status(&token)["engine"], "vm");
+    assert!(status(&token)["engine_note"].is_null());
 
     // Good: a new rule is picked up.
     let extra = w.tmp.path().join("policies/block.rego");
@@ -48,6 +51,30 @@ async fn hot_reload_good_then_broken_then_good_never_leaves_the_proxy_without_po
     assert_eq!(code, 403, "{body}");
     assert!(body.contains("no_ping"));
     let rev1 = status(&token)["revision"].as_str().unwrap().to_string();
+    assert_eq!(status(&token)["engine"], "vm");
+
+    // A construct the VM evaluates differently (an object literal with a computed key): the
+    // revision runs on the interpreter, and the status says why, with file:line.
+    std::fs::write(
+        &extra,
+        format!("{BLOCK_PING}\nhosts := {{input.request.host: true}}\n"),
+    )
+    .unwrap();
+    assert!(
+        eventually(Duration::from_secs(10), || status(&token)["engine"]
+            == "interpreter")
+        .await
+    );
+    let note = status(&token)["engine_note"].as_str().unwrap().to_string();
+    assert!(note.contains("block.rego:"), "{note}");
+    assert_eq!(curl(&env, &[url.as_str()]).await.0, 403);
+    std::fs::write(&extra, BLOCK_PING).unwrap();
+    assert!(
+        eventually(Duration::from_secs(10), || status(&token)["revision"]
+            == rev1.as_str())
+        .await
+    );
+    assert_eq!(status(&token)["engine"], "vm");
 
     // Broken: a syntax error. The last good policy stays in force; the error names file:line.
     std::fs::write(
