@@ -380,6 +380,30 @@ const AGREEMENT_CASES: &[(&str, &str, &str, Expect)] = &[
         r#"{}"#,
         Expect::Fixed,
     ),
+    (
+        "input first read inside an every that runs zero times",
+        "package clawser\n\ndefault decision := {\"outcome\": \"allow\"}\n\nblocked := []\n\ndecision := {\"outcome\": \"deny\"} if {\n\tevery a in blocked {\n\t\ta != input.agent\n\t}\n\tinput.method == \"DELETE\"\n}\n",
+        r#"{"agent": "dev", "method": "DELETE"}"#,
+        Expect::Fixed,
+    ),
+    (
+        "input first read inside a comprehension that yields nothing",
+        "package clawser\n\ndefault decision := {\"outcome\": \"allow\"}\n\nexempt_agents := set()\n\ndecision := {\"outcome\": \"deny\"} if {\n\texempt := {a | some a in exempt_agents; a == input.agent}\n\tcount(exempt) == 0\n\tinput.method == \"DELETE\"\n}\n",
+        r#"{"agent": "dev", "method": "DELETE"}"#,
+        Expect::Fixed,
+    ),
+    (
+        "input first read inside an every, then in the rule's head",
+        "package clawser\n\ndefault decision := {\"outcome\": \"allow\"}\n\nblocked := []\n\nflags contains input.flag if {\n\tevery a in blocked {\n\t\ta != input.agent\n\t}\n}\n\ndecision := {\"outcome\": \"deny\"} if \"stop\" in flags\n",
+        r#"{"agent": "dev", "flag": "stop"}"#,
+        Expect::Fixed,
+    ),
+    (
+        "a function with more than 8 parameters",
+        "package clawser\n\ndefault decision := {\"outcome\": \"allow\"}\n\nblocked(a, b, c, d, e, f, g, h, user) if user == \"mallory\"\n\ndecision := {\"outcome\": \"deny\"} if blocked(1, 2, 3, 4, 5, 6, 7, 8, input.agent)\n",
+        r#"{"agent": "mallory"}"#,
+        Expect::Gated,
+    ),
 ];
 
 #[test]

@@ -26,7 +26,8 @@
 //! - a `data` reference that does not name a rule (a whole package, or a computed path): the
 //!   VM keeps undefined rules as keys of the package object;
 //! - `some x` declarations (the VM can read `x` as a rule of the same name), and imports other
-//!   than `rego.v1` and `future.keywords`.
+//!   than `rego.v1` and `future.keywords`;
+//! - a function with more than 8 parameters: the VM passes only the first 8 arguments.
 //!
 //! "Iterates" is read conservatively: `some`, `every`, or any `[...]` whose index mentions a
 //! variable. Every rule is checked, `test_*` rules too (a decision may refer to them).
@@ -116,6 +117,11 @@ impl Gate {
                 span,
                 "a rule name with dots or [...] (a partial object rule or a ref head)",
             ));
+        }
+        if let RuleHead::Func { args, .. } = head {
+            if args.len() > 8 {
+                return Some(at(span, "a function with more than 8 parameters"));
+            }
         }
         let complete = !matches!(head, RuleHead::Set { .. });
         let mut values: Vec<&Expr> = value.map(|v| &**v).into_iter().collect();

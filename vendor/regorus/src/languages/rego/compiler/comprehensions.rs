@@ -47,7 +47,11 @@ impl<'a> Compiler<'a> {
             key_value_loops_hoisted: false,
         };
         self.push_context(context);
+        // The body may run zero times: a root (`input`, `data`) first loaded inside it must not
+        // be reused after it, where that load never ran.
+        let saved_roots = (self.current_input_register, self.current_data_register);
         self.compile_query(query)?;
+        (self.current_input_register, self.current_data_register) = saved_roots;
         self.pop_context();
 
         self.emit_instruction(Instruction::ComprehensionEnd {}, span);

@@ -168,7 +168,11 @@ impl<'a> Compiler<'a> {
             self.add_variable(key_name, key_reg);
         }
 
+        // The body may run zero times: a root (`input`, `data`) first loaded inside it must not
+        // be reused after it, where that load never ran.
+        let saved_roots = (self.current_input_register, self.current_data_register);
         self.compile_query(query)?;
+        (self.current_input_register, self.current_data_register) = saved_roots;
 
         self.pop_context();
         self.pop_scope();
