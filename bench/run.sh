@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Proxy throughput and latency against direct, measured in one run on this machine.
 #
-#   bench/run.sh                      # the VM engine (the default)
-#   ENGINE=interpreter bench/run.sh   # regorus's interpreter
+#   bench/run.sh                 # interpreter engine (the default)
+#   ENGINE=vm bench/run.sh       # the regorus VM engine (opt-in)
 #   DURATION=20s bench/run.sh
 #   SCENARIOS='ka64:-c 64;new64:-c 64 --disable-keepalive' bench/run.sh   # name:oha args, ';'-separated
 #   OHA_NICE=15 bench/run.sh     # run oha at lower CPU priority (shared-core experiments)
@@ -15,7 +15,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${DURATION:-10s}
-ENGINE=${ENGINE:-vm}
+ENGINE=${ENGINE:-interpreter}
 
 command -v oha >/dev/null 2>&1 || cargo install --locked oha
 cargo build --release --quiet --bin clawser --example bench_upstream

@@ -247,7 +247,7 @@ impl Validator<'_> {
             leaf_validity_days,
             cache_size: self.positive("ca.cache_size", raw.ca.cache_size, 10_000)?,
         };
-        let engine = match raw.policy.engine.as_deref().unwrap_or("vm") {
+        let engine = match raw.policy.engine.as_deref().unwrap_or("interpreter") {
             "interpreter" => crate::policy::EvalEngine::Interpreter,
             "vm" => crate::policy::EvalEngine::Vm,
             other => {

@@ -17,9 +17,10 @@
 //! - a comprehension evaluated inside an iteration (a rule body, comprehension or `every`
 //!   that iterates, or a comprehension whose own term iterates): the VM can send a condition
 //!   that fails inside it to the enclosing loop instead;
-//! - `not` over an assignment or pattern match, over a comprehension, or over a call whose
-//!   last argument is an array or object (an output pattern): inside `not` the VM drops the
-//!   element comparisons of patterns;
+//! - `not` over an assignment or pattern match, over a comprehension, or over a call with an
+//!   output argument (more arguments than the callee takes, or a last argument that is an
+//!   array or object): inside `not` the VM drops pattern comparisons, and an unbound output
+//!   ends the body (the interpreter reports an unsafe variable);
 //! - `k, v in collection` (membership of a key-value pair): the VM ignores the key;
 //! - an object literal with a computed key: the VM inserts computed keys after literal ones,
 //!   so an agent-chosen key can overwrite a field the policy set;
@@ -27,14 +28,18 @@
 //!   VM keeps undefined rules as keys of the package object;
 //! - `some x` declarations (the VM can read `x` as a rule of the same name), and imports other
 //!   than `rego.v1` and `future.keywords`;
-//! - a function with more than 8 parameters: the VM passes only the first 8 arguments.
+//! - a function with more than 8 parameters: the VM passes only the first 8 arguments;
+//! - `_` as a call argument or assigned (`f(x, _)`, `_ := input.missing`): the VM does not
+//!   check that the value exists;
+//! - a function parameter or `every` variable named `input` or `data`: the VM reads the
+//!   global document instead of the local.
 //!
 //! "Iterates" is read conservatively: `some`, `every`, or any `[...]` whose index mentions a
 //! variable. Every rule is checked, `test_*` rules too (a decision may refer to them).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
-use regorus::unstable::{Expr, Literal, Module, Query, Rule, RuleHead, Span};
+use regorus::unstable::{Expr, Literal, Module, Query, Rule, RuleHead, Span, BUILTINS};
 use regorus::Engine;
 
 /// Why the VM must not evaluate this revision, as `file:line: reason`; `None` when it may.
@@ -45,6 +50,7 @@ pub fn vm_unsupported(engine: &mut Engine) -> Option<String> {
     };
     let modules = engine.get_modules();
     let mut rules = HashSet::new();
+    let mut arity: HashMap<String, usize> = HashMap::new();
     let package_paths = packages.iter().map(|p| p.components.clone()).collect();
     for (m, pkg) in modules.iter().zip(&packages) {
         for r in &m.policy {
@@ -60,12 +66,21 @@ pub fn vm_unsupported(engine: &mut Engine) -> Option<String> {
                 let mut path = pkg.components.clone();
                 path.push(span.text().to_string());
                 rules.insert(path);
+                if let Rule::Spec {
+                    head: RuleHead::Func { args, .. },
+                    ..
+                } = &**r
+                {
+                    let n = arity.entry(span.text().to_string()).or_insert(args.len());
+                    *n = (*n).min(args.len());
+                }
             }
         }
     }
     let gate = Gate {
         rules,
         packages: package_paths,
+        arity,
     };
     modules.iter().find_map(|m| gate.module(m))
 }
@@ -78,6 +93,8 @@ fn at(span: &Span, reason: &str) -> String {
 struct Gate {
     rules: HashSet<Vec<String>>,
     packages: HashSet<Vec<String>>,
+    /// The fewest parameters of any definition of each user function, by its name.
+    arity: HashMap<String, usize>,
 }
 
 impl Gate {
@@ -122,6 +139,9 @@ impl Gate {
             if args.len() > 8 {
                 return Some(at(span, "a function with more than 8 parameters"));
             }
+            if args.iter().any(|a| names_root(a)) {
+                return Some(at(span, "a function parameter named input or data"));
+            }
         }
         let complete = !matches!(head, RuleHead::Set { .. });
         let mut values: Vec<&Expr> = value.map(|v| &**v).into_iter().collect();
@@ -161,7 +181,7 @@ impl Gate {
                 .iter()
                 .chain([value, collection])
                 .find_map(|e| self.expr(e, in_loop)),
-            Literal::NotExpr { span, expr: e } if not_unsupported(e) => Some(at(
+            Literal::NotExpr { span, expr: e } if self.not_unsupported(e) => Some(at(
                 span,
                 "`not` over a pattern match, a comprehension or an output argument",
             )),
@@ -169,8 +189,21 @@ impl Gate {
                 self.expr(e, in_loop)
             }
             Literal::Every {
-                domain, query: q, ..
-            } => self.expr(domain, in_loop).or_else(|| self.query(q, true)),
+                span,
+                key,
+                value,
+                domain,
+                query: q,
+            } => {
+                if key
+                    .iter()
+                    .chain([value])
+                    .any(|v| matches!(v.text(), "input" | "data"))
+                {
+                    return Some(at(span, "an `every` variable named input or data"));
+                }
+                self.expr(domain, in_loop).or_else(|| self.query(q, true))
+            }
         })
     }
 
@@ -202,6 +235,17 @@ impl Gate {
                     why = Some(at(span, "`k, v in collection` (a key-value membership)"));
                     return false;
                 }
+                Expr::Call { span, params, .. } if params.iter().any(|p| is_wildcard(p)) => {
+                    why = Some(at(
+                        span,
+                        "a call with `_` as an argument (an output nothing checks)",
+                    ));
+                    return false;
+                }
+                Expr::AssignExpr { span, lhs, .. } if is_wildcard(lhs) => {
+                    why = Some(at(span, "an assignment to `_`"));
+                    return false;
+                }
                 Expr::Object { span, fields, .. }
                     if fields.iter().any(|(_, k, _)| !constant(k)) =>
                 {
@@ -228,6 +272,37 @@ impl Gate {
             false
         });
         why
+    }
+
+    /// `not` over something whose pattern comparisons or output bindings the VM handles
+    /// differently inside `not`: an assignment or pattern match, a comprehension, or a call
+    /// with an output argument (more arguments than the callee takes, or a last argument that
+    /// is an array or object pattern).
+    fn not_unsupported(&self, e: &Expr) -> bool {
+        let mut found = false;
+        children(e, &mut |c| {
+            found |= match c {
+                Expr::AssignExpr { .. }
+                | Expr::ArrayCompr { .. }
+                | Expr::SetCompr { .. }
+                | Expr::ObjectCompr { .. } => true,
+                Expr::Call { fcn, params, .. } => {
+                    let name = fcn.span().text();
+                    let takes = BUILTINS.get(name).map(|b| usize::from(b.1)).or_else(|| {
+                        self.arity
+                            .get(name.rsplit('.').next().unwrap_or(name))
+                            .copied()
+                    });
+                    takes.is_some_and(|n| params.len() > n)
+                        || params.last().is_some_and(|p| {
+                            matches!(&**p, Expr::Array { .. } | Expr::Object { .. })
+                        })
+                }
+                _ => false,
+            };
+            !found
+        });
+        found
     }
 
     /// A reference rooted at `data` must name a rule by a fixed path (anything after the rule
@@ -284,20 +359,15 @@ impl Gate {
     }
 }
 
-/// `not` over something whose pattern comparisons the VM drops inside `not`.
-fn not_unsupported(e: &Expr) -> bool {
+fn is_wildcard(e: &Expr) -> bool {
+    matches!(e, Expr::Var { span, .. } if span.text() == "_")
+}
+
+/// Whether a pattern (a function parameter) binds a variable named `input` or `data`.
+fn names_root(e: &Expr) -> bool {
     let mut found = false;
     children(e, &mut |c| {
-        found |= match c {
-            Expr::AssignExpr { .. }
-            | Expr::ArrayCompr { .. }
-            | Expr::SetCompr { .. }
-            | Expr::ObjectCompr { .. } => true,
-            Expr::Call { params, .. } => params
-                .last()
-                .is_some_and(|p| matches!(&**p, Expr::Array { .. } | Expr::Object { .. })),
-            _ => false,
-        };
+        found |= matches!(c, Expr::Var { span, .. } if matches!(span.text(), "input" | "data"));
         !found
     });
     found

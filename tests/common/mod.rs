@@ -298,6 +298,23 @@ impl World {
         World::with_config(proxy_extra, "").await
     }
 
+    /// The default config with `policy.engine` set.
+    pub async fn with_policy_engine(engine: &str) -> World {
+        let tmp = tempfile::tempdir().unwrap();
+        let upstream = Upstream::start(tmp.path()).await;
+        let cfg = base_config(tmp.path(), &upstream, "").replace(
+            "  reload_interval: 100ms\n",
+            &format!("  reload_interval: 100ms\n  engine: {engine}\n"),
+        );
+        assert!(cfg.contains("engine:"));
+        let server = Server::start(tmp.path(), &cfg);
+        World {
+            tmp,
+            upstream,
+            server,
+        }
+    }
+
     /// `proxy_extra` lines go under `proxy:`; `extra` is appended to the config.
     pub async fn with_config(proxy_extra: &str, extra: &str) -> World {
         let tmp = tempfile::tempdir().unwrap();
