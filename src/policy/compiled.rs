@@ -263,7 +263,33 @@ impl LoadedPolicy {
         })
     }
 
+    /// Evaluates, turning a panic inside regorus (a bug there, possibly reachable with input
+    /// the agent shapes) into an evaluation error: a `policy_error` deny that is logged and
+    /// recorded like any other refusal, instead of a dropped connection with no decision.
     fn eval(&self, input: Value) -> std::result::Result<Decision, String> {
+        let run = std::panic::AssertUnwindSafe(|| self.eval_unguarded(input));
+        match std::panic::catch_unwind(run) {
+            Ok(result) => result,
+            Err(payload) => {
+                // A VM that panicked half-way is not reused.
+                VM.with(|cell| {
+                    if let Ok(mut slot) = cell.try_borrow_mut() {
+                        *slot = None;
+                    }
+                });
+                let what = payload
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| payload.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "unknown".to_string());
+                Err(format!(
+                    "regorus panicked while evaluating the policy: {what}"
+                ))
+            }
+        }
+    }
+
+    fn eval_unguarded(&self, input: Value) -> std::result::Result<Decision, String> {
         let out = match &self.program {
             // The input's collections are shared, so keeping it for an explanation is cheap.
             Some(p) => match self.eval_vm(p, input.clone())? {
@@ -455,6 +481,18 @@ mod tests {
                 assert!(e.error.is_none(), "{name} on {engine:?}: {e:?}");
                 assert_eq!(e.decision.outcome, Outcome::Allow, "{name} on {engine:?}");
             }
+        }
+    }
+
+    /// `strings.count` with an empty substring panicked in regorus (`windows(0)`) on both
+    /// engines; an agent could supply the substring. It now counts as OPA does.
+    #[test]
+    fn strings_count_of_an_empty_substring_does_not_panic() {
+        let rego = "package clawser\n\ndefault decision := {\"outcome\": \"deny\"}\n\ndecision := {\"outcome\": \"allow\"} if strings.count(input.s, input.n) == 4\n";
+        for engine in [EvalEngine::Interpreter, EvalEngine::Vm] {
+            let e = policy_with(rego, engine).decide_json(r#"{"s": "abc", "n": ""}"#);
+            assert!(e.error.is_none(), "{engine:?}: {e:?}");
+            assert_eq!(e.decision.outcome, Outcome::Allow, "{engine:?}");
         }
     }
 

@@ -623,6 +623,12 @@ fn strings_count(
     let search = ensure_string(name, &params[0], &args[0])?;
     let substring = ensure_string(name, &params[0], &args[1])?;
 
+    // An empty substring matches before every character and at the end, as in OPA (Go's
+    // strings.Count); `windows(0)` panicked.
+    if substring.is_empty() {
+        return Ok(Value::from(search.chars().count().saturating_add(1)));
+    }
+
     Ok(Value::from(
         search
             .as_bytes()
