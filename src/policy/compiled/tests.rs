@@ -1,0 +1,169 @@
+//! Tests of `compiled.rs`: fail-closed evaluation on both engines.
+
+use super::*;
+use crate::model::Outcome;
+
+fn policy_with(rego: &str, engine: EvalEngine) -> LoadedPolicy {
+    let d = tempfile::tempdir().unwrap();
+    std::fs::write(d.path().join("p.rego"), rego).unwrap();
+    let opts = EvalOptions {
+        engine,
+        max_instructions: DEFAULT_MAX_INSTRUCTIONS,
+    };
+    LoadedPolicy::compile_with(&PolicySource::read_dir(d.path()).unwrap(), opts).unwrap()
+}
+
+fn policy(rego: &str) -> LoadedPolicy {
+    policy_with(rego, EvalEngine::Interpreter)
+}
+
+#[test]
+fn vm_and_interpreter_agree_on_a_plain_decision() {
+    let p = policy_with("package clawser\n\ndecision := {\"outcome\": \"allow\"} if input.ok\n\ndecision := {\"outcome\": \"deny\", \"reasons\": [{\"code\": \"x\"}]} if not input.ok\n", EvalEngine::Vm);
+    assert!(p.uses_vm());
+    assert_eq!(
+        p.decide_json(r#"{"ok": true}"#).decision.outcome,
+        Outcome::Allow
+    );
+    let d = p.decide_json(r#"{"ok": false}"#).decision;
+    assert_eq!(d, p.decide_json_interpreted(r#"{"ok": false}"#).unwrap());
+}
+
+#[test]
+fn runaway_policy_hits_the_instruction_limit_and_is_denied() {
+    let rego = "package clawser\n\ndecision := {\"outcome\": \"allow\"} if count([x | some x in numbers.range(1, 50000000)]) > 0\n";
+    let e = policy_with(rego, EvalEngine::Vm).decide_json("{}");
+    assert_eq!(e.decision.outcome, Outcome::Deny);
+    assert_eq!(e.decision.reasons[0].code, "policy_error");
+    assert!(e.error.is_some());
+}
+
+#[test]
+fn runaway_policy_hits_the_time_limit_in_the_interpreter() {
+    crate::policy::set_eval_timeout(Duration::from_millis(100));
+    let rego = "package clawser\n\ndecision := {\"outcome\": \"allow\"} if count([x | some x in numbers.range(1, 50000000)]) > 0\n";
+    let e = policy(rego).decide_json("{}");
+    assert_eq!(e.decision.reasons[0].code, "policy_error");
+    assert!(
+        e.error.as_deref().unwrap_or("").contains("time limit"),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn undefined_or_malformed_decisions_fail_closed() {
+    for rego in [
+        "package clawser\n\ndecision := {\"outcome\": \"allow\"} if input.never\n",
+        "package clawser\n\ndecision := \"allow\"\n",
+        "package clawser\n\ndecision := {\"outcome\": \"maybe\"}\n",
+    ] {
+        let e = policy(rego).decide_json("{}");
+        assert_eq!(e.decision.outcome, Outcome::Deny, "{rego}");
+        assert_eq!(e.decision.reasons[0].code, "policy_error", "{rego}");
+    }
+}
+
+const ERRORING_DENY: &str = "package clawser\n\ndefault decision := {\"outcome\": \"allow\"}\n\ndecision := {\"outcome\": \"deny\"} if to_number(input.x) > 0\n";
+
+/// Policies where an error (or a conflict) would, if evaluation went on, let a request
+/// through: a `deny` that errors, a `not` over an erroring helper, a function whose body
+/// errors, rule definitions that disagree, an erroring `else` branch, and `some .. in` over
+/// a value that is not a collection. Each must be a `policy_error` deny on both engines.
+/// With regorus 0.14.1 as released the VM allowed the erroring `deny`, the conflict and the
+/// `some .. in` case; the fixes in vendor/regorus are what make this test pass.
+const ERROR_CASES: &[(&str, &str, &str)] = &[
+    ("erroring deny", ERRORING_DENY, r#"{"x": "not a number"}"#),
+    (
+        "not over an erroring helper",
+        "package clawser\n\nsafe if to_number(input.x) < 10\n\ndecision := {\"outcome\": \"allow\"} if not unsafe\n\nunsafe if not safe\n\ndefault decision := {\"outcome\": \"deny\"}\n",
+        r#"{"x": "1e999x"}"#,
+    ),
+    (
+        "function body errors",
+        "package clawser\n\nbig(x) if to_number(x) > 10\n\ndefault decision := {\"outcome\": \"allow\"}\n\ndecision := {\"outcome\": \"deny\"} if big(input.x)\n",
+        r#"{"x": "lots"}"#,
+    ),
+    (
+        "conflicting rule values",
+        "package clawser\n\nenv := \"staging\" if input.a\n\nenv := \"production\" if input.b\n\ndefault decision := {\"outcome\": \"allow\"}\n\ndecision := {\"outcome\": \"deny\"} if env == \"production\"\n",
+        r#"{"a": true, "b": true}"#,
+    ),
+    (
+        "erroring else branch",
+        "package clawser\n\nlevel := 1 if input.never else := to_number(input.x)\n\ndefault decision := {\"outcome\": \"allow\"}\n\ndecision := {\"outcome\": \"deny\"} if level > 0\n",
+        r#"{"x": "nope"}"#,
+    ),
+    (
+        "some .. in over a value that is not a collection",
+        "package clawser\n\ndefault decision := {\"outcome\": \"allow\"}\n\ndecision := {\"outcome\": \"deny\"} if {\n\tsome x in input.items\n\tx == \"rm\"\n}\n",
+        r#"{"items": "rm"}"#,
+    ),
+    (
+        "erroring deny in a partial set",
+        "package clawser\n\ndeny contains \"big\" if to_number(input.x) > 10\n\ndefault decision := {\"outcome\": \"allow\"}\n\ndecision := {\"outcome\": \"deny\"} if count(deny) > 0\n",
+        r#"{"x": "huge"}"#,
+    ),
+];
+
+#[test]
+fn errors_and_conflicts_fail_closed_on_both_engines() {
+    for engine in [EvalEngine::Interpreter, EvalEngine::Vm] {
+        for (name, rego, input) in ERROR_CASES {
+            let p = policy_with(rego, engine);
+            assert_eq!(p.uses_vm(), engine == EvalEngine::Vm, "{name}");
+            let e = p.decide_json(input);
+            assert_eq!(
+                e.decision.reasons.first().map(|r| r.code.as_str()),
+                Some("policy_error"),
+                "{name} on {engine:?}: {e:?}"
+            );
+            // The logged error names the rule's file:line (the VM's own error is explained
+            // by the interpreter).
+            let error = e.error.unwrap_or_default();
+            assert!(error.contains("p.rego:"), "{name} on {engine:?}: {error}");
+        }
+    }
+}
+
+/// The same policies decide normally when nothing errors, on both engines.
+#[test]
+fn the_error_case_policies_decide_when_nothing_errors() {
+    let inputs = [
+        r#"{"x": "0"}"#,
+        r#"{"x": "1"}"#,
+        r#"{"x": "1"}"#,
+        r#"{"a": true}"#,
+        r#"{"x": "0"}"#,
+        r#"{"items": ["ok"]}"#,
+        r#"{"x": "1"}"#,
+    ];
+    for engine in [EvalEngine::Interpreter, EvalEngine::Vm] {
+        for ((name, rego, _), input) in ERROR_CASES.iter().zip(inputs) {
+            let e = policy_with(rego, engine).decide_json(input);
+            assert!(e.error.is_none(), "{name} on {engine:?}: {e:?}");
+            assert_eq!(e.decision.outcome, Outcome::Allow, "{name} on {engine:?}");
+        }
+    }
+}
+
+/// `strings.count` with an empty substring panicked in regorus (`windows(0)`) on both
+/// engines; an agent could supply the substring. It now counts as OPA does.
+#[test]
+fn strings_count_of_an_empty_substring_does_not_panic() {
+    let rego = "package clawser\n\ndefault decision := {\"outcome\": \"deny\"}\n\ndecision := {\"outcome\": \"allow\"} if strings.count(input.s, input.n) == 4\n";
+    for engine in [EvalEngine::Interpreter, EvalEngine::Vm] {
+        let e = policy_with(rego, engine).decide_json(r#"{"s": "abc", "n": ""}"#);
+        assert!(e.error.is_none(), "{engine:?}: {e:?}");
+        assert_eq!(e.decision.outcome, Outcome::Allow, "{engine:?}");
+    }
+}
+
+#[test]
+fn the_interpreter_is_the_default_engine() {
+    assert_eq!(EvalOptions::default().engine, EvalEngine::Interpreter);
+    let d = tempfile::tempdir().unwrap();
+    let rego = "package clawser\n\ndecision := {\"outcome\": \"allow\"}\n";
+    std::fs::write(d.path().join("p.rego"), rego).unwrap();
+    let p = LoadedPolicy::compile(&PolicySource::read_dir(d.path()).unwrap()).unwrap();
+    assert!(!p.uses_vm());
+}
