@@ -98,16 +98,28 @@ fn vm_outcome(e: &super::compiled::Evaluated) -> Option<crate::model::Decision> 
     e.error.is_none().then(|| e.decision.clone())
 }
 
-#[test]
-fn vm_and_interpreter_agree_on_mutated_table_inputs() {
-    let d = tempfile::tempdir().unwrap();
-    super::pack::install_if_missing(d.path()).unwrap();
-    let src = PolicySource::read_dir(d.path()).unwrap();
+/// The policy directory `d` compiled with `policy.engine: vm`.
+fn on_vm(d: &std::path::Path) -> (PolicySource, Result<LoadedPolicy, crate::error::Error>) {
+    let src = PolicySource::read_dir(d).unwrap();
     let opts = EvalOptions {
         engine: EvalEngine::Vm,
         ..Default::default()
     };
-    let policy = LoadedPolicy::compile_with(&src, opts).unwrap();
+    let policy = LoadedPolicy::compile_with(&src, opts);
+    (src, policy)
+}
+
+/// The shipped pack, installed in a temporary directory, compiled for the VM.
+fn shipped_pack_on_vm() -> (tempfile::TempDir, PolicySource, LoadedPolicy) {
+    let d = tempfile::tempdir().unwrap();
+    super::pack::install_if_missing(d.path()).unwrap();
+    let (src, policy) = on_vm(d.path());
+    (d, src, policy.unwrap())
+}
+
+#[test]
+fn vm_and_interpreter_agree_on_mutated_table_inputs() {
+    let (_d, src, policy) = shipped_pack_on_vm();
     assert!(policy.uses_vm());
 
     let replacements = [
@@ -445,13 +457,7 @@ fn vm_and_interpreter_agree_on_tricky_policies() {
         for (i, module) in rego.split("\n----\n").enumerate() {
             std::fs::write(d.path().join(format!("p{i}.rego")), module).unwrap();
         }
-        let src = PolicySource::read_dir(d.path()).unwrap();
-        let opts = EvalOptions {
-            engine: EvalEngine::Vm,
-            ..Default::default()
-        };
-        let policy =
-            LoadedPolicy::compile_with(&src, opts).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let policy = on_vm(d.path()).1.unwrap_or_else(|e| panic!("{name}: {e}"));
         let got = if !policy.uses_vm() {
             let note = policy.engine_note.clone().unwrap_or_default();
             assert!(note.contains(".rego:"), "{name}: {note}");
@@ -479,13 +485,6 @@ fn vm_and_interpreter_agree_on_tricky_policies() {
 /// The shipped pack runs on the VM when it is chosen: the gate finds nothing in it.
 #[test]
 fn the_shipped_pack_runs_on_the_vm() {
-    let d = tempfile::tempdir().unwrap();
-    super::pack::install_if_missing(d.path()).unwrap();
-    let src = PolicySource::read_dir(d.path()).unwrap();
-    let opts = EvalOptions {
-        engine: EvalEngine::Vm,
-        ..Default::default()
-    };
-    let policy = LoadedPolicy::compile_with(&src, opts).unwrap();
+    let (_d, _, policy) = shipped_pack_on_vm();
     assert!(policy.uses_vm(), "{:?}", policy.engine_note);
 }
