@@ -2,9 +2,12 @@
 //! realistic input (no criterion: a plain timing loop, run with `cargo bench --bench policy`).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use clawser::policy::{pack, EvalEngine, EvalOptions, PolicyEngine};
+use clawser::identity::{Agent, Job, Principal};
+use clawser::model::RequestSummary;
+use clawser::policy::{pack, EvalEngine, EvalOptions, PolicyEngine, PolicyInput, Target};
 
 // As in the clawser binary (src/main.rs): mimalloc (declared by regorus with the default
 // `mimalloc` feature), and no backtraces
@@ -50,33 +53,56 @@ fn run(name: &str, engine: &PolicyEngine) {
     // the same three as GitHub API calls, with input.github filled as the proxy fills it).
     let methods = std::env::var("METHODS")
         .unwrap_or_else(|_| "GET,POST,DELETE,gh-GET,gh-POST,gh-DELETE".into());
-    let inputs: Vec<serde_json::Value> = methods
+    // The proxy's own input struct (PolicyInput), as the pipeline builds it, so the figure
+    // includes serializing it into the regorus value.
+    let agent: Agent = serde_json::from_value(serde_json::json!({
+        "id": "oc-1", "runtime": "openclaw", "on_behalf_of": "alice", "roles": ["dev"], "labels": {},
+        "created_at": "2026-11-24T12:00:00Z", "source": "config"}))
+    .unwrap();
+    let job: Job = serde_json::from_value(serde_json::json!({
+        "id": "job_1", "title": "release 1.4", "started_by": "oc-1", "agents": ["oc-1"],
+        "state": "open", "created_at": "2026-11-24T12:00:00Z"}))
+    .unwrap();
+    let principal = Principal {
+        agent: Arc::new(agent),
+        job: Some(Arc::new(job)),
+        credential_id: "cred_1".into(),
+    };
+    let target = Target {
+        env: "development".into(),
+        service: "github".into(),
+    };
+    let requests: Vec<(RequestSummary, Option<serde_json::Value>)> = methods
         .split(',')
         .map(|m| {
             let (github, m) = match m.strip_prefix("gh-") {
                 Some(m) => (true, m),
                 None => (false, m),
             };
-            let mut input = serde_json::json!({
-                "version": 1, "time": "2026-11-24T12:00:00Z",
-                "agent": {"id": "oc-1", "runtime": "openclaw", "on_behalf_of": "alice", "roles": ["dev"], "labels": {}},
-                "job": {"id": "job_1", "title": "release 1.4", "agents": ["oc-1"]},
-                "grants": [],
-                "request": {"id": "req_1", "scheme": "https", "method": m, "host": "api.github.com", "port": 443,
-                            "path": "/repos/acme/api/issues/7/comments", "query": {},
-                            "headers": {"accept": ["application/json"], "authorization": ["<redacted>"], "user-agent": ["gh/2.40"]},
-                            "body": {"size": 12, "sha256": "00", "truncated": false}, "tls": {"sni": "api.github.com", "intercepted": true}},
-                "target": {"env": "development", "service": "github"}
-            });
-            if github {
+            let summary: RequestSummary = serde_json::from_value(serde_json::json!({
+                "id": "req_1", "scheme": "https", "method": m, "host": "api.github.com", "port": 443,
+                "path": "/repos/acme/api/issues/7/comments", "query": {},
+                "headers": {"accept": ["application/json"], "authorization": ["<redacted>"], "user-agent": ["gh/2.40"]},
+                "body": {"size": 12, "sha256": "00", "truncated": false}, "tls": {"sni": "api.github.com", "intercepted": true}
+            }))
+            .unwrap();
+            let github = github.then(|| {
                 let action = match m {
                     "GET" => "issues.list_comments",
                     "POST" => "issues.create_comment",
                     _ => "issues.delete_comment",
                 };
-                input["github"] = serde_json::json!({"repo": "acme/api", "owner": "acme", "name": "api",
-                    "resource": "issues", "action": action});
-            }
+                serde_json::json!({"repo": "acme/api", "owner": "acme", "name": "api",
+                    "resource": "issues", "action": action})
+            });
+            (summary, github)
+        })
+        .collect();
+    let inputs: Vec<PolicyInput> = requests
+        .iter()
+        .map(|(summary, github)| {
+            let mut input = PolicyInput::new(&principal, summary, &target);
+            input.github = github.clone();
             input
         })
         .collect();

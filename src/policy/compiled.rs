@@ -185,11 +185,12 @@ impl LoadedPolicy {
         self.finish(start, input.and_then(|i| self.eval(i)))
     }
 
-    /// Evaluates the decision for an input already serialized to a JSON tree (what the proxy
-    /// does: no JSON text in between). Never fails, as `decide_json`.
-    pub fn decide_tree(&self, input: std::result::Result<serde_json::Value, String>) -> Evaluated {
+    /// Evaluates the decision for an input struct, serialized straight into a regorus value
+    /// (what the proxy does: no JSON tree or text in between). Never fails, as `decide_json`.
+    pub fn decide_input<T: serde::Serialize + ?Sized>(&self, input: &T) -> Evaluated {
         let start = Instant::now();
-        let input = input.and_then(super::value::to_rego);
+        let input = super::value::to_value(input)
+            .map_err(|e| format!("input could not be serialized: {e}"));
         self.finish(start, input.and_then(|i| self.eval(i)))
     }
 

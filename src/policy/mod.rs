@@ -145,9 +145,7 @@ impl PolicyEngine {
     /// Evaluates `input`; any failure is a `policy_error` deny, logged here.
     pub fn decide<T: Serialize>(&self, input: &T) -> Evaluated {
         let policy = self.current.load();
-        let eval = policy.decide_tree(
-            serde_json::to_value(input).map_err(|e| format!("input could not be serialized: {e}")),
-        );
+        let eval = policy.decide_input(input);
         if let Some(err) = &eval.error {
             tracing::error!(revision = policy.short_revision(), error = %err, "policy evaluation failed; request denied (fail closed)");
         }

@@ -1,24 +1,35 @@
-//! The Rego input as a regorus `Value`, built from the serialized input tree directly.
+//! The Rego input as a regorus `Value`, built directly.
 //!
 //! Serializing the input to JSON text and parsing it again (`Value::from_json_str`) was about
-//! a sixth of a decision's cost with the shipped pack; building the `Value` from a
-//! `serde_json::Value` skips the text and regorus's key interning. Nesting is bounded
-//! (`MAX_DEPTH`): a deeper document is an error, which the caller turns into a fail-closed
-//! `policy_error` deny.
+//! a sixth of a decision's cost with the shipped pack. The proxy serializes its input structs
+//! straight into a regorus value (`ser::to_value`, a serde `Serializer`): no JSON text, no
+//! `serde_json::Value` tree, and no key interning. `to_rego` (tests only) converts a
+//! `serde_json::Value` the same way; it is the reference the serializer is checked against. Nesting is bounded (`MAX_DEPTH`): a deeper document is
+//! an error, which the caller turns into a fail-closed `policy_error` deny.
 
+#[cfg(test)]
 use std::collections::BTreeMap;
 
+#[cfg(test)]
 use regorus::Value;
+
+mod ser;
+#[cfg(test)]
+mod ser_tests;
+
+pub use ser::to_value;
 
 /// Deepest nesting converted. Request bodies reach the input already parsed by serde_json,
 /// whose own limit is 128 levels; the input adds a few levels around them.
 pub const MAX_DEPTH: usize = 192;
 
 /// Converts `v` to a regorus value, or says why it cannot.
+#[cfg(test)]
 pub fn to_rego(v: serde_json::Value) -> Result<Value, String> {
     convert(v, 0)
 }
 
+#[cfg(test)]
 fn convert(v: serde_json::Value, depth: usize) -> Result<Value, String> {
     if depth > MAX_DEPTH {
         return Err(format!("input nested deeper than {MAX_DEPTH} levels"));
@@ -45,6 +56,7 @@ fn convert(v: serde_json::Value, depth: usize) -> Result<Value, String> {
     })
 }
 
+#[cfg(test)]
 fn number(n: &serde_json::Number) -> Result<Value, String> {
     if let Some(u) = n.as_u64() {
         Ok(Value::from(u))
