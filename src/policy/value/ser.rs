@@ -358,6 +358,15 @@ impl ser::SerializeStructVariant for MapBuilder {
 /// else is an error (serde_json also writes finite float keys; no input has one).
 struct KeySerializer;
 
+/// An integer key is its decimal text.
+macro_rules! integer_keys {
+    ($($method:ident: $ty:ty),* $(,)?) => {
+        $(fn $method(self, v: $ty) -> Result<Value, SerError> {
+            Ok(Value::from(v.to_string()))
+        })*
+    };
+}
+
 fn key_error() -> SerError {
     SerError("an object key must be a string".into())
 }
@@ -382,36 +391,18 @@ impl ser::Serializer for KeySerializer {
     fn serialize_bool(self, v: bool) -> Result<Value, SerError> {
         Ok(Value::from(if v { "true" } else { "false" }))
     }
-    fn serialize_i8(self, v: i8) -> Result<Value, SerError> {
-        Ok(Value::from(v.to_string()))
-    }
-    fn serialize_i16(self, v: i16) -> Result<Value, SerError> {
-        Ok(Value::from(v.to_string()))
-    }
-    fn serialize_i32(self, v: i32) -> Result<Value, SerError> {
-        Ok(Value::from(v.to_string()))
-    }
-    fn serialize_i64(self, v: i64) -> Result<Value, SerError> {
-        Ok(Value::from(v.to_string()))
-    }
-    fn serialize_u8(self, v: u8) -> Result<Value, SerError> {
-        Ok(Value::from(v.to_string()))
-    }
-    fn serialize_u16(self, v: u16) -> Result<Value, SerError> {
-        Ok(Value::from(v.to_string()))
-    }
-    fn serialize_u32(self, v: u32) -> Result<Value, SerError> {
-        Ok(Value::from(v.to_string()))
-    }
-    fn serialize_u64(self, v: u64) -> Result<Value, SerError> {
-        Ok(Value::from(v.to_string()))
-    }
-    fn serialize_i128(self, v: i128) -> Result<Value, SerError> {
-        Ok(Value::from(v.to_string()))
-    }
-    fn serialize_u128(self, v: u128) -> Result<Value, SerError> {
-        Ok(Value::from(v.to_string()))
-    }
+    integer_keys!(
+        serialize_i8: i8,
+        serialize_i16: i16,
+        serialize_i32: i32,
+        serialize_i64: i64,
+        serialize_i128: i128,
+        serialize_u8: u8,
+        serialize_u16: u16,
+        serialize_u32: u32,
+        serialize_u64: u64,
+        serialize_u128: u128,
+    );
     fn serialize_f32(self, _: f32) -> Result<Value, SerError> {
         Err(key_error())
     }
