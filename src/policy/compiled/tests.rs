@@ -167,3 +167,41 @@ fn the_interpreter_is_the_default_engine() {
     let p = LoadedPolicy::compile(&PolicySource::read_dir(d.path()).unwrap()).unwrap();
     assert!(!p.uses_vm());
 }
+
+/// A recursive function whose depth the agent controls. Rego forbids recursion, but regorus
+/// compiles it: the interpreter used to recurse until the stack overflowed and the process
+/// aborted (no decision, no log line, every open request gone), and the VM's error message
+/// re-ran the interpreter and did the same. Both now stop at 32 nested calls: a
+/// `policy_error` deny, on a thread with tokio's default 2 MiB worker stack.
+#[test]
+fn a_recursive_function_is_a_policy_error_not_a_stack_overflow() {
+    let rego = "package clawser\n\ndefault decision := {\"outcome\": \"deny\"}\n\ndown(n) := 0 if n <= 0\n\ndown(n) := down(n - 1) + 1 if n > 0\n\ndecision := {\"outcome\": \"allow\"} if down(input.n) >= 0\n";
+    for engine in [EvalEngine::Interpreter, EvalEngine::Vm] {
+        let p = policy_with(rego, engine);
+        assert_eq!(p.uses_vm(), engine == EvalEngine::Vm);
+        let run = move || {
+            let shallow = p.decide_json(r#"{"n": 5}"#);
+            let deep = p.decide_json(r#"{"n": 100000}"#);
+            (shallow, deep)
+        };
+        let (shallow, deep) = std::thread::Builder::new()
+            .stack_size(2 << 20)
+            .spawn(run)
+            .unwrap()
+            .join()
+            .unwrap();
+        assert_eq!(
+            shallow.decision.outcome,
+            Outcome::Allow,
+            "{engine:?} {shallow:?}"
+        );
+        assert_eq!(deep.decision.reasons[0].code, "policy_error", "{engine:?}");
+        assert!(
+            deep.error
+                .as_deref()
+                .unwrap_or("")
+                .contains("nested more than 32"),
+            "{engine:?} {deep:?}"
+        );
+    }
+}

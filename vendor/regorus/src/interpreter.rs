@@ -83,6 +83,9 @@ type RuleValues = BTreeMap<Vec<Value>, (Value, Ref<Expr>)>;
 // with either.
 const EXPLICIT_DATA_WITH_OVERRIDE_MARKER: Value = Value::Bool(true);
 
+/// Deepest nesting of user-defined function calls (the VM's MAX_RULE_CALL_DEPTH).
+pub const MAX_FUNCTION_CALL_DEPTH: usize = 32;
+
 #[derive(Debug)]
 pub struct Interpreter {
     compiled_policy: Rc<CompiledPolicyData>,
@@ -120,6 +123,9 @@ pub struct Interpreter {
     processed_paths: Value,
     rule_values: RuleValues,
     active_rules: Vec<Ref<Rule>>,
+    /// How deeply user-defined function calls are nested now (recursion is bounded by
+    /// MAX_FUNCTION_CALL_DEPTH instead of overflowing the stack).
+    function_calls: usize,
     builtins_cache: BTreeMap<(&'static str, Vec<Value>), Value>,
     no_rules_lookup: bool,
     execution_timer: ExecutionTimer,
@@ -163,6 +169,7 @@ impl Clone for Interpreter {
 
             builtins_cache: BTreeMap::default(),
             active_rules: Vec::default(),
+            function_calls: 0,
             contexts: Vec::default(),
             current_module_path: String::default(),
             current_module_index: 0,
@@ -241,6 +248,7 @@ impl Interpreter {
             processed_paths: Value::new_object(),
             rule_values: BTreeMap::default(),
             active_rules: Vec::default(),
+            function_calls: 0,
             builtins_cache: BTreeMap::default(),
             no_rules_lookup: false,
             traces: None,
@@ -280,6 +288,7 @@ impl Interpreter {
             processed_paths: Value::new_object(),
             rule_values: BTreeMap::default(),
             active_rules: Vec::default(),
+            function_calls: 0,
             builtins_cache: BTreeMap::default(),
             no_rules_lookup: false,
             traces: None,
@@ -2894,6 +2903,18 @@ impl Interpreter {
 
         let fcns = fcns_rules.clone();
 
+        // A recursive function (which Rego forbids, but regorus does not reject) would
+        // otherwise recurse until the thread's stack overflows and the process aborts; the
+        // VM stops at the same depth (MAX_RULE_CALL_DEPTH).
+        if self.function_calls >= MAX_FUNCTION_CALL_DEPTH {
+            if let Some(with_functions) = with_functions_saved {
+                self.with_functions = with_functions;
+            }
+            bail!(span.error(&format!(
+                "function calls nested more than {MAX_FUNCTION_CALL_DEPTH} deep (a recursive policy?)"
+            )));
+        }
+
         let mut results: Vec<Value> = Vec::new();
         let mut errors: Vec<anyhow::Error> = Vec::new();
 
@@ -2976,7 +2997,10 @@ impl Interpreter {
             };
 
             let prev_module = self.set_current_module(fcn_module.clone())?;
-            let value = match self.eval_rule_bodies(ctx, span, bodies) {
+            self.function_calls += 1;
+            let evaluated = self.eval_rule_bodies(ctx, span, bodies);
+            self.function_calls -= 1;
+            let value = match evaluated {
                 Ok(v) => v,
                 Err(e) => {
                     // If the rule produces an error, save the error. Restore
