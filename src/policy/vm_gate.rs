@@ -32,15 +32,32 @@
 //! - `_` as a call argument or assigned (`f(x, _)`, `_ := input.missing`): the VM does not
 //!   check that the value exists;
 //! - a function parameter or `every` variable named `input` or `data`: the VM reads the
-//!   global document instead of the local.
+//!   global document instead of the local;
+//! - a comprehension that does not begin with `some .. in`: when a condition before its
+//!   first loop fails, the VM leaves the comprehension open, and a later failure in the same
+//!   rule resumes the earlier definition with the wrong values (an agent's value can end up
+//!   in an allow-list);
+//! - a function with `else`: the VM takes the `else` when the body succeeds but its value is
+//!   undefined;
+//! - array, set or object patterns (function parameters, `some .. in`, `:=` and `=`): the VM
+//!   matches them loosely (`{}` matches any value, `[]` an empty object);
+//! - a call of a rule that is not a function (`max := 1000` then `max(xs)`): the VM evaluates
+//!   the rule and ignores the arguments.
 //!
 //! "Iterates" is read conservatively: `some`, `every`, or any `[...]` whose index mentions a
 //! variable. Every rule is checked, `test_*` rules too (a decision may refer to them).
 
 use std::collections::{HashMap, HashSet};
 
-use regorus::unstable::{Expr, Literal, Module, Query, Rule, RuleHead, Span, BUILTINS};
+use regorus::unstable::{AssignOp, Expr, Literal, Module, Query, Rule, RuleHead, Span, BUILTINS};
 use regorus::Engine;
+
+mod ast;
+
+use ast::{
+    children, composite, constant, dotted, expr_iterates, is_wildcard, names_root, query_iterates,
+    rooted_at_data,
+};
 
 /// Why the VM must not evaluate this revision, as `file:line: reason`; `None` when it may.
 pub fn vm_unsupported(engine: &mut Engine) -> Option<String> {
@@ -49,10 +66,9 @@ pub fn vm_unsupported(engine: &mut Engine) -> Option<String> {
         Err(e) => return Some(format!("its packages could not be read: {e}")),
     };
     let modules = engine.get_modules();
-    let mut rules = HashSet::new();
-    let mut arity: HashMap<String, usize> = HashMap::new();
-    let package_paths = packages.iter().map(|p| p.components.clone()).collect();
+    let mut names = Names::default();
     for (m, pkg) in modules.iter().zip(&packages) {
+        names.packages.insert(pkg.components.clone());
         for r in &m.policy {
             let refr = match &**r {
                 Rule::Spec { head, .. } => match head {
@@ -65,39 +81,53 @@ pub fn vm_unsupported(engine: &mut Engine) -> Option<String> {
             if let Expr::Var { span, .. } = &**refr {
                 let mut path = pkg.components.clone();
                 path.push(span.text().to_string());
-                rules.insert(path);
                 if let Rule::Spec {
                     head: RuleHead::Func { args, .. },
                     ..
                 } = &**r
                 {
-                    let n = arity.entry(span.text().to_string()).or_insert(args.len());
+                    let n = names
+                        .arity
+                        .entry(span.text().to_string())
+                        .or_insert(args.len());
                     *n = (*n).min(args.len());
+                    names.functions.insert(path.clone());
                 }
+                names.rules.insert(path);
             }
         }
     }
-    let gate = Gate {
-        rules,
-        packages: package_paths,
-        arity,
-    };
-    modules.iter().find_map(|m| gate.module(m))
+    modules.iter().zip(&packages).find_map(|(m, pkg)| {
+        Gate {
+            names: &names,
+            package: &pkg.components,
+        }
+        .module(m)
+    })
 }
 
 fn at(span: &Span, reason: &str) -> String {
     format!("{}:{}: {reason}", span.source.get_path(), span.line)
 }
 
-/// The paths (package components and rule name) of every rule and package in the revision.
-struct Gate {
+/// The paths (package components and rule name) of every rule, function and package in the
+/// revision.
+#[derive(Default)]
+struct Names {
     rules: HashSet<Vec<String>>,
+    functions: HashSet<Vec<String>>,
     packages: HashSet<Vec<String>>,
     /// The fewest parameters of any definition of each user function, by its name.
     arity: HashMap<String, usize>,
 }
 
-impl Gate {
+/// Checks one module (of package `package`).
+struct Gate<'a> {
+    names: &'a Names,
+    package: &'a [String],
+}
+
+impl Gate<'_> {
     fn module(&self, m: &Module) -> Option<String> {
         for i in &m.imports {
             let path = i.refr.span().text();
@@ -142,6 +172,15 @@ impl Gate {
             if args.iter().any(|a| names_root(a)) {
                 return Some(at(span, "a function parameter named input or data"));
             }
+            if args.iter().any(|a| composite(a)) {
+                return Some(at(
+                    span,
+                    "a function parameter that is an array, set or object pattern",
+                ));
+            }
+            if bodies.iter().any(|b| b.is_else) {
+                return Some(at(span, "a function with `else`"));
+            }
         }
         let complete = !matches!(head, RuleHead::Set { .. });
         let mut values: Vec<&Expr> = value.map(|v| &**v).into_iter().collect();
@@ -172,6 +211,12 @@ impl Gate {
         let in_loop = in_loop || query_iterates(q);
         q.stmts.iter().find_map(|s| match &s.literal {
             Literal::SomeVars { span, .. } => Some(at(span, "a `some x` declaration")),
+            Literal::SomeIn {
+                span, key, value, ..
+            } if key.iter().chain([value]).any(|p| composite(p)) => Some(at(
+                span,
+                "a `some .. in` pattern that is an array, set or object",
+            )),
             Literal::SomeIn {
                 key,
                 value,
@@ -246,6 +291,19 @@ impl Gate {
                     why = Some(at(span, "an assignment to `_`"));
                     return false;
                 }
+                Expr::AssignExpr {
+                    span, op, lhs, rhs, ..
+                } if composite(lhs) || (*op == AssignOp::Eq && composite(rhs)) => {
+                    why = Some(at(
+                        span,
+                        "a pattern match against an array, set or object literal",
+                    ));
+                    return false;
+                }
+                Expr::Call { span, fcn, .. } if self.calls_a_rule(fcn) => {
+                    why = Some(at(span, "a call of a rule that is not a function"));
+                    return false;
+                }
                 Expr::Object { span, fields, .. }
                     if fields.iter().any(|(_, k, _)| !constant(k)) =>
                 {
@@ -264,6 +322,14 @@ impl Gate {
             };
             why = if in_loop {
                 Some(at(span, "a comprehension inside an iteration"))
+            } else if !matches!(
+                query.stmts.first().map(|s| &s.literal),
+                Some(Literal::SomeIn { .. })
+            ) {
+                Some(at(
+                    span,
+                    "a comprehension that does not begin with `some .. in`",
+                ))
             } else {
                 let inner = query_iterates(query) || terms.iter().any(|t| expr_iterates(t));
                 self.query(query, false)
@@ -272,6 +338,30 @@ impl Gate {
             false
         });
         why
+    }
+
+    /// Whether a call names a rule that is not a function (the VM evaluates the rule and
+    /// ignores the arguments; the interpreter calls the builtin of that name, or fails): by
+    /// its name in this package, by a `data.` path, or by a dotted name whose first part is a
+    /// rule of this package (a rule `object` and a call `object.get(...)`).
+    fn calls_a_rule(&self, fcn: &Expr) -> bool {
+        let Some(parts) = dotted(fcn) else {
+            return false;
+        };
+        let is_rule = |path: &Vec<String>| {
+            self.names.rules.contains(path) && !self.names.functions.contains(path)
+        };
+        let local = |name: &str| {
+            let mut path = self.package.to_vec();
+            path.push(name.to_string());
+            path
+        };
+        match parts.as_slice() {
+            [] => false,
+            [name] => is_rule(&local(name)),
+            [root, rest @ ..] if root == "data" => is_rule(&rest.to_vec()),
+            [root, ..] => self.names.rules.contains(&local(root)),
+        }
     }
 
     /// `not` over something whose pattern comparisons or output bindings the VM handles
@@ -289,7 +379,8 @@ impl Gate {
                 Expr::Call { fcn, params, .. } => {
                     let name = fcn.span().text();
                     let takes = BUILTINS.get(name).map(|b| usize::from(b.1)).or_else(|| {
-                        self.arity
+                        self.names
+                            .arity
                             .get(name.rsplit('.').next().unwrap_or(name))
                             .copied()
                     });
@@ -336,15 +427,18 @@ impl Gate {
         for (component, _) in &chain {
             let Some(c) = component else { break };
             path.push(c.clone());
-            if self.rules.contains(&path) {
+            if self.names.rules.contains(&path) {
                 named = true;
                 break;
             }
         }
         let fixed = chain.iter().all(|(c, _)| c.is_some());
         let missing_rule = fixed
-            && !self.packages.contains(&path)
-            && (1..path.len()).any(|n| path.get(..n).is_some_and(|p| self.packages.contains(p)));
+            && !self.names.packages.contains(&path)
+            && (1..path.len()).any(|n| {
+                path.get(..n)
+                    .is_some_and(|p| self.names.packages.contains(p))
+            });
         let named = named || missing_rule;
         if !named {
             return Some(at(
@@ -356,132 +450,5 @@ impl Gate {
             .iter()
             .filter_map(|(_, index)| *index)
             .find_map(|i| self.expr(i, in_loop))
-    }
-}
-
-fn is_wildcard(e: &Expr) -> bool {
-    matches!(e, Expr::Var { span, .. } if span.text() == "_")
-}
-
-/// Whether a pattern (a function parameter) binds a variable named `input` or `data`.
-fn names_root(e: &Expr) -> bool {
-    let mut found = false;
-    children(e, &mut |c| {
-        found |= matches!(c, Expr::Var { span, .. } if matches!(span.text(), "input" | "data"));
-        !found
-    });
-    found
-}
-
-fn rooted_at_data(e: &Expr) -> bool {
-    match e {
-        Expr::Var { span, .. } => span.text() == "data",
-        Expr::RefDot { refr, .. } | Expr::RefBrack { refr, .. } => rooted_at_data(refr),
-        _ => false,
-    }
-}
-
-/// True for literals, and arrays, sets and objects of literals.
-fn constant(e: &Expr) -> bool {
-    match e {
-        Expr::String { .. }
-        | Expr::RawString { .. }
-        | Expr::Number { .. }
-        | Expr::Bool { .. }
-        | Expr::Null { .. } => true,
-        Expr::Array { items, .. } | Expr::Set { items, .. } => items.iter().all(|i| constant(i)),
-        Expr::Object { fields, .. } => fields.iter().all(|(_, k, v)| constant(k) && constant(v)),
-        _ => false,
-    }
-}
-
-/// Whether a query iterates: `some`, `every`, or a `[...]` indexed by a variable anywhere in
-/// it outside nested comprehensions (which are queries of their own).
-fn query_iterates(q: &Query) -> bool {
-    q.stmts.iter().any(|s| match &s.literal {
-        Literal::SomeVars { .. } | Literal::SomeIn { .. } | Literal::Every { .. } => true,
-        Literal::Expr { expr, .. } | Literal::NotExpr { expr, .. } => expr_iterates(expr),
-    })
-}
-
-fn expr_iterates(e: &Expr) -> bool {
-    let mut found = false;
-    children(e, &mut |c| {
-        if let Expr::RefBrack { index, .. } = c {
-            found |= has_var(index);
-        }
-        // Do not descend into comprehensions: their loops are their own.
-        !matches!(
-            c,
-            Expr::ArrayCompr { .. } | Expr::SetCompr { .. } | Expr::ObjectCompr { .. }
-        )
-    });
-    found
-}
-
-/// Whether `e` mentions a variable (an index that does, iterates or may).
-fn has_var(e: &Expr) -> bool {
-    let mut found = false;
-    children(e, &mut |c| {
-        found |= matches!(c, Expr::Var { .. });
-        !found
-    });
-    found
-}
-
-/// Visits `e` and, while `visit` returns true for a node, its children.
-fn children(e: &Expr, visit: &mut dyn FnMut(&Expr) -> bool) {
-    if !visit(e) {
-        return;
-    }
-    match e {
-        Expr::String { .. }
-        | Expr::RawString { .. }
-        | Expr::Number { .. }
-        | Expr::Bool { .. }
-        | Expr::Null { .. }
-        | Expr::Var { .. } => {}
-        Expr::Array { items, .. } | Expr::Set { items, .. } => {
-            items.iter().for_each(|i| children(i, visit))
-        }
-        Expr::Object { fields, .. } => fields.iter().for_each(|(_, k, v)| {
-            children(k, visit);
-            children(v, visit);
-        }),
-        // A comprehension's query is checked by `Gate::query`; its terms here.
-        Expr::ArrayCompr { term, .. } | Expr::SetCompr { term, .. } => children(term, visit),
-        Expr::ObjectCompr { key, value, .. } => {
-            children(key, visit);
-            children(value, visit);
-        }
-        Expr::Call { fcn, params, .. } => {
-            children(fcn, visit);
-            params.iter().for_each(|p| children(p, visit));
-        }
-        Expr::UnaryExpr { expr, .. } => children(expr, visit),
-        Expr::RefDot { refr, .. } => children(refr, visit),
-        Expr::RefBrack { refr, index, .. } => {
-            children(refr, visit);
-            children(index, visit);
-        }
-        Expr::BinExpr { lhs, rhs, .. }
-        | Expr::BoolExpr { lhs, rhs, .. }
-        | Expr::ArithExpr { lhs, rhs, .. }
-        | Expr::AssignExpr { lhs, rhs, .. } => {
-            children(lhs, visit);
-            children(rhs, visit);
-        }
-        Expr::Membership {
-            key,
-            value,
-            collection,
-            ..
-        } => {
-            if let Some(k) = key {
-                children(k, visit);
-            }
-            children(value, visit);
-            children(collection, visit);
-        }
     }
 }

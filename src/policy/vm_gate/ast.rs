@@ -1,0 +1,152 @@
+//! Reading the parsed policy for `vm_gate`: constants, iteration, patterns and a visitor.
+
+use regorus::unstable::{Expr, Literal, Query};
+
+pub(super) fn is_wildcard(e: &Expr) -> bool {
+    matches!(e, Expr::Var { span, .. } if span.text() == "_")
+}
+
+/// Whether a pattern (a function parameter) binds a variable named `input` or `data`.
+pub(super) fn names_root(e: &Expr) -> bool {
+    let mut found = false;
+    children(e, &mut |c| {
+        found |= matches!(c, Expr::Var { span, .. } if matches!(span.text(), "input" | "data"));
+        !found
+    });
+    found
+}
+
+pub(super) fn rooted_at_data(e: &Expr) -> bool {
+    match e {
+        Expr::Var { span, .. } => span.text() == "data",
+        Expr::RefDot { refr, .. } | Expr::RefBrack { refr, .. } => rooted_at_data(refr),
+        _ => false,
+    }
+}
+
+/// An array, set or object literal (as a pattern, the VM matches it loosely: `{}` matches any
+/// value, `[]` an empty object or set, `[a, b]` a set of two).
+pub(super) fn composite(e: &Expr) -> bool {
+    matches!(
+        e,
+        Expr::Array { .. } | Expr::Set { .. } | Expr::Object { .. }
+    )
+}
+
+/// The parts of a dotted name (`f`, `data.pkg.f`, `object.get`), or `None` when it is not one.
+pub(super) fn dotted(e: &Expr) -> Option<Vec<String>> {
+    match e {
+        Expr::Var { span, .. } => Some(vec![span.text().to_string()]),
+        Expr::RefDot { refr, field, .. } => {
+            let mut parts = dotted(refr)?;
+            parts.push(field.0.text().to_string());
+            Some(parts)
+        }
+        _ => None,
+    }
+}
+
+/// True for literals, and arrays, sets and objects of literals.
+pub(super) fn constant(e: &Expr) -> bool {
+    match e {
+        Expr::String { .. }
+        | Expr::RawString { .. }
+        | Expr::Number { .. }
+        | Expr::Bool { .. }
+        | Expr::Null { .. } => true,
+        Expr::Array { items, .. } | Expr::Set { items, .. } => items.iter().all(|i| constant(i)),
+        Expr::Object { fields, .. } => fields.iter().all(|(_, k, v)| constant(k) && constant(v)),
+        _ => false,
+    }
+}
+
+/// Whether a query iterates: `some`, `every`, or a `[...]` indexed by a variable anywhere in
+/// it outside nested comprehensions (which are queries of their own).
+pub(super) fn query_iterates(q: &Query) -> bool {
+    q.stmts.iter().any(|s| match &s.literal {
+        Literal::SomeVars { .. } | Literal::SomeIn { .. } | Literal::Every { .. } => true,
+        Literal::Expr { expr, .. } | Literal::NotExpr { expr, .. } => expr_iterates(expr),
+    })
+}
+
+pub(super) fn expr_iterates(e: &Expr) -> bool {
+    let mut found = false;
+    children(e, &mut |c| {
+        if let Expr::RefBrack { index, .. } = c {
+            found |= has_var(index);
+        }
+        // Do not descend into comprehensions: their loops are their own.
+        !matches!(
+            c,
+            Expr::ArrayCompr { .. } | Expr::SetCompr { .. } | Expr::ObjectCompr { .. }
+        )
+    });
+    found
+}
+
+/// Whether `e` mentions a variable (an index that does, iterates or may).
+fn has_var(e: &Expr) -> bool {
+    let mut found = false;
+    children(e, &mut |c| {
+        found |= matches!(c, Expr::Var { .. });
+        !found
+    });
+    found
+}
+
+/// Visits `e` and, while `visit` returns true for a node, its children.
+pub(super) fn children(e: &Expr, visit: &mut dyn FnMut(&Expr) -> bool) {
+    if !visit(e) {
+        return;
+    }
+    match e {
+        Expr::String { .. }
+        | Expr::RawString { .. }
+        | Expr::Number { .. }
+        | Expr::Bool { .. }
+        | Expr::Null { .. }
+        | Expr::Var { .. } => {}
+        Expr::Array { items, .. } | Expr::Set { items, .. } => {
+            items.iter().for_each(|i| children(i, visit))
+        }
+        Expr::Object { fields, .. } => fields.iter().for_each(|(_, k, v)| {
+            children(k, visit);
+            children(v, visit);
+        }),
+        // A comprehension's query is checked by `Gate::query`; its terms here.
+        Expr::ArrayCompr { term, .. } | Expr::SetCompr { term, .. } => children(term, visit),
+        Expr::ObjectCompr { key, value, .. } => {
+            children(key, visit);
+            children(value, visit);
+        }
+        Expr::Call { fcn, params, .. } => {
+            children(fcn, visit);
+            params.iter().for_each(|p| children(p, visit));
+        }
+        Expr::UnaryExpr { expr, .. } => children(expr, visit),
+        Expr::RefDot { refr, .. } => children(refr, visit),
+        Expr::RefBrack { refr, index, .. } => {
+            children(refr, visit);
+            children(index, visit);
+        }
+        Expr::BinExpr { lhs, rhs, .. }
+        | Expr::BoolExpr { lhs, rhs, .. }
+        | Expr::ArithExpr { lhs, rhs, .. }
+        | Expr::AssignExpr { lhs, rhs, .. } => {
+            children(lhs, visit);
+            children(rhs, visit);
+        }
+        Expr::Membership {
+            key,
+            value,
+            collection,
+            ..
+        } => {
+            if let Some(k) = key {
+                children(k, visit);
+            }
+            children(value, visit);
+            children(collection, visit);
+        }
+    }
+}
