@@ -154,6 +154,8 @@ async fn policy_check_test_and_eval_commands() {
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["decision"]["outcome"], "hold");
     assert_eq!(v["decision"]["approvers"]["role"], "release-approver");
+    // It says which engine decided (the default, the interpreter).
+    assert_eq!(v["engine"], "interpreter");
 
     // A failing test makes `policy test` exit 1 and `policy check` name the test.
     std::fs::write(

@@ -289,6 +289,8 @@ fn policy(config: &Config, cmd: PolicyCmd) -> Result<i32> {
                 "decision": eval.decision,
                 "revision": eval.revision,
                 "eval_us": eval.elapsed.as_micros() as u64,
+                "engine": if policy.uses_vm() { "vm" } else { "interpreter" },
+                "engine_note": policy.engine_note,
                 "error": eval.error,
             }));
             Ok(if eval.error.is_some() { 2 } else { 0 })
