@@ -126,6 +126,9 @@ pub struct Interpreter {
     /// How deeply user-defined function calls are nested now (recursion is bounded by
     /// MAX_FUNCTION_CALL_DEPTH instead of overflowing the stack).
     function_calls: usize,
+    /// The package path of each module seen in this evaluation, by the module's address
+    /// (modules outlive an evaluation; cleared with the rest of its state).
+    module_paths: Vec<(usize, String)>,
     builtins_cache: BTreeMap<(&'static str, Vec<Value>), Value>,
     no_rules_lookup: bool,
     execution_timer: ExecutionTimer,
@@ -170,6 +173,7 @@ impl Clone for Interpreter {
             builtins_cache: BTreeMap::default(),
             active_rules: Vec::default(),
             function_calls: 0,
+            module_paths: Vec::new(),
             contexts: Vec::default(),
             current_module_path: String::default(),
             current_module_index: 0,
@@ -249,6 +253,7 @@ impl Interpreter {
             rule_values: BTreeMap::default(),
             active_rules: Vec::default(),
             function_calls: 0,
+            module_paths: Vec::new(),
             builtins_cache: BTreeMap::default(),
             no_rules_lookup: false,
             traces: None,
@@ -289,6 +294,7 @@ impl Interpreter {
             rule_values: BTreeMap::default(),
             active_rules: Vec::default(),
             function_calls: 0,
+            module_paths: Vec::new(),
             builtins_cache: BTreeMap::default(),
             no_rules_lookup: false,
             traces: None,
@@ -444,6 +450,7 @@ impl Interpreter {
         self.contexts = vec![];
         self.rule_values.clear();
         self.builtins_cache.clear();
+        self.module_paths.clear();
         self.reset_execution_timer_state();
     }
 
@@ -3859,7 +3866,22 @@ impl Interpreter {
     ) -> Result<Option<Ref<Module>>> {
         let previous_module = self.module.clone();
         if let Some(new_module) = &module {
-            self.current_module_path = get_path_string(&new_module.package.refr, Some("data"))?;
+            // Every user function call sets the module and restores it: the package path is
+            // computed once per module and evaluation (it was a sixth of a decision's cost).
+            let key = core::ptr::from_ref::<Module>(new_module.as_ref()).addr();
+            let cached = self
+                .module_paths
+                .iter()
+                .find(|(k, _)| *k == key)
+                .map(|(_, path)| path.clone());
+            self.current_module_path = match cached {
+                Some(path) => path,
+                None => {
+                    let path = get_path_string(&new_module.package.refr, Some("data"))?;
+                    self.module_paths.push((key, path.clone()));
+                    path
+                }
+            };
             self.current_module_index = self.find_module_index(new_module);
         }
         self.module = module;
