@@ -41,18 +41,24 @@
 //!   undefined;
 //! - array, set or object patterns (function parameters, `some .. in`, `:=` and `=`): the VM
 //!   matches them loosely (`{}` matches any value, `[]` an empty object);
-//! - a call of a rule that is not a function (`max := 1000` then `max(xs)`): the VM evaluates
-//!   the rule and ignores the arguments.
+//! - a call of a rule that is not a function (`max := 1000` then `max(xs)`,
+//!   `allowed_hosts(h)` for `allowed_hosts[h]`): the VM evaluates the rule and ignores the
+//!   arguments;
+//! - a call with fewer arguments than the function takes (the VM leaves the missing ones
+//!   undefined), or with more, except an output argument of a whole statement
+//!   (`concat("/", parts, repo)`): inside an expression the VM compares or binds the extra
+//!   one where the interpreter reports an error.
 //!
 //! "Iterates" is read conservatively: `some`, `every`, or any `[...]` whose index mentions a
 //! variable. Every rule is checked, `test_*` rules too (a decision may refer to them).
-
-use std::collections::{HashMap, HashSet};
 
 use regorus::unstable::{AssignOp, Expr, Literal, Module, Query, Rule, RuleHead, Span, BUILTINS};
 use regorus::Engine;
 
 mod ast;
+mod names;
+
+use names::Names;
 
 use ast::{
     children, composite, constant, dotted, expr_iterates, is_wildcard, names_root, query_iterates,
@@ -66,37 +72,7 @@ pub fn vm_unsupported(engine: &mut Engine) -> Option<String> {
         Err(e) => return Some(format!("its packages could not be read: {e}")),
     };
     let modules = engine.get_modules();
-    let mut names = Names::default();
-    for (m, pkg) in modules.iter().zip(&packages) {
-        names.packages.insert(pkg.components.clone());
-        for r in &m.policy {
-            let refr = match &**r {
-                Rule::Spec { head, .. } => match head {
-                    RuleHead::Compr { refr, .. }
-                    | RuleHead::Set { refr, .. }
-                    | RuleHead::Func { refr, .. } => refr,
-                },
-                Rule::Default { refr, .. } => refr,
-            };
-            if let Expr::Var { span, .. } = &**refr {
-                let mut path = pkg.components.clone();
-                path.push(span.text().to_string());
-                if let Rule::Spec {
-                    head: RuleHead::Func { args, .. },
-                    ..
-                } = &**r
-                {
-                    let n = names
-                        .arity
-                        .entry(span.text().to_string())
-                        .or_insert(args.len());
-                    *n = (*n).min(args.len());
-                    names.functions.insert(path.clone());
-                }
-                names.rules.insert(path);
-            }
-        }
-    }
+    let names = Names::of(modules, &packages);
     modules.iter().zip(&packages).find_map(|(m, pkg)| {
         Gate {
             names: &names,
@@ -108,17 +84,6 @@ pub fn vm_unsupported(engine: &mut Engine) -> Option<String> {
 
 fn at(span: &Span, reason: &str) -> String {
     format!("{}:{}: {reason}", span.source.get_path(), span.line)
-}
-
-/// The paths (package components and rule name) of every rule, function and package in the
-/// revision.
-#[derive(Default)]
-struct Names {
-    rules: HashSet<Vec<String>>,
-    functions: HashSet<Vec<String>>,
-    packages: HashSet<Vec<String>>,
-    /// The fewest parameters of any definition of each user function, by its name.
-    arity: HashMap<String, usize>,
 }
 
 /// Checks one module (of package `package`).
@@ -230,9 +195,20 @@ impl Gate<'_> {
                 span,
                 "`not` over a pattern match, a comprehension or an output argument",
             )),
-            Literal::Expr { expr: e, .. } | Literal::NotExpr { expr: e, .. } => {
-                self.expr(e, in_loop)
-            }
+            Literal::Expr { expr: e, .. } => match &**e {
+                // A whole statement `f(x, out)`: one argument more than `f` takes is its
+                // output, which both engines bind alike; its arguments are checked.
+                Expr::Call { fcn, params, .. }
+                    if self
+                        .takes(fcn)
+                        .is_some_and(|(min, max)| min == max && params.len() == max + 1)
+                        && !params.iter().any(|p| is_wildcard(p)) =>
+                {
+                    params.iter().find_map(|p| self.expr(p, in_loop))
+                }
+                _ => self.expr(e, in_loop),
+            },
+            Literal::NotExpr { expr: e, .. } => self.expr(e, in_loop),
             Literal::Every {
                 span,
                 key,
@@ -304,6 +280,18 @@ impl Gate<'_> {
                     why = Some(at(span, "a call of a rule that is not a function"));
                     return false;
                 }
+                Expr::Call {
+                    span, fcn, params, ..
+                } if self
+                    .takes(fcn)
+                    .is_some_and(|(min, max)| params.len() < min || params.len() > max) =>
+                {
+                    why = Some(at(
+                        span,
+                        "a call with more or fewer arguments than the function takes",
+                    ));
+                    return false;
+                }
                 Expr::Object { span, fields, .. }
                     if fields.iter().any(|(_, k, _)| !constant(k)) =>
                 {
@@ -349,7 +337,7 @@ impl Gate<'_> {
             return false;
         };
         let is_rule = |path: &Vec<String>| {
-            self.names.rules.contains(path) && !self.names.functions.contains(path)
+            self.names.rules.contains(path) && !self.names.functions.contains_key(path)
         };
         let local = |name: &str| {
             let mut path = self.package.to_vec();
@@ -362,6 +350,28 @@ impl Gate<'_> {
             [root, rest @ ..] if root == "data" => is_rule(&rest.to_vec()),
             [root, ..] => self.names.rules.contains(&local(root)),
         }
+    }
+
+    /// The fewest and most arguments a call's callee takes: a function of this revision (by
+    /// its name in this package or a `data.` path), else a builtin; `None` when it is neither.
+    fn takes(&self, fcn: &Expr) -> Option<(usize, usize)> {
+        let parts = dotted(fcn)?;
+        let path = match parts.as_slice() {
+            [name] => {
+                let mut path = self.package.to_vec();
+                path.push(name.clone());
+                path
+            }
+            [root, rest @ ..] if root == "data" => rest.to_vec(),
+            _ => Vec::new(),
+        };
+        if let Some(takes) = self.names.functions.get(&path) {
+            return Some(*takes);
+        }
+        BUILTINS.get(parts.join(".").as_str()).map(|b| {
+            let n = usize::from(b.1);
+            (n, n)
+        })
     }
 
     /// `not` over something whose pattern comparisons or output bindings the VM handles
@@ -377,14 +387,7 @@ impl Gate<'_> {
                 | Expr::SetCompr { .. }
                 | Expr::ObjectCompr { .. } => true,
                 Expr::Call { fcn, params, .. } => {
-                    let name = fcn.span().text();
-                    let takes = BUILTINS.get(name).map(|b| usize::from(b.1)).or_else(|| {
-                        self.names
-                            .arity
-                            .get(name.rsplit('.').next().unwrap_or(name))
-                            .copied()
-                    });
-                    takes.is_some_and(|n| params.len() > n)
+                    self.takes(fcn).is_some_and(|(_, max)| params.len() > max)
                         || params.last().is_some_and(|p| {
                             matches!(&**p, Expr::Array { .. } | Expr::Object { .. })
                         })

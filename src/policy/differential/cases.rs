@@ -305,4 +305,34 @@ pub(super) const AGREEMENT_CASES: &[(&str, &str, &str, Expect)] = &[
         r#"{"b": "zz"}"#,
         Expect::Stricter,
     ),
+    (
+        "a function called with fewer arguments than it takes",
+        "package clawser\n\ndefault decision := {\"outcome\": \"deny\"}\n\nblocked(agent, env) if {\n\tagent == \"mallory\"\n\tenv == \"production\"\n}\n\ndecision := {\"outcome\": \"allow\"} if {\n\tinput.method == \"POST\"\n\tnot blocked(input.agent)\n}\n",
+        r#"{"method": "POST", "agent": "mallory"}"#,
+        Expect::Gated,
+    ),
+    (
+        "a builtin called with one argument more, inside an expression",
+        "package clawser\n\ndefault decision := {\"outcome\": \"allow\"}\n\ndecision := {\"outcome\": \"deny\"} if {\n\tm := regex.match(`^/admin`, input.path, \"i\")\n\tm\n}\n",
+        r#"{"path": "/admin"}"#,
+        Expect::Gated,
+    ),
+    (
+        "an output argument inside an expression",
+        "package clawser\n\ndefault decision := {\"outcome\": \"allow\"}\n\nblocked := {\"acme/api\"}\n\ndecision := {\"outcome\": \"deny\", \"reasons\": [{\"code\": repo}]} if {\n\tok := concat(\"/\", [input.owner, input.name], repo)\n\trepo in blocked\n}\n",
+        r#"{"owner": "acme", "name": "api"}"#,
+        Expect::Gated,
+    ),
+    (
+        "an output argument as a whole statement",
+        "package clawser\n\ndefault decision := {\"outcome\": \"deny\"}\n\ndecision := {\"outcome\": \"allow\"} if {\n\tconcat(\"/\", [input.owner, input.name], repo)\n\trepo == \"acme/api\"\n}\n",
+        r#"{"owner": "acme", "name": "api"}"#,
+        Expect::Fixed,
+    ),
+    (
+        "an object comprehension that generates a key again with an undefined value",
+        "package clawser\n\ndefault decision := {\"outcome\": \"allow\"}\n\nhdr := {lower(h.name): h.value | some h in input.headers}\n\ndecision := {\"outcome\": \"deny\"} if hdr[\"x-b\"] == \"1\"\n",
+        r#"{"headers": [{"name": "X-A", "value": "1"}, {"name": "x-a"}]}"#,
+        Expect::Stricter,
+    ),
 ];

@@ -1,0 +1,56 @@
+//! What a revision defines, for `vm_gate`: its rules, functions and packages by path.
+
+use std::collections::{HashMap, HashSet};
+
+use regorus::unstable::{Expr, Module, Rule, RuleHead};
+
+/// The paths (package components and rule name) of every rule, function and package in the
+/// revision.
+#[derive(Default)]
+pub(super) struct Names {
+    pub(super) rules: HashSet<Vec<String>>,
+    /// The fewest and most parameters of the definitions of each function, by its path.
+    pub(super) functions: HashMap<Vec<String>, (usize, usize)>,
+    pub(super) packages: HashSet<Vec<String>>,
+}
+
+impl Names {
+    /// Collects the names of `modules`, whose packages are `packages` (in the same order).
+    pub(super) fn of(
+        modules: &[regorus::unstable::Ref<Module>],
+        packages: &[regorus::PolicyPackageComponents],
+    ) -> Names {
+        let mut names = Names::default();
+        for (m, pkg) in modules.iter().zip(packages) {
+            names.packages.insert(pkg.components.clone());
+            for r in &m.policy {
+                let refr = match &**r {
+                    Rule::Spec { head, .. } => match head {
+                        RuleHead::Compr { refr, .. }
+                        | RuleHead::Set { refr, .. }
+                        | RuleHead::Func { refr, .. } => refr,
+                    },
+                    Rule::Default { refr, .. } => refr,
+                };
+                let Expr::Var { span, .. } = refr.as_ref() else {
+                    continue;
+                };
+                let mut path = pkg.components.clone();
+                path.push(span.text().to_string());
+                if let Rule::Spec {
+                    head: RuleHead::Func { args, .. },
+                    ..
+                } = &**r
+                {
+                    let takes = names
+                        .functions
+                        .entry(path.clone())
+                        .or_insert((args.len(), args.len()));
+                    *takes = (takes.0.min(args.len()), takes.1.max(args.len()));
+                }
+                names.rules.insert(path);
+            }
+        }
+        names
+    }
+}
