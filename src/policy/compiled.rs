@@ -122,13 +122,31 @@ impl LoadedPolicy {
         LoadedPolicy::compile_with(src, EvalOptions::default())
     }
 
-    /// Parses and compiles `src` for the entry point (no tests run here).
+    /// Parses and compiles `src` for the entry point (no tests run here). A recursive rule or
+    /// function is an error (`recursion.rs`).
     pub fn compile_with(src: &PolicySource, opts: EvalOptions) -> Result<LoadedPolicy> {
+        LoadedPolicy::compile_checked(src, opts, true)
+    }
+
+    /// As `compile_with`, but lets recursion through, to test what evaluation does with it.
+    #[cfg(test)]
+    pub(crate) fn compile_recursive(src: &PolicySource, opts: EvalOptions) -> Result<LoadedPolicy> {
+        LoadedPolicy::compile_checked(src, opts, false)
+    }
+
+    fn compile_checked(
+        src: &PolicySource,
+        opts: EvalOptions,
+        refuse_recursion: bool,
+    ) -> Result<LoadedPolicy> {
         let max_instructions = opts.max_instructions;
         let mut engine = engine_for(src)?;
         let compiled = engine
             .compile_with_entrypoint(&ENTRYPOINT.into())
             .map_err(|e| Error::Policy(e.to_string().trim().to_string()))?;
+        if refuse_recursion {
+            super::recursion::check(&mut engine).map_err(Error::Policy)?;
+        }
         let mut engine_note = None;
         let program = match opts.engine {
             EvalEngine::Interpreter => None,

@@ -7,6 +7,8 @@
 //! - `compiled.rs`: one compiled revision and fail-closed evaluation.
 //! - `testing.rs`: `test_` rules and YAML decision tables.
 //! - `pack.rs`: the shipped policy pack, written to an empty policy directory.
+//! - `recursion.rs`: a recursive rule or function is a load error, as in OPA.
+//! - `vm_gate.rs`: which revisions the regorus VM may evaluate (`syntax.rs` reads the AST).
 //!
 //! Hot reload: [`PolicyEngine::reload_if_changed`] re-reads the directory; a changed revision
 //! is parsed, compiled and tested, then swapped in atomically. On any failure the last good
@@ -17,7 +19,9 @@ mod compiled;
 mod differential;
 mod input;
 pub mod pack;
+mod recursion;
 mod source;
+mod syntax;
 mod target;
 mod testing;
 mod value;

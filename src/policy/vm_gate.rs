@@ -55,12 +55,11 @@
 use regorus::unstable::{AssignOp, Expr, Literal, Module, Query, Rule, RuleHead, Span, BUILTINS};
 use regorus::Engine;
 
-mod ast;
 mod names;
 
 use names::Names;
 
-use ast::{
+use super::syntax::{
     children, composite, constant, dotted, expr_iterates, is_wildcard, names_root, query_iterates,
     rooted_at_data,
 };

@@ -171,13 +171,22 @@ fn the_interpreter_is_the_default_engine() {
 /// A recursive function whose depth the agent controls. Rego forbids recursion, but regorus
 /// compiles it: the interpreter used to recurse until the stack overflowed and the process
 /// aborted (no decision, no log line, every open request gone), and the VM's error message
-/// re-ran the interpreter and did the same. Both now stop at 32 nested calls: a
-/// `policy_error` deny, on a thread with tokio's default 2 MiB worker stack.
+/// re-ran the interpreter and did the same. Clawser now refuses recursion at load
+/// (`recursion.rs`); behind that, both engines stop at 32 nested calls: a `policy_error`
+/// deny, on a thread with tokio's default 2 MiB worker stack.
 #[test]
 fn a_recursive_function_is_a_policy_error_not_a_stack_overflow() {
     let rego = "package clawser\n\ndefault decision := {\"outcome\": \"deny\"}\n\ndown(n) := 0 if n <= 0\n\ndown(n) := down(n - 1) + 1 if n > 0\n\ndecision := {\"outcome\": \"allow\"} if down(input.n) >= 0\n";
+    let d = tempfile::tempdir().unwrap();
+    std::fs::write(d.path().join("p.rego"), rego).unwrap();
+    let src = PolicySource::read_dir(d.path()).unwrap();
     for engine in [EvalEngine::Interpreter, EvalEngine::Vm] {
-        let p = policy_with(rego, engine);
+        let opts = EvalOptions {
+            engine,
+            max_instructions: DEFAULT_MAX_INSTRUCTIONS,
+        };
+        assert!(LoadedPolicy::compile_with(&src, opts).is_err());
+        let p = LoadedPolicy::compile_recursive(&src, opts).unwrap();
         assert_eq!(p.uses_vm(), engine == EvalEngine::Vm);
         let run = move || {
             let shallow = p.decide_json(r#"{"n": 5}"#);

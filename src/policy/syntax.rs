@@ -1,4 +1,5 @@
-//! Reading the parsed policy for `vm_gate`: constants, iteration, patterns and a visitor.
+//! Reading the parsed policy (`vm_gate`, `recursion`): constants, iteration, patterns, dotted
+//! names and a visitor.
 
 use regorus::unstable::{Expr, Literal, Query};
 
@@ -95,7 +96,7 @@ fn has_var(e: &Expr) -> bool {
 }
 
 /// Visits `e` and, while `visit` returns true for a node, its children.
-pub(super) fn children(e: &Expr, visit: &mut dyn FnMut(&Expr) -> bool) {
+pub(super) fn children<'a>(e: &'a Expr, visit: &mut dyn FnMut(&'a Expr) -> bool) {
     if !visit(e) {
         return;
     }
