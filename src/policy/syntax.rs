@@ -1,7 +1,9 @@
 //! Reading the parsed policy (`vm_gate`, `recursion`): constants, iteration, patterns, dotted
 //! names and a visitor.
 
-use regorus::unstable::{Expr, Literal, Query};
+use std::collections::HashSet;
+
+use regorus::unstable::{AssignOp, Expr, Literal, Query};
 
 pub(super) fn is_wildcard(e: &Expr) -> bool {
     matches!(e, Expr::Var { span, .. } if span.text() == "_")
@@ -35,6 +37,8 @@ pub(super) fn composite(e: &Expr) -> bool {
 }
 
 /// The parts of a dotted name (`f`, `data.pkg.f`, `object.get`), or `None` when it is not one.
+/// A `["..."]` index with a string literal is a part like any other (`data.clawser["lib"].f`
+/// is `data.clawser.lib.f`).
 pub(super) fn dotted(e: &Expr) -> Option<Vec<String>> {
     match e {
         Expr::Var { span, .. } => Some(vec![span.text().to_string()]),
@@ -43,8 +47,67 @@ pub(super) fn dotted(e: &Expr) -> Option<Vec<String>> {
             parts.push(field.0.text().to_string());
             Some(parts)
         }
+        Expr::RefBrack { refr, index, .. } => match &**index {
+            Expr::String { value, .. } | Expr::RawString { value, .. } => {
+                let mut parts = dotted(refr)?;
+                parts.push(value.as_string().ok()?.to_string());
+                Some(parts)
+            }
+            _ => None,
+        },
         _ => None,
     }
+}
+
+/// The names a query binds itself: `some` variables, `every` variables, the variables of
+/// `:=` targets and of either side of `=`, and those of a whole statement's last call
+/// argument (an output). Nested queries are not looked into.
+pub(super) fn bound_in(q: &Query) -> HashSet<String> {
+    let mut bound = HashSet::new();
+    let vars_of = |e: &Expr, bound: &mut HashSet<String>| {
+        children(e, &mut |c| {
+            if let Expr::Var { span, .. } = c {
+                bound.insert(span.text().to_string());
+            }
+            true
+        })
+    };
+    for s in &q.stmts {
+        match &s.literal {
+            Literal::SomeVars { vars, .. } => {
+                bound.extend(vars.iter().map(|v| v.text().to_string()))
+            }
+            Literal::SomeIn { key, value, .. } => {
+                for p in key.iter().chain([value]) {
+                    vars_of(p, &mut bound);
+                }
+            }
+            Literal::Every { key, value, .. } => {
+                bound.extend(key.iter().chain([value]).map(|v| v.text().to_string()))
+            }
+            Literal::Expr { expr, .. } | Literal::NotExpr { expr, .. } => {
+                if let Expr::Call { params, .. } = &**expr {
+                    if let Some(last) = params.last() {
+                        vars_of(last, &mut bound);
+                    }
+                }
+                let mut assigned = Vec::new();
+                children(expr, &mut |c| {
+                    if let Expr::AssignExpr { op, lhs, rhs, .. } = c {
+                        assigned.push(&**lhs);
+                        if *op == AssignOp::Eq {
+                            assigned.push(&**rhs);
+                        }
+                    }
+                    true
+                });
+                for a in assigned {
+                    vars_of(a, &mut bound);
+                }
+            }
+        }
+    }
+    bound
 }
 
 /// True for literals, and arrays, sets and objects of literals.

@@ -33,17 +33,19 @@
 //!   check that the value exists;
 //! - a function parameter or `every` variable named `input` or `data`: the VM reads the
 //!   global document instead of the local;
-//! - a comprehension that does not begin with `some .. in`: when a condition before its
-//!   first loop fails, the VM leaves the comprehension open, and a later failure in the same
+//! - a comprehension that does not begin with `some .. in` over a collection bound outside
+//!   it (the engines schedule a binding of the collection ahead of the loop): when a
+//!   condition before its first loop fails, the VM leaves the comprehension open, and a later failure in the same
 //!   rule resumes the earlier definition with the wrong values (an agent's value can end up
 //!   in an allow-list);
 //! - a function with `else`: the VM takes the `else` when the body succeeds but its value is
 //!   undefined;
-//! - array, set or object patterns (function parameters, `some .. in`, `:=` and `=`): the VM
-//!   matches them loosely (`{}` matches any value, `[]` an empty object);
+//! - array, set or object patterns (function parameters, `some .. in`, `:=` and `=`, the
+//!   output argument of a call): the VM matches them loosely (`{}` matches any value, `[]` an
+//!   empty object);
 //! - a call of a rule that is not a function (`max := 1000` then `max(xs)`,
 //!   `allowed_hosts(h)` for `allowed_hosts[h]`): the VM evaluates the rule and ignores the
-//!   arguments;
+//!   arguments (names spelled with `["..."]`, `data.clawser["lib"].f`, are read as dotted);
 //! - a call with fewer arguments than the function takes (the VM leaves the missing ones
 //!   undefined), or with more, except an output argument of a whole statement
 //!   (`concat("/", parts, repo)`): inside an expression the VM compares or binds the extra
@@ -60,8 +62,8 @@ mod names;
 use names::Names;
 
 use super::syntax::{
-    children, composite, constant, dotted, expr_iterates, is_wildcard, names_root, query_iterates,
-    rooted_at_data,
+    bound_in, children, composite, constant, dotted, expr_iterates, is_wildcard, names_root,
+    query_iterates, rooted_at_data,
 };
 
 /// Why the VM must not evaluate this revision, as `file:line: reason`; `None` when it may.
@@ -201,7 +203,9 @@ impl Gate<'_> {
                     if self
                         .takes(fcn)
                         .is_some_and(|(min, max)| min == max && params.len() == max + 1)
-                        && !params.iter().any(|p| is_wildcard(p)) =>
+                        && !params.iter().any(|p| is_wildcard(p))
+                        // A pattern as the output is matched loosely by the VM.
+                        && params.last().is_some_and(|p| matches!(&**p, Expr::Var { .. })) =>
                 {
                     params.iter().find_map(|p| self.expr(p, in_loop))
                 }
@@ -309,13 +313,10 @@ impl Gate<'_> {
             };
             why = if in_loop {
                 Some(at(span, "a comprehension inside an iteration"))
-            } else if !matches!(
-                query.stmts.first().map(|s| &s.literal),
-                Some(Literal::SomeIn { .. })
-            ) {
+            } else if !begins_with_a_loop(query) {
                 Some(at(
                     span,
-                    "a comprehension that does not begin with `some .. in`",
+                    "a comprehension that does not begin with `some .. in` over a collection bound outside it",
                 ))
             } else {
                 let inner = query_iterates(query) || terms.iter().any(|t| expr_iterates(t));
@@ -453,4 +454,21 @@ impl Gate<'_> {
             .filter_map(|(_, index)| *index)
             .find_map(|i| self.expr(i, in_loop))
     }
+}
+
+/// Whether a comprehension's query begins with `some .. in` over a collection that nothing in
+/// the query binds. Both engines schedule statements by what they bind: a collection bound
+/// later in the query (`some x in xs; xs = input.a`) moves that binding, and conditions with
+/// it, ahead of the loop, where a failure leaves the VM's comprehension open.
+fn begins_with_a_loop(q: &Query) -> bool {
+    let Some(Literal::SomeIn { collection, .. }) = q.stmts.first().map(|s| &s.literal) else {
+        return false;
+    };
+    let bound = bound_in(q);
+    let mut uses_bound = false;
+    children(collection, &mut |c| {
+        uses_bound |= matches!(c, Expr::Var { span, .. } if bound.contains(span.text()));
+        !uses_bound
+    });
+    !uses_bound
 }

@@ -337,4 +337,29 @@ pub(super) const AGREEMENT_CASES: &[(&str, &str, &str, Expect)] = &[
         r#"{"headers": [{"name": "X-A", "value": "1"}, {"name": "x-a"}]}"#,
         Expect::Stricter,
     ),
+    // The eighth review (2026-12-01, session 13): ways past the seventh's gates.
+    (
+        "a comprehension whose collection is bound after its some .. in",
+        "package clawser\n\ndefault decision := {\"outcome\": \"deny\"}\n\nhosts contains h if {\n\th := \"api.github.com\"\n\textra := [x | some x in xs; xs = input.agent.extra_hosts]\n}\n\nhosts contains \"internal.corp\" if input.agent.team == \"infra\"\n\ndecision := {\"outcome\": \"allow\"} if input.request.host in hosts\n",
+        r#"{"agent": {"team": "evil.com"}, "request": {"host": "evil.com"}}"#,
+        Expect::Gated,
+    ),
+    (
+        "an object pattern as a statement's output argument",
+        "package clawser\n\ndefault decision := {\"outcome\": \"deny\"}\n\ndecision := {\"outcome\": \"allow\"} if {\n\tjson.unmarshal(input.body, {\"spec\": {}})\n}\n",
+        r#"{"body": "{\"spec\": \"all\"}"}"#,
+        Expect::Gated,
+    ),
+    (
+        "a rule called as a function by a bracketed data path",
+        "package clawser\n\ndefault decision := {\"outcome\": \"deny\"}\n\ndecision := {\"outcome\": \"allow\"} if data.clawser[\"lib\"].is_admin(input.agent)\n\n----\npackage clawser.lib\n\nis_admin if input.agent.role == \"admin\"\n",
+        r#"{"agent": {"role": "admin"}}"#,
+        Expect::Gated,
+    ),
+    (
+        "too few arguments by a bracketed data path",
+        "package clawser\n\ndefault decision := {\"outcome\": \"deny\"}\n\ndecision := {\"outcome\": \"allow\"} if {\n\tinput.method == \"POST\"\n\tnot data.clawser[\"lib\"].blocked(input.agent)\n}\n\n----\npackage clawser.lib\n\nblocked(agent, env) if {\n\tagent == \"mallory\"\n\tenv == \"production\"\n}\n",
+        r#"{"method": "POST", "agent": "mallory"}"#,
+        Expect::Gated,
+    ),
 ];
