@@ -234,8 +234,8 @@ allow if {
     )
     .unwrap();
     let cfg = common::base_config(tmp.path(), &upstream, "").replace(
-        "  reload_interval: 100ms\n",
-        "  reload_interval: 100ms\n  eval_timeout: 60s\n  max_memory_mib: 64\n",
+        "  eval_timeout: 10s\n",
+        "  eval_timeout: 60s\n  max_memory_mib: 64\n",
     );
     assert!(cfg.contains("max_memory_mib: 64"));
     let server = common::Server::start(tmp.path(), &cfg);
