@@ -217,3 +217,46 @@ fn a_recursive_function_is_a_policy_error_not_a_stack_overflow() {
         );
     }
 }
+
+/// A `deny` whose element is undefined for some input (its message reads a field the agent
+/// left out) used to be dropped silently by the interpreter, which then allowed the request;
+/// OPA omits such an element too. Both engines now make it an error: a `policy_error` deny.
+#[test]
+fn a_deny_with_an_undefined_message_fails_closed_on_both_engines() {
+    let d = tempfile::tempdir().unwrap();
+    std::fs::write(
+        d.path().join("clawser.rego"),
+        include_str!("../../../policies/clawser.rego"),
+    )
+    .unwrap();
+    std::fs::write(
+        d.path().join("authz.rego"),
+        "package clawser.authz\n\nimport rego.v1\n\nallow if true\n\ndeny contains {\"code\": \"repo_blocked\", \"message\": sprintf(\"%v is blocked\", [input.github.repo])} if {\n\tinput.request.method == \"DELETE\"\n}\n",
+    )
+    .unwrap();
+    let src = PolicySource::read_dir(d.path()).unwrap();
+    for engine in [EvalEngine::Interpreter, EvalEngine::Vm] {
+        let opts = EvalOptions {
+            engine,
+            max_instructions: DEFAULT_MAX_INSTRUCTIONS,
+        };
+        let p = LoadedPolicy::compile_with(&src, opts).unwrap();
+        assert_eq!(p.uses_vm(), engine == EvalEngine::Vm);
+        let named = p.decide_json(
+            r#"{"request": {"method": "DELETE"}, "github": {"repo": "acme/api"}, "grants": []}"#,
+        );
+        assert_eq!(named.decision.reasons[0].code, "repo_blocked", "{engine:?}");
+        let unnamed = p.decide_json(r#"{"request": {"method": "DELETE"}, "grants": []}"#);
+        assert_eq!(
+            unnamed.decision.outcome,
+            Outcome::Deny,
+            "{engine:?} {unnamed:?}"
+        );
+        assert_eq!(
+            unnamed.decision.reasons[0].code, "policy_error",
+            "{engine:?}"
+        );
+        let read = p.decide_json(r#"{"request": {"method": "GET"}, "grants": []}"#);
+        assert_eq!(read.decision.outcome, Outcome::Allow, "{engine:?} {read:?}");
+    }
+}

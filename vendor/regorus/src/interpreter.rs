@@ -2017,6 +2017,19 @@ impl Interpreter {
                     Value::Bool(true)
                 };
 
+                // Strict: an element of a partial set rule that is undefined (a `deny` whose
+                // message reads a missing field) is an error, as in the VM, not a silent
+                // omission that drops the rule (and with it a deny).
+                if is_rule
+                    && is_set
+                    && output == Value::Undefined
+                    && self.compiled_policy.strict_builtin_errors
+                {
+                    return Err(rule_ref
+                        .span()
+                        .error("a partial set rule produced an undefined element"));
+                }
+
                 let comps_defined = comps.iter().all(|v| v != &Value::Undefined);
                 let ctx_mut = self.get_current_context_mut()?;
 
