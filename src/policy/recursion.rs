@@ -18,7 +18,7 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 use regorus::unstable::{AssignOp, Expr, Literal, Query, Rule, RuleHead, Span};
 use regorus::Engine;
 
-use super::syntax::children;
+use super::syntax::{children, head_ref};
 
 /// A rule's path: its package's components and its name.
 type Path = Vec<String>;
@@ -103,18 +103,6 @@ fn next_of<'a>(edges: &'a BTreeMap<&Path, BTreeSet<Path>>, node: &Path) -> Vec<&
         .get(node)
         .map(|e| e.iter().rev().collect())
         .unwrap_or_default()
-}
-
-/// The expression naming a rule (`p`, `p.q`, `p[x]`).
-fn head_ref(r: &Rule) -> &Expr {
-    match r {
-        Rule::Spec { head, .. } => match head {
-            RuleHead::Compr { refr, .. }
-            | RuleHead::Set { refr, .. }
-            | RuleHead::Func { refr, .. } => refr,
-        },
-        Rule::Default { refr, .. } => refr,
-    }
 }
 
 /// Collects the rules one definition refers to.

@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 
-use regorus::unstable::{AssignOp, Expr, Literal, Query};
+use regorus::unstable::{AssignOp, Expr, Literal, Query, Rule, RuleHead};
 
 pub(super) fn is_wildcard(e: &Expr) -> bool {
     matches!(e, Expr::Var { span, .. } if span.text() == "_")
@@ -212,5 +212,17 @@ pub(super) fn children<'a>(e: &'a Expr, visit: &mut dyn FnMut(&'a Expr) -> bool)
             children(value, visit);
             children(collection, visit);
         }
+    }
+}
+
+/// The expression naming a rule (`p`, `p.q`, `p[x]`).
+pub(super) fn head_ref(r: &Rule) -> &Expr {
+    match r {
+        Rule::Spec { head, .. } => match head {
+            RuleHead::Compr { refr, .. }
+            | RuleHead::Set { refr, .. }
+            | RuleHead::Func { refr, .. } => refr,
+        },
+        Rule::Default { refr, .. } => refr,
     }
 }

@@ -336,19 +336,13 @@ impl Gate<'_> {
         let Some(parts) = dotted(fcn) else {
             return false;
         };
-        let is_rule = |path: &Vec<String>| {
-            self.names.rules.contains(path) && !self.names.functions.contains_key(path)
-        };
-        let local = |name: &str| {
-            let mut path = self.package.to_vec();
-            path.push(name.to_string());
-            path
-        };
-        match parts.as_slice() {
-            [] => false,
-            [name] => is_rule(&local(name)),
-            [root, rest @ ..] if root == "data" => is_rule(&rest.to_vec()),
-            [root, ..] => self.names.rules.contains(&local(root)),
+        match self.rule_path(&parts) {
+            Some(path) => {
+                self.names.rules.contains(&path) && !self.names.functions.contains_key(&path)
+            }
+            None => parts
+                .first()
+                .is_some_and(|root| self.names.rules.contains(&self.rule_path_of(root))),
         }
     }
 
@@ -356,22 +350,33 @@ impl Gate<'_> {
     /// its name in this package or a `data.` path), else a builtin; `None` when it is neither.
     fn takes(&self, fcn: &Expr) -> Option<(usize, usize)> {
         let parts = dotted(fcn)?;
-        let path = match parts.as_slice() {
-            [name] => {
-                let mut path = self.package.to_vec();
-                path.push(name.clone());
-                path
-            }
-            [root, rest @ ..] if root == "data" => rest.to_vec(),
-            _ => Vec::new(),
-        };
-        if let Some(takes) = self.names.functions.get(&path) {
+        if let Some(takes) = self
+            .rule_path(&parts)
+            .and_then(|path| self.names.functions.get(&path))
+        {
             return Some(*takes);
         }
         BUILTINS.get(parts.join(".").as_str()).map(|b| {
             let n = usize::from(b.1);
             (n, n)
         })
+    }
+
+    /// The rule path a dotted name denotes: a bare name in this package, or a `data.` path;
+    /// `None` for any other dotted name (a builtin such as `object.get`).
+    fn rule_path(&self, parts: &[String]) -> Option<Vec<String>> {
+        match parts {
+            [name] => Some(self.rule_path_of(name)),
+            [root, rest @ ..] if root == "data" => Some(rest.to_vec()),
+            _ => None,
+        }
+    }
+
+    /// The path of `name` in this package.
+    fn rule_path_of(&self, name: &str) -> Vec<String> {
+        let mut path = self.package.to_vec();
+        path.push(name.to_string());
+        path
     }
 
     /// `not` over something whose pattern comparisons or output bindings the VM handles

@@ -3,14 +3,17 @@
 use super::*;
 use crate::model::Outcome;
 
+fn opts(engine: EvalEngine) -> EvalOptions {
+    EvalOptions {
+        engine,
+        max_instructions: DEFAULT_MAX_INSTRUCTIONS,
+    }
+}
+
 fn policy_with(rego: &str, engine: EvalEngine) -> LoadedPolicy {
     let d = tempfile::tempdir().unwrap();
     std::fs::write(d.path().join("p.rego"), rego).unwrap();
-    let opts = EvalOptions {
-        engine,
-        max_instructions: DEFAULT_MAX_INSTRUCTIONS,
-    };
-    LoadedPolicy::compile_with(&PolicySource::read_dir(d.path()).unwrap(), opts).unwrap()
+    LoadedPolicy::compile_with(&PolicySource::read_dir(d.path()).unwrap(), opts(engine)).unwrap()
 }
 
 fn policy(rego: &str) -> LoadedPolicy {
@@ -184,12 +187,8 @@ fn a_recursive_function_is_a_policy_error_not_a_stack_overflow() {
     std::fs::write(d.path().join("p.rego"), rego).unwrap();
     let src = PolicySource::read_dir(d.path()).unwrap();
     for engine in [EvalEngine::Interpreter, EvalEngine::Vm] {
-        let opts = EvalOptions {
-            engine,
-            max_instructions: DEFAULT_MAX_INSTRUCTIONS,
-        };
-        assert!(LoadedPolicy::compile_with(&src, opts).is_err());
-        let p = LoadedPolicy::compile_recursive(&src, opts).unwrap();
+        assert!(LoadedPolicy::compile_with(&src, opts(engine)).is_err());
+        let p = LoadedPolicy::compile_recursive(&src, opts(engine)).unwrap();
         assert_eq!(p.uses_vm(), engine == EvalEngine::Vm);
         let run = move || {
             let shallow = p.decide_json(r#"{"n": 5}"#);
@@ -236,11 +235,7 @@ fn a_deny_with_an_undefined_message_fails_closed_on_both_engines() {
     .unwrap();
     let src = PolicySource::read_dir(d.path()).unwrap();
     for engine in [EvalEngine::Interpreter, EvalEngine::Vm] {
-        let opts = EvalOptions {
-            engine,
-            max_instructions: DEFAULT_MAX_INSTRUCTIONS,
-        };
-        let p = LoadedPolicy::compile_with(&src, opts).unwrap();
+        let p = LoadedPolicy::compile_with(&src, opts(engine)).unwrap();
         assert_eq!(p.uses_vm(), engine == EvalEngine::Vm);
         let named = p.decide_json(
             r#"{"request": {"method": "DELETE"}, "github": {"repo": "acme/api"}, "grants": []}"#,

@@ -4,6 +4,8 @@ use std::collections::{HashMap, HashSet};
 
 use regorus::unstable::{Expr, Module, Rule, RuleHead};
 
+use super::super::syntax::head_ref;
+
 /// The paths (package components and rule name) of every rule, function and package in the
 /// revision.
 #[derive(Default)]
@@ -24,15 +26,7 @@ impl Names {
         for (m, pkg) in modules.iter().zip(packages) {
             names.packages.insert(pkg.components.clone());
             for r in &m.policy {
-                let refr = match &**r {
-                    Rule::Spec { head, .. } => match head {
-                        RuleHead::Compr { refr, .. }
-                        | RuleHead::Set { refr, .. }
-                        | RuleHead::Func { refr, .. } => refr,
-                    },
-                    Rule::Default { refr, .. } => refr,
-                };
-                let Expr::Var { span, .. } = refr.as_ref() else {
+                let Expr::Var { span, .. } = head_ref(r) else {
                     continue;
                 };
                 let mut path = pkg.components.clone();
