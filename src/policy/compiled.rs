@@ -61,6 +61,22 @@ impl Default for EvalOptions {
     }
 }
 
+/// Which load-time checks run (all of them, but in tests).
+#[derive(Clone, Copy)]
+struct Checks {
+    /// A recursive rule or function is an error (`recursion.rs`).
+    recursion: bool,
+    /// The VM runs only revisions on its allow-list (`vm_gate/allow.rs`).
+    allow_list: bool,
+}
+
+impl Checks {
+    const ALL: Checks = Checks {
+        recursion: true,
+        allow_list: true,
+    };
+}
+
 static GENERATION: AtomicU64 = AtomicU64::new(1);
 
 thread_local! {
@@ -125,32 +141,46 @@ impl LoadedPolicy {
     /// Parses and compiles `src` for the entry point (no tests run here). A recursive rule or
     /// function is an error (`recursion.rs`).
     pub fn compile_with(src: &PolicySource, opts: EvalOptions) -> Result<LoadedPolicy> {
-        LoadedPolicy::compile_checked(src, opts, true)
+        LoadedPolicy::compile_checked(src, opts, Checks::ALL)
     }
 
     /// As `compile_with`, but lets recursion through, to test what evaluation does with it.
     #[cfg(test)]
     pub(crate) fn compile_recursive(src: &PolicySource, opts: EvalOptions) -> Result<LoadedPolicy> {
-        LoadedPolicy::compile_checked(src, opts, false)
+        let checks = Checks {
+            recursion: false,
+            ..Checks::ALL
+        };
+        LoadedPolicy::compile_checked(src, opts, checks)
     }
 
-    fn compile_checked(
+    /// As `compile_with`, but the VM gate checks combinations only, not the allow-list: to
+    /// test the VM's fixes and the combination gates on constructs the list leaves out.
+    #[cfg(test)]
+    pub(crate) fn compile_without_allow_list(
         src: &PolicySource,
         opts: EvalOptions,
-        refuse_recursion: bool,
     ) -> Result<LoadedPolicy> {
+        let checks = Checks {
+            allow_list: false,
+            ..Checks::ALL
+        };
+        LoadedPolicy::compile_checked(src, opts, checks)
+    }
+
+    fn compile_checked(src: &PolicySource, opts: EvalOptions, checks: Checks) -> Result<LoadedPolicy> {
         let max_instructions = opts.max_instructions;
         let mut engine = engine_for(src)?;
         let compiled = engine
             .compile_with_entrypoint(&ENTRYPOINT.into())
             .map_err(|e| Error::Policy(e.to_string().trim().to_string()))?;
-        if refuse_recursion {
+        if checks.recursion {
             super::recursion::check(&mut engine).map_err(Error::Policy)?;
         }
         let mut engine_note = None;
         let program = match opts.engine {
             EvalEngine::Interpreter => None,
-            EvalEngine::Vm => match super::vm_gate::vm_unsupported(&mut engine) {
+            EvalEngine::Vm => match super::vm_gate::vm_unsupported(&mut engine, checks.allow_list) {
                 Some(why) => {
                     tracing::warn!(reason = %why, "this policy uses a construct the regorus VM evaluates differently from the interpreter; using the interpreter");
                     engine_note = Some(why);

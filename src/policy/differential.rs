@@ -98,14 +98,15 @@ fn vm_outcome(e: &super::compiled::Evaluated) -> Option<crate::model::Decision> 
     e.error.is_none().then(|| e.decision.clone())
 }
 
+const VM: EvalOptions = EvalOptions {
+    engine: EvalEngine::Vm,
+    max_instructions: super::compiled::DEFAULT_MAX_INSTRUCTIONS,
+};
+
 /// The policy directory `d` compiled with `policy.engine: vm`.
 fn on_vm(d: &std::path::Path) -> (PolicySource, Result<LoadedPolicy, crate::error::Error>) {
     let src = PolicySource::read_dir(d).unwrap();
-    let opts = EvalOptions {
-        engine: EvalEngine::Vm,
-        ..Default::default()
-    };
-    let policy = LoadedPolicy::compile_with(&src, opts);
+    let policy = LoadedPolicy::compile_with(&src, VM);
     (src, policy)
 }
 
@@ -198,18 +199,26 @@ fn vm_and_interpreter_agree_on_mutated_table_inputs() {
 
 mod cases;
 
-use cases::{Expect, AGREEMENT_CASES};
+use cases::{Expect, ADMITTED, AGREEMENT_CASES};
 
+/// A case's policy in a temporary directory (several modules are separated by `----`).
+fn case_dir(rego: &str) -> tempfile::TempDir {
+    let d = tempfile::tempdir().unwrap();
+    for (i, module) in rego.split("\n----\n").enumerate() {
+        std::fs::write(d.path().join(format!("p{i}.rego")), module).unwrap();
+    }
+    d
+}
+
+/// Each case, with the allow-list off: the combination gates and the VM's fixes are
+/// checked on every construct, listed or not.
 #[test]
 fn vm_and_interpreter_agree_on_tricky_policies() {
     let mut wrong = Vec::new();
     for (name, rego, input, expect) in AGREEMENT_CASES {
-        // Several modules are separated by a line `----`.
-        let d = tempfile::tempdir().unwrap();
-        for (i, module) in rego.split("\n----\n").enumerate() {
-            std::fs::write(d.path().join(format!("p{i}.rego")), module).unwrap();
-        }
-        let policy = match on_vm(d.path()).1 {
+        let d = case_dir(rego);
+        let src = PolicySource::read_dir(d.path()).unwrap();
+        let policy = match LoadedPolicy::compile_without_allow_list(&src, VM) {
             Ok(p) => p,
             Err(_) if *expect == Expect::Refused => continue,
             Err(e) => panic!("{name}: {e}"),
@@ -236,6 +245,25 @@ fn vm_and_interpreter_agree_on_tricky_policies() {
         }
     }
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
+/// With the allow-list on, no gated case reaches the VM, and the cases it admits are the
+/// fixed ones made only of listed constructs.
+#[test]
+fn the_allow_list_admits_only_listed_cases() {
+    let mut admitted = Vec::new();
+    for (name, rego, _, expect) in AGREEMENT_CASES {
+        let d = case_dir(rego);
+        let Ok(policy) = on_vm(d.path()).1 else {
+            assert_eq!(*expect, Expect::Refused, "{name}");
+            continue;
+        };
+        if policy.uses_vm() {
+            assert_ne!(*expect, Expect::Gated, "{name}");
+            admitted.push(*name);
+        }
+    }
+    assert_eq!(admitted, ADMITTED, "cases the allow-list admits");
 }
 
 /// The shipped pack runs on the VM when it is chosen: the gate finds nothing in it.

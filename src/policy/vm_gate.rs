@@ -57,6 +57,7 @@
 use regorus::unstable::{AssignOp, Expr, Literal, Module, Query, Rule, RuleHead, Span, BUILTINS};
 use regorus::Engine;
 
+mod allow;
 mod names;
 
 use names::Names;
@@ -67,7 +68,8 @@ use super::syntax::{
 };
 
 /// Why the VM must not evaluate this revision, as `file:line: reason`; `None` when it may.
-pub fn vm_unsupported(engine: &mut Engine) -> Option<String> {
+/// With `allow_list`, a construct not on the allow-list (`allow.rs`) is a reason too.
+pub fn vm_unsupported(engine: &mut Engine, allow_list: bool) -> Option<String> {
     let packages = match engine.get_policy_package_components() {
         Ok(p) => p,
         Err(e) => return Some(format!("its packages could not be read: {e}")),
@@ -75,11 +77,16 @@ pub fn vm_unsupported(engine: &mut Engine) -> Option<String> {
     let modules = engine.get_modules();
     let names = Names::of(modules, &packages);
     modules.iter().zip(&packages).find_map(|(m, pkg)| {
-        Gate {
-            names: &names,
-            package: &pkg.components,
-        }
-        .module(m)
+        allow_list
+            .then(|| allow::outside(m, &names, &pkg.components))
+            .flatten()
+            .or_else(|| {
+                Gate {
+                    names: &names,
+                    package: &pkg.components,
+                }
+                .module(m)
+            })
     })
 }
 

@@ -363,3 +363,21 @@ pub(super) const AGREEMENT_CASES: &[(&str, &str, &str, Expect)] = &[
         Expect::Gated,
     ),
 ];
+
+/// The cases the allow-list (`vm_gate/allow.rs`) lets onto the VM: fixed ones, or ones where
+/// the VM is stricter, made only of listed constructs.
+pub(super) const ADMITTED: &[&str] = &[
+    "a later definition errors after an earlier one succeeded",
+    "comparison across types",
+    "a constant rule stops at its first success",
+    "assignment of an undefined value",
+    "array comprehension over undefined terms",
+    "else after a body whose loop matched nothing",
+    "else after a body whose value is undefined",
+    "function with a _ parameter called with an undefined argument",
+    "partial set with an undefined element before a defined one",
+    "input first read inside an every that runs zero times",
+    "input first read inside a comprehension that yields nothing",
+    "input first read inside an every, then in the rule's head",
+    "an array literal is evaluated in full",
+];

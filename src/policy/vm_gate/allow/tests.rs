@@ -1,0 +1,106 @@
+//! The allow-list, construct by construct: each policy either runs on the VM or names the
+//! construct that keeps it off.
+
+use regorus::Engine;
+
+/// Why the VM may not run `rules` (in package clawser), `None` when it may.
+fn reason(rules: &str) -> Option<String> {
+    let mut engine = Engine::new();
+    engine.set_rego_v0(false);
+    let text = format!("package clawser\n\nimport rego.v1\n\n{rules}\n");
+    engine
+        .add_policy("p.rego".into(), text)
+        .unwrap_or_else(|e| panic!("{rules}: {e}"));
+    super::super::vm_unsupported(&mut engine, true)
+}
+
+/// Policies made only of listed constructs: they run on the VM.
+const LISTED: &[&str] = &[
+    "allow if input.method == \"GET\"",
+    "allow if { input.n >= 1; input.n < 10; input.n != 5; input.n <= 9; input.n > 0 }",
+    "default allow := false\nallow if input.ok == true",
+    "names := {\"a\", \"b\"}\nallow if input.name in names",
+    "deny contains {\"code\": \"c\", \"message\": sprintf(\"%v\", [input.x])} if input.x",
+    "deny contains r if { some r in input.rules; startswith(r, \"x\") }",
+    "f(x) := lower(x) if is_string(x)\nallow if f(input.s) == \"a\"",
+    "f(x, _) if x == 1\nallow if f(input.a, input.b)",
+    "ids := {g.id | some g in input.grants; g.ok}\nallow if count(ids) > 0",
+    "xs := [x | some x in input.xs; x != \"\"]\nallow if count(xs) == 2",
+    "all := input.a | {\"b\"}\nallow if count(all) > 0",
+    "n := 0 - count(input.xs)\nallow if n + 1 < 0",
+    "allow if every x in input.xs { x != \"prod\" }",
+    "allow if not input.x in {\"a\"}",
+    "v := 1 if input.a\nelse := 2 if input.b\nelse := 3",
+    "allow if { x := object.get(input, \"k\", {}); object.keys(x) == set() }",
+    "allow if regex.match(`^a+$`, trim_space(input.s))",
+    "allow if input.headers[\"x-a\"][0] == \"b\"",
+    "allow if data.clawser.helper(input.x)\nhelper(x) if x",
+    // A test rule is not checked: `with`, `=` and `some k, v` are fine there.
+    "allow if input.a\ntest_a if { some k, v in {\"a\": 1}; x = k; allow with input as {\"a\": v} }",
+];
+
+/// Policies with one construct the list leaves out, and what the reason names.
+const UNLISTED: &[(&str, &str)] = &[
+    ("import data.lib\nallow if lib.x", "an import other than rego.v1"),
+    ("allow if { x = input.a; x == 1 }", "unification `=`"),
+    ("m := {k: v | some k in input.ks; v := 1}\nallow if m.a", "an object comprehension"),
+    ("allow if { some k, v in input.m; k == v }", "`some k, v in`"),
+    ("allow if every k, v in input.m { k != v }", "`every k, v in`"),
+    ("allow if -input.n < 0", "unary minus"),
+    ("allow if input.n * 2 > 4", "`*`, `/` or `%`"),
+    ("allow if input.n / 2 > 4", "`*`, `/` or `%`"),
+    ("allow if input.n % 2 == 0", "`*`, `/` or `%`"),
+    ("allow if count(input.a & input.b) > 0", "set intersection"),
+    ("allow if \"a\", \"b\" in input.m", "`k, v in collection`"),
+    ("f(1) := true\nallow if f(input.n)", "a function parameter that is not a name"),
+    ("allow if base64.decode(input.s) == \"x\"", "a call of `base64.decode`"),
+    ("allow if time.now_ns() > 0", "a call of `time.now_ns`"),
+    ("allow if print(input.x)", "a call of `print`"),
+    ("allow if json.unmarshal(input.s).a", "a call of `json.unmarshal`"),
+    ("lower(x) := x\nallow if lower(input.s) == \"A\"", "named like a builtin"),
+    ("object := {}\nallow if input.a", "named like a builtin"),
+    (
+        "allow if { x := input.a with input as {\"a\": true}; x }",
+        "`with` outside a test_ rule",
+    ),
+    ("test_x := true\nallow if test_x", "a reference to a test_ rule"),
+    ("test_x := true\nallow if data.clawser.test_x", "a reference to a test_ rule"),
+    ("test_x := true\nallow if data.clawser[\"test_x\"]", "a reference to a test_ rule"),
+    ("allow = true if input.a", "assigned with `=`"),
+    (
+        "allow if { concat(\"/\", input.parts, p); p == \"a/b\" }",
+        "a call with an output argument",
+    ),
+    ("f(x, y) := x\nallow if f(input.a) == 1", "a call with an output argument, or with fewer"),
+];
+
+#[test]
+fn listed_constructs_run_on_the_vm() {
+    let wrong: Vec<String> = LISTED
+        .iter()
+        .filter_map(|rules| reason(rules).map(|why| format!("{rules}\n  -> {why}")))
+        .collect();
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
+#[test]
+fn every_other_construct_keeps_the_revision_on_the_interpreter() {
+    let mut wrong = Vec::new();
+    for (rules, names) in UNLISTED {
+        match reason(rules) {
+            Some(why) if why.contains(names) && why.contains("p.rego:") => {}
+            other => wrong.push(format!("{rules}\n  expected {names:?}, got {other:?}")),
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
+#[test]
+fn the_listed_builtins_exist() {
+    for b in super::BUILTINS {
+        assert!(
+            regorus::unstable::BUILTINS.contains_key(b),
+            "{b} is not a regorus builtin"
+        );
+    }
+}
