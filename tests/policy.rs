@@ -69,6 +69,31 @@ async fn hot_reload_good_then_broken_then_good_never_leaves_the_proxy_without_po
     let note = status(&token)["engine_note"].as_str().unwrap().to_string();
     assert!(note.contains("block.rego:"), "{note}");
     assert_eq!(curl(&env, &[url.as_str()]).await.0, 403);
+    // A construct that is not on the VM's allow-list (unification `=`): the same.
+    std::fs::write(
+        &extra,
+        format!("{BLOCK_PING}
+same_host if input.request.host = \"example.com\"\n"),
+    )
+    .unwrap();
+    assert!(
+        eventually(Duration::from_secs(10), || status(&token)["engine_note"]
+            .as_str()
+            .is_some_and(|n| n.contains("not on the VM's list")))
+        .await,
+        "{}",
+        status(&token)
+    );
+    assert!(status(&token)["engine_note"]
+        .as_str()
+        .unwrap()
+        .contains("block.rego:7: unification `=`"));
+    assert_eq!(status(&token)["engine"], "interpreter");
+    let out = w.server.cli_ok(&["policy", "check"]);
+    assert!(out.contains("engine interpreter"), "{out}");
+    assert!(out.contains("note: the interpreter decides: "), "{out}");
+    assert!(out.contains("block.rego:7: unification `=`"), "{out}");
+    assert_eq!(curl(&env, &[url.as_str()]).await.0, 403);
     std::fs::write(&extra, BLOCK_PING).unwrap();
     assert!(
         eventually(Duration::from_secs(10), || status(&token)["revision"]

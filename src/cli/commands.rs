@@ -256,11 +256,15 @@ fn policy(config: &Config, cmd: PolicyCmd) -> Result<i32> {
         PolicyCmd::Check => {
             let (p, report) = load_tested(&src, config.policy.eval)?;
             println!(
-                "ok: revision {} ({} files, {} tests passed)",
+                "ok: revision {} ({} files, {} tests passed; engine {})",
                 p.short_revision(),
                 p.files.len(),
-                report.passed.len()
+                report.passed.len(),
+                if p.uses_vm() { "vm" } else { "interpreter" }
             );
+            if let Some(note) = &p.engine_note {
+                println!("note: the interpreter decides: {note}");
+            }
             Ok(0)
         }
         PolicyCmd::Test => {
