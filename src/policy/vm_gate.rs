@@ -46,6 +46,9 @@
 //! - a call of a rule that is not a function (`max := 1000` then `max(xs)`,
 //!   `allowed_hosts(h)` for `allowed_hosts[h]`): the VM evaluates the rule and ignores the
 //!   arguments (names spelled with `["..."]`, `data.clawser["lib"].f`, are read as dotted);
+//! - a package with a part named like a builtin or a builtin namespace (`clawser.regex`):
+//!   a call `regex.match` in package `clawser` finds a function or default rule
+//!   `clawser.regex.match` first in the interpreter, any rule of that name in the VM;
 //! - a call with fewer arguments than the function takes (the VM leaves the missing ones
 //!   undefined), or with more, except an output argument of a whole statement
 //!   (`concat("/", parts, repo)`): inside an expression the VM compares or binds the extra
@@ -102,6 +105,15 @@ struct Gate<'a> {
 
 impl Gate<'_> {
     fn module(&self, m: &Module) -> Option<String> {
+        // A dotted call (`regex.match`) resolves first to `data.<package>.regex.match`: in
+        // the interpreter to a function or default rule there, in the VM to any rule there
+        // (ignoring the arguments).
+        if let Some(part) = self.package.iter().find(|p| names::named_like_a_builtin(p)) {
+            return Some(at(
+                m.package.refr.span(),
+                &format!("a package named like a builtin (`{part}`)"),
+            ));
+        }
         for i in &m.imports {
             let path = i.refr.span().text();
             if path != "rego.v1" && !path.starts_with("future.keywords") {

@@ -18,6 +18,14 @@ pub(super) enum Expect {
 }
 
 pub(super) const AGREEMENT_CASES: &[(&str, &str, &str, Expect)] = &[
+    // The tenth review: the VM calls the rule `clawser.regex.match` (ignoring the
+    // arguments), the interpreter the builtin.
+    (
+        "a package named like a builtin namespace",
+        "package clawser\n\nimport rego.v1\n\ndefault decision := {\"outcome\": \"deny\"}\n\ndecision := {\"outcome\": \"allow\"} if regex.match(\"^admin$\", input.s)\n----\npackage clawser.regex\n\nimport rego.v1\n\nmatch := true\n",
+        r#"{"s": "abc"}"#,
+        Expect::Gated,
+    ),
     (
         "complete rule with several values from one body",
         "package clawser\n\ndefault decision := {\"outcome\": \"allow\"}\n\ntarget := t if {\n\tsome t in input.targets\n}\n\ndecision := {\"outcome\": \"deny\"} if target == \"production\"\n",

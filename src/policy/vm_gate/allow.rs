@@ -31,7 +31,7 @@ use regorus::unstable::{
     ArithOp, AssignOp, BinOp, Expr, Literal, Module, Query, Rule, RuleHead, Span,
 };
 
-use super::names::Names;
+use super::names::{named_like_a_builtin, Names};
 use super::super::syntax::dotted;
 
 /// The builtins the VM may call: the shipped pack's, and pure string, type and collection
@@ -118,8 +118,15 @@ impl List<'_> {
         }
         match r {
             Rule::Default {
-                span, op, value, ..
+                span,
+                op,
+                value,
+                args,
+                ..
             } => {
+                if !args.is_empty() {
+                    return Some(at(span, "a default function"));
+                }
                 if *op != AssignOp::ColEq {
                     return Some(at(span, "a default assigned with `=`"));
                 }
@@ -318,16 +325,6 @@ impl List<'_> {
             )
         })
     }
-}
-
-/// Whether `name` is a builtin's name, or a dotted builtin's first part (`object`, `regex`):
-/// a rule or function of that name shadows the builtin, or is shadowed by it, differently in
-/// the two engines.
-fn named_like_a_builtin(name: &str) -> bool {
-    name == "print"
-        || regorus::unstable::BUILTINS
-            .keys()
-            .any(|k| *k == name || k.split('.').next() == Some(name))
 }
 
 #[cfg(test)]

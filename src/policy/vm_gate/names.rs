@@ -48,3 +48,13 @@ impl Names {
         names
     }
 }
+
+/// Whether `name` is a builtin's name, or a dotted builtin's first part (`object`, `regex`):
+/// a rule, function or package of that name shadows the builtin, or is shadowed by it,
+/// differently in the two engines.
+pub(super) fn named_like_a_builtin(name: &str) -> bool {
+    name == "print"
+        || regorus::unstable::BUILTINS
+            .keys()
+            .any(|k| *k == name || k.split('.').next() == Some(name))
+}
