@@ -266,7 +266,7 @@ impl RegoVM {
             let frame = self
                 .execution_stack
                 .last_mut()
-                .ok_or(VmError::AssertionFailed { pc: self.pc })?;
+                .ok_or_else(|| VmError::AssertionFailed { pc: self.pc })?;
             match &mut frame.kind {
                 &mut FrameKind::Loop {
                     ref return_pc,
@@ -293,7 +293,7 @@ impl RegoVM {
                 let completed_frame = self
                     .execution_stack
                     .pop()
-                    .ok_or(VmError::AssertionFailed { pc: self.pc })?;
+                    .ok_or_else(|| VmError::AssertionFailed { pc: self.pc })?;
                 if let Some(parent) = self.execution_stack.last_mut() {
                     parent.pc = resume_pc;
                     self.frame_pc_overridden = true;
@@ -314,7 +314,7 @@ impl RegoVM {
                         let frame = self
                             .execution_stack
                             .last()
-                            .ok_or(VmError::AssertionFailed { pc: self.pc })?;
+                            .ok_or_else(|| VmError::AssertionFailed { pc: self.pc })?;
                         match frame.kind {
                             FrameKind::Loop { ref context, .. } => (
                                 context.mode,
@@ -330,7 +330,7 @@ impl RegoVM {
                     let frame = self
                         .execution_stack
                         .last_mut()
-                        .ok_or(VmError::AssertionFailed { pc: self.pc })?;
+                        .ok_or_else(|| VmError::AssertionFailed { pc: self.pc })?;
                     match &mut frame.kind {
                         &mut FrameKind::Loop {
                             ref mut context, ..
@@ -389,7 +389,7 @@ impl RegoVM {
                     let completed_frame = self
                         .execution_stack
                         .pop()
-                        .ok_or(VmError::AssertionFailed { pc: self.pc })?;
+                        .ok_or_else(|| VmError::AssertionFailed { pc: self.pc })?;
                     if let Some(parent) = self.execution_stack.last_mut() {
                         parent.pc = resume_pc;
                         self.frame_pc_overridden = true;
@@ -619,7 +619,7 @@ impl RegoVM {
                 let loop_ctx = self
                     .loop_stack
                     .last()
-                    .ok_or(VmError::AssertionFailed { pc: self.pc })?;
+                    .ok_or_else(|| VmError::AssertionFailed { pc: self.pc })?;
                 (
                     loop_ctx.mode,
                     loop_ctx.loop_next_pc,
@@ -671,7 +671,7 @@ impl RegoVM {
                 let frame = self
                     .execution_stack
                     .last_mut()
-                    .ok_or(VmError::AssertionFailed { pc: self.pc })?;
+                    .ok_or_else(|| VmError::AssertionFailed { pc: self.pc })?;
                 match &mut frame.kind {
                     &mut FrameKind::Loop {
                         ref return_pc,
@@ -719,7 +719,7 @@ impl RegoVM {
                     let completed_frame = self
                         .execution_stack
                         .pop()
-                        .ok_or(VmError::AssertionFailed { pc: self.pc })?;
+                        .ok_or_else(|| VmError::AssertionFailed { pc: self.pc })?;
                     if let Some(parent) = self.execution_stack.last_mut() {
                         parent.pc = resume_pc;
                         self.frame_pc_overridden = true;
