@@ -49,6 +49,9 @@
 //! - a package with a part named like a builtin or a builtin namespace (`clawser.regex`):
 //!   a call `regex.match` in package `clawser` finds a function or default rule
 //!   `clawser.regex.match` first in the interpreter, any rule of that name in the VM;
+//! - a rule whose path is also a package's, or the start of one (the interpreter reads the
+//!   package, the VM the rule), and a name with both function and other definitions (the
+//!   interpreter calls only the functions, the VM every definition);
 //! - a call with fewer arguments than the function takes (the VM leaves the missing ones
 //!   undefined), or with more, except an output argument of a whole statement
 //!   (`concat("/", parts, repo)`): inside an expression the VM compares or binds the extra
@@ -79,6 +82,9 @@ pub fn vm_unsupported(engine: &mut Engine, allow_list: bool) -> Option<String> {
     };
     let modules = engine.get_modules();
     let names = Names::of(modules, &packages);
+    if let Some(why) = names.collision(modules, &packages) {
+        return Some(why);
+    }
     modules.iter().zip(&packages).find_map(|(m, pkg)| {
         allow_list
             .then(|| allow::outside(m, &names, &pkg.components))
@@ -460,8 +466,10 @@ impl Gate<'_> {
             }
         }
         let fixed = chain.iter().all(|(c, _)| c.is_some());
+        // Neither a package nor the start of one: the VM would build a package object
+        // with undefined rules as keys.
         let missing_rule = fixed
-            && !self.names.packages.contains(&path)
+            && !self.names.packages.iter().any(|p| p.starts_with(&path))
             && (1..path.len()).any(|n| {
                 path.get(..n)
                     .is_some_and(|p| self.names.packages.contains(p))

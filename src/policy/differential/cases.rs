@@ -18,6 +18,31 @@ pub(super) enum Expect {
 }
 
 pub(super) const AGREEMENT_CASES: &[(&str, &str, &str, Expect)] = &[
+    // The eleventh review: names the two engines resolve differently. The interpreter
+    // calls only the function definitions of `f`; the VM also the plain rule, ignoring the
+    // argument.
+    (
+        "a function and a plain rule at one path",
+        "package clawser\n\nimport rego.v1\n\nf(x) if x == \"DELETE\"\n\nf := true\n\ndefault decision := {\"outcome\": \"deny\"}\n\ndecision := {\"outcome\": \"allow\"} if f(input.method)\n",
+        r#"{"method": "GET"}"#,
+        Expect::Gated,
+    ),
+    // The interpreter reads `data.clawser.blocked` as the package (an object, true); the
+    // VM as the rule (undefined).
+    (
+        "a rule and a package at one path",
+        "package clawser\n\nimport rego.v1\n\nblocked if input.method == \"DELETE\"\n\ndefault decision := {\"outcome\": \"deny\"}\n\ndecision := {\"outcome\": \"allow\"} if not data.clawser.blocked\n----\npackage clawser.blocked\n\nimport rego.v1\n\ny := 1\n",
+        r#"{"method": "GET"}"#,
+        Expect::Gated,
+    ),
+    // A prefix of a package's path that is no package itself: the VM keeps the undefined
+    // rule `r` as a key, the interpreter leaves it out.
+    (
+        "a reference to the start of a package's path",
+        "package clawser\n\nimport rego.v1\n\ndefault decision := {\"outcome\": \"deny\"}\n\ndecision := {\"outcome\": \"allow\"} if {\n\ts := data.clawser.lib.sub\n\tcount(s.x) > 0\n}\n----\npackage clawser.lib.sub.x\n\nimport rego.v1\n\nr if input.method == \"DELETE\"\n",
+        r#"{"method": "GET"}"#,
+        Expect::Gated,
+    ),
     // The tenth review: the VM calls the rule `clawser.regex.match` (ignoring the
     // arguments), the interpreter the builtin.
     (

@@ -13,6 +13,8 @@ pub(super) struct Names {
     pub(super) rules: HashSet<Vec<String>>,
     /// The fewest and most parameters of the definitions of each function, by its path.
     pub(super) functions: HashMap<Vec<String>, (usize, usize)>,
+    /// The paths of rules that are not functions (defaults included).
+    pub(super) plain: HashSet<Vec<String>>,
     pub(super) packages: HashSet<Vec<String>>,
 }
 
@@ -41,11 +43,48 @@ impl Names {
                         .entry(path.clone())
                         .or_insert((args.len(), args.len()));
                     *takes = (takes.0.min(args.len()), takes.1.max(args.len()));
+                } else {
+                    names.plain.insert(path.clone());
                 }
                 names.rules.insert(path);
             }
         }
         names
+    }
+}
+
+impl Names {
+    /// The first rule whose path the two engines resolve differently: a path that is also a
+    /// package's, or the start of one (the interpreter reads the package, the VM the rule),
+    /// or a path with both function and other definitions (the interpreter calls only the
+    /// functions, the VM every definition, ignoring the arguments).
+    pub(super) fn collision(
+        &self,
+        modules: &[regorus::unstable::Ref<Module>],
+        packages: &[regorus::PolicyPackageComponents],
+    ) -> Option<String> {
+        for (m, pkg) in modules.iter().zip(packages) {
+            for r in &m.policy {
+                let Expr::Var { span, .. } = head_ref(r) else {
+                    continue;
+                };
+                let mut path = pkg.components.clone();
+                path.push(span.text().to_string());
+                if self.packages.iter().any(|p| p.starts_with(&path)) {
+                    return Some(super::at(
+                        r.span(),
+                        "a rule whose path is also a package's, or the start of one",
+                    ));
+                }
+                if self.functions.contains_key(&path) && self.plain.contains(&path) {
+                    return Some(super::at(
+                        r.span(),
+                        "a name with both function and non-function definitions",
+                    ));
+                }
+            }
+        }
+        None
     }
 }
 
