@@ -31,8 +31,8 @@ use regorus::unstable::{
     ArithOp, AssignOp, BinOp, Expr, Literal, Module, Query, Rule, RuleHead, Span,
 };
 
-use super::names::{named_like_a_builtin, Names};
 use super::super::syntax::dotted;
+use super::names::{named_like_a_builtin, Names};
 
 /// The builtins the VM may call: the shipped pack's, and pure string, type and collection
 /// builtins like them (a builtin is the same Rust function in both engines; what differs is
@@ -136,8 +136,7 @@ impl List<'_> {
                 let value = match head {
                     RuleHead::Compr { assign, .. } => assign.as_ref(),
                     RuleHead::Func { args, assign, .. } => {
-                        if let Some(a) = args.iter().find(|a| !matches!(&***a, Expr::Var { .. }))
-                        {
+                        if let Some(a) = args.iter().find(|a| !matches!(&***a, Expr::Var { .. })) {
                             return Some(at(a.span(), "a function parameter that is not a name"));
                         }
                         assign.as_ref()
@@ -145,9 +144,11 @@ impl List<'_> {
                     RuleHead::Set { key: None, .. } => {
                         return Some(at(span, "a partial set rule without a value"));
                     }
-                    RuleHead::Set { key: Some(k), .. } => return self.expr(k).or_else(|| {
-                        bodies.iter().find_map(|b| self.body(b))
-                    }),
+                    RuleHead::Set { key: Some(k), .. } => {
+                        return self
+                            .expr(k)
+                            .or_else(|| bodies.iter().find_map(|b| self.body(b)))
+                    }
                 };
                 if let Some(a) = value {
                     if a.op != AssignOp::ColEq {
@@ -181,15 +182,15 @@ impl List<'_> {
             }
             match &s.literal {
                 Literal::SomeVars { span, .. } => Some(at(span, "a `some x` declaration")),
-                Literal::SomeIn { span, key: Some(_), .. } => {
-                    Some(at(span, "`some k, v in` (a key and a value)"))
-                }
+                Literal::SomeIn {
+                    span, key: Some(_), ..
+                } => Some(at(span, "`some k, v in` (a key and a value)")),
                 Literal::SomeIn {
                     value, collection, ..
                 } => self.pattern(value).or_else(|| self.expr(collection)),
-                Literal::Every { span, key: Some(_), .. } => {
-                    Some(at(span, "`every k, v in` (a key and a value)"))
-                }
+                Literal::Every {
+                    span, key: Some(_), ..
+                } => Some(at(span, "`every k, v in` (a key and a value)")),
                 Literal::Every { domain, query, .. } => {
                     self.expr(domain).or_else(|| self.query(query))
                 }
@@ -216,9 +217,7 @@ impl List<'_> {
             Expr::Var { span, .. } => self.name(span, span.text()),
             Expr::RefDot {
                 span, refr, field, ..
-            } => self
-                .name(span, field.0.text())
-                .or_else(|| self.expr(refr)),
+            } => self.name(span, field.0.text()).or_else(|| self.expr(refr)),
             Expr::RefBrack { refr, index, .. } => {
                 if let Expr::String { value, span, .. } | Expr::RawString { value, span, .. } =
                     &**index
@@ -256,9 +255,7 @@ impl List<'_> {
                 span, op, lhs, rhs, ..
             } => match op {
                 ArithOp::Add | ArithOp::Sub => self.expr(lhs).or_else(|| self.expr(rhs)),
-                ArithOp::Mul | ArithOp::Div | ArithOp::Mod => {
-                    Some(at(span, "`*`, `/` or `%`"))
-                }
+                ArithOp::Mul | ArithOp::Div | ArithOp::Mod => Some(at(span, "`*`, `/` or `%`")),
             },
             Expr::AssignExpr {
                 span, op, lhs, rhs, ..
