@@ -37,8 +37,8 @@ pub(super) fn composite(e: &Expr) -> bool {
 }
 
 /// The parts of a dotted name (`f`, `data.pkg.f`, `object.get`), or `None` when it is not one.
-/// A `["..."]` index with a string literal is a part like any other (`data.clawser["lib"].f`
-/// is `data.clawser.lib.f`).
+/// A `["..."]` index with a quoted string is a part like any other (`data.clawser["lib"].f`
+/// is `data.clawser.lib.f`); a raw string (`` [`lib`] ``) is not, as in both engines.
 pub(super) fn dotted(e: &Expr) -> Option<Vec<String>> {
     match e {
         Expr::Var { span, .. } => Some(vec![span.text().to_string()]),
@@ -48,7 +48,7 @@ pub(super) fn dotted(e: &Expr) -> Option<Vec<String>> {
             Some(parts)
         }
         Expr::RefBrack { refr, index, .. } => match &**index {
-            Expr::String { value, .. } | Expr::RawString { value, .. } => {
+            Expr::String { value, .. } => {
                 let mut parts = dotted(refr)?;
                 parts.push(value.as_string().ok()?.to_string());
                 Some(parts)

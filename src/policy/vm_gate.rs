@@ -443,9 +443,10 @@ impl Gate<'_> {
                 }
                 Expr::RefBrack { refr, index, .. } => {
                     let fixed = match &**index {
-                        Expr::String { value, .. } | Expr::RawString { value, .. } => {
-                            value.as_string().ok().map(|s| s.to_string())
-                        }
+                        // Only a quoted string: both engines read a raw string (`x[`a`]`)
+                        // as a computed index, and the interpreter then evaluates the whole
+                        // prefix (twelfth review).
+                        Expr::String { value, .. } => value.as_string().ok().map(|s| s.to_string()),
                         _ => None,
                     };
                     chain.push((fixed, Some(&**index)));

@@ -18,6 +18,15 @@ pub(super) enum Expect {
 }
 
 pub(super) const AGREEMENT_CASES: &[(&str, &str, &str, Expect)] = &[
+    // The twelfth review: a raw-string index is computed in both engines; the interpreter
+    // then evaluates all of `data.clawser`, after which `ok` (not evaluated yet) reads as
+    // undefined. The VM reads `authz` as a fixed part and allows.
+    (
+        "a data path spelled with a raw-string index",
+        "package clawser\n\nimport rego.v1\n\ndecision := {\"outcome\": \"allow\", \"reasons\": []} if {\n\tdata.clawser[`authz`].x\n\tok\n} else := {\"outcome\": \"deny\", \"reasons\": [{\"code\": \"denied\", \"message\": \"\"}]}\n\nok if input.request.method == \"GET\"\n----\npackage clawser\n\nimport rego.v1\n\ny := 1\n----\npackage clawser.authz\n\nimport rego.v1\n\nx := true\n",
+        r#"{"request": {"method": "GET"}}"#,
+        Expect::Gated,
+    ),
     // The eleventh review: names the two engines resolve differently. The interpreter
     // calls only the function definitions of `f`; the VM also the plain rule, ignoring the
     // argument.

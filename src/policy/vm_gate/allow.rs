@@ -10,6 +10,8 @@
 //!
 //! Allowed:
 //! - imports of `rego.v1` (and `future.keywords`, which changes nothing in Rego v1);
+//! - package names and `data` paths to rules spelled with dots (`[...]` only after the rule:
+//!   `data.clawser.lib.hosts[input.host]`);
 //! - rules named by one plain name: complete rules (`p := v if`, `p if`, with `else`),
 //!   partial set rules (`p contains v if`), functions whose parameters are plain names,
 //!   `default p := constant`; heads assigned with `:=`;
@@ -88,12 +90,31 @@ pub(super) fn outside(m: &Module, names: &Names, package: &[String]) -> Option<S
             return Some(at(&i.span, "an import other than rego.v1"));
         }
     }
+    if plain_dotted(&m.package.refr).is_none() {
+        return Some(at(
+            m.package.refr.span(),
+            "a package name spelled with [...]",
+        ));
+    }
     let list = List { names, package };
     m.policy
         .iter()
         // Nothing else may refer to a test rule (`List::name`), so the VM never runs one.
         .filter(|r| !rule_name(r).is_some_and(|n| n.starts_with("test_")))
         .find_map(|r| list.rule(r))
+}
+
+/// The parts of a name spelled with dots only (`data.clawser.lib`).
+fn plain_dotted(e: &Expr) -> Option<Vec<String>> {
+    match e {
+        Expr::Var { span, .. } => Some(vec![span.text().to_string()]),
+        Expr::RefDot { refr, field, .. } => {
+            let mut parts = plain_dotted(refr)?;
+            parts.push(field.0.text().to_string());
+            Some(parts)
+        }
+        _ => None,
+    }
 }
 
 fn rule_name(r: &Rule) -> Option<&str> {
@@ -218,7 +239,12 @@ impl List<'_> {
             Expr::RefDot {
                 span, refr, field, ..
             } => self.name(span, field.0.text()).or_else(|| self.expr(refr)),
-            Expr::RefBrack { refr, index, .. } => {
+            Expr::RefBrack {
+                span, refr, index, ..
+            } => {
+                if let Some(why) = self.data_path(span, refr) {
+                    return Some(why);
+                }
                 if let Expr::String { value, span, .. } | Expr::RawString { value, span, .. } =
                     &**index
                 {
@@ -274,6 +300,19 @@ impl List<'_> {
                 None => self.expr(value).or_else(|| self.expr(collection)),
             },
         }
+    }
+
+    /// `refr[...]` where `refr` is a `data` path that names no rule yet: the path to a rule
+    /// must be spelled with dots (the engines read `[...]` spellings of it differently: a raw
+    /// string as a computed index, for which the interpreter evaluates the whole prefix);
+    /// an index after the rule (`data.lib.hosts[input.host]`) is fine.
+    fn data_path(&self, span: &Span, refr: &Expr) -> Option<String> {
+        let parts = plain_dotted(refr)?;
+        let (root, path) = parts.split_first()?;
+        let names_a_rule =
+            (1..=path.len()).any(|n| path.get(..n).is_some_and(|p| self.names.rules.contains(p)));
+        (root == "data" && !names_a_rule)
+            .then(|| at(span, "a `data` path to a rule spelled with [...]"))
     }
 
     /// A name in a reference: none may name a test rule (the allow-list does not check them,

@@ -42,6 +42,8 @@ const LISTED: &[&str] = &[
     "allow if regex.match(`^a+$`, trim_space(input.s))",
     "allow if input.headers[\"x-a\"][0] == \"b\"",
     "allow if data.clawser.helper(input.x)\nhelper(x) if x",
+    // An index after a rule named through `data`.
+    "allow if data.clawser.hosts[input.host]\nhosts := {\"a\": true}",
     // Several packages, none named like a builtin.
     "allow if data.clawser.lib.ok(input.x)\n----\npackage clawser.lib\n\nok(x) if x == 1",
     // A test rule is not checked: `with`, `=` and `some k, v` are fine there.
@@ -105,7 +107,7 @@ const UNLISTED: &[(&str, &str)] = &[
         "a reference to a test_ rule",
     ),
     (
-        "test_x := true\nallow if data.clawser[\"test_x\"]",
+        "test_x := true\nm := {}\nallow if data.clawser.m[\"test_x\"]",
         "a reference to a test_ rule",
     ),
     ("allow = true if input.a", "assigned with `=`"),
@@ -126,6 +128,20 @@ const UNLISTED: &[(&str, &str)] = &[
     (
         "default f(x) := 1\nallow if f(input.a)",
         "a default function",
+    ),
+    // The twelfth review: a raw-string index is a computed one in both engines, and the
+    // interpreter then evaluates the whole prefix.
+    (
+        "allow if data.clawser[`lib`].ok\n----\npackage clawser.lib\n\nok := true",
+        "a `data` path to a rule spelled with [...]",
+    ),
+    (
+        "allow if data.clawser[\"lib\"].ok\n----\npackage clawser.lib\n\nok := true",
+        "a `data` path to a rule spelled with [...]",
+    ),
+    (
+        "allow if input.a\n----\npackage clawser[\"lib\"]\n\nok := true",
+        "a package name spelled with [...]",
     ),
     (
         "allow if { concat(\"/\", input.parts, p); p == \"a/b\" }",
