@@ -111,15 +111,6 @@ struct Gate<'a> {
 
 impl Gate<'_> {
     fn module(&self, m: &Module) -> Option<String> {
-        // A dotted call (`regex.match`) resolves first to `data.<package>.regex.match`: in
-        // the interpreter to a function or default rule there, in the VM to any rule there
-        // (ignoring the arguments).
-        if let Some(part) = self.package.iter().find(|p| names::named_like_a_builtin(p)) {
-            return Some(at(
-                m.package.refr.span(),
-                &format!("a package named like a builtin (`{part}`)"),
-            ));
-        }
         for i in &m.imports {
             let path = i.refr.span().text();
             if path != "rego.v1" && !path.starts_with("future.keywords") {

@@ -54,8 +54,8 @@ impl Names {
 }
 
 impl Names {
-    /// The first rule whose path the two engines resolve differently: a path that is also a
-    /// package's, or the start of one (the interpreter reads the package, the VM the rule),
+    /// The first name the two engines resolve differently: a package with a part named like
+    /// a builtin, a rule path that is also a package's, or the start of one (the interpreter reads the package, the VM the rule),
     /// or a path with both function and other definitions (the interpreter calls only the
     /// functions, the VM every definition, ignoring the arguments).
     pub(super) fn collision(
@@ -64,6 +64,15 @@ impl Names {
         packages: &[regorus::PolicyPackageComponents],
     ) -> Option<String> {
         for (m, pkg) in modules.iter().zip(packages) {
+            // A dotted call (`regex.match`) resolves first to `data.<package>.regex.match`:
+            // in the interpreter to a function or default rule there, in the VM to any rule
+            // there (ignoring the arguments).
+            if let Some(part) = pkg.components.iter().find(|p| named_like_a_builtin(p)) {
+                return Some(super::at(
+                    m.package.refr.span(),
+                    &format!("a package named like a builtin (`{part}`)"),
+                ));
+            }
             for r in &m.policy {
                 let Expr::Var { span, .. } = head_ref(r) else {
                     continue;
