@@ -64,7 +64,8 @@ impl Default for EvalOptions {
 /// Which load-time checks run (all of them, but in tests).
 #[derive(Clone, Copy)]
 struct Checks {
-    /// A recursive rule or function is an error (`recursion.rs`).
+    /// A recursive rule or function (`recursion.rs`), or a rule with two defaults
+    /// (`defaults.rs`), is an error.
     recursion: bool,
     /// The VM runs only revisions on its allow-list (`vm_gate/allow.rs`).
     allow_list: bool,
@@ -139,7 +140,7 @@ impl LoadedPolicy {
     }
 
     /// Parses and compiles `src` for the entry point (no tests run here). A recursive rule or
-    /// function is an error (`recursion.rs`).
+    /// function (`recursion.rs`), or a rule with two defaults (`defaults.rs`), is an error.
     pub fn compile_with(src: &PolicySource, opts: EvalOptions) -> Result<LoadedPolicy> {
         LoadedPolicy::compile_checked(src, opts, Checks::ALL)
     }
@@ -168,7 +169,11 @@ impl LoadedPolicy {
         LoadedPolicy::compile_checked(src, opts, checks)
     }
 
-    fn compile_checked(src: &PolicySource, opts: EvalOptions, checks: Checks) -> Result<LoadedPolicy> {
+    fn compile_checked(
+        src: &PolicySource,
+        opts: EvalOptions,
+        checks: Checks,
+    ) -> Result<LoadedPolicy> {
         let max_instructions = opts.max_instructions;
         let mut engine = engine_for(src)?;
         let compiled = engine
@@ -176,25 +181,28 @@ impl LoadedPolicy {
             .map_err(|e| Error::Policy(e.to_string().trim().to_string()))?;
         if checks.recursion {
             super::recursion::check(&mut engine).map_err(Error::Policy)?;
+            super::defaults::check(&mut engine).map_err(Error::Policy)?;
         }
         let mut engine_note = None;
         let program = match opts.engine {
             EvalEngine::Interpreter => None,
-            EvalEngine::Vm => match super::vm_gate::vm_unsupported(&mut engine, checks.allow_list) {
-                Some(why) => {
-                    tracing::warn!(reason = %why, "this policy uses a construct the regorus VM evaluates differently from the interpreter; using the interpreter");
-                    engine_note = Some(why);
-                    None
-                }
-                None => match Compiler::compile_from_policy(&compiled, &[ENTRYPOINT]) {
-                    Ok(p) => Some(p),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "policy not supported by the regorus VM; using the interpreter");
-                        engine_note = Some(format!("the VM cannot compile this policy: {e}"));
+            EvalEngine::Vm => {
+                match super::vm_gate::vm_unsupported(&mut engine, checks.allow_list) {
+                    Some(why) => {
+                        tracing::warn!(reason = %why, "this policy uses a construct the regorus VM evaluates differently from the interpreter; using the interpreter");
+                        engine_note = Some(why);
                         None
                     }
-                },
-            },
+                    None => match Compiler::compile_from_policy(&compiled, &[ENTRYPOINT]) {
+                        Ok(p) => Some(p),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "policy not supported by the regorus VM; using the interpreter");
+                            engine_note = Some(format!("the VM cannot compile this policy: {e}"));
+                            None
+                        }
+                    },
+                }
+            }
         };
         Ok(LoadedPolicy {
             compiled,

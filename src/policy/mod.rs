@@ -8,6 +8,7 @@
 //! - `testing.rs`: `test_` rules and YAML decision tables.
 //! - `pack.rs`: the shipped policy pack, written to an empty policy directory.
 //! - `recursion.rs`: a recursive rule or function is a load error, as in OPA.
+//! - `defaults.rs`: two `default`s for one rule are a load error, as in OPA.
 //! - `vm_gate.rs`: which revisions the regorus VM may evaluate (`syntax.rs` reads the AST).
 //!
 //! Hot reload: [`PolicyEngine::reload_if_changed`] re-reads the directory; a changed revision
@@ -15,6 +16,7 @@
 //! revision stays in force and the error (with file:line) is kept for `status()`.
 
 mod compiled;
+mod defaults;
 #[cfg(test)]
 mod differential;
 mod input;
