@@ -25,7 +25,9 @@
 //! - an object literal with a computed key: the VM inserts computed keys after literal ones,
 //!   so an agent-chosen key can overwrite a field the policy set;
 //! - a `data` reference that does not name a rule (a whole package, or a computed path): the
-//!   VM keeps undefined rules as keys of the package object;
+//!   VM keeps undefined rules as keys of the package object; and one with a computed or
+//!   number index anywhere: the interpreter tries a number as a string key there
+//!   (`data.clawser.lib.ports[22]` finds `"22"`), the VM does not;
 //! - `some x` declarations (the VM can read `x` as a rule of the same name), and imports other
 //!   than `rego.v1` and `future.keywords`;
 //! - a function with more than 8 parameters: the VM passes only the first 8 arguments;
@@ -420,9 +422,10 @@ impl Gate<'_> {
         found
     }
 
-    /// A reference rooted at `data` must name a rule by a fixed path (anything after the rule
-    /// may be computed), or a fixed path inside a package that names no rule (undefined in
-    /// both engines); its computed indices are checked as expressions.
+    /// A reference rooted at `data` must name a rule, or a path inside a package that names no
+    /// rule (undefined in both engines), by fixed parts only, after the rule too: for a
+    /// computed or number index there the interpreter tries a number as a string key
+    /// (`data.clawser.lib.ports[22]` finds `"22"`) and the VM does not (thirteenth review).
     fn data_ref(&self, e: &Expr, span: &Span, in_loop: bool) -> Option<String> {
         let mut chain = Vec::new();
         let mut node = e;
@@ -447,6 +450,12 @@ impl Gate<'_> {
             }
         }
         chain.reverse();
+        if chain.iter().any(|(c, _)| c.is_none()) {
+            return Some(at(
+                span,
+                "a computed or number index on a `data` path (bind the rule to a local first)",
+            ));
+        }
         let mut path = Vec::new();
         let mut named = false;
         for (component, _) in &chain {
@@ -457,11 +466,9 @@ impl Gate<'_> {
                 break;
             }
         }
-        let fixed = chain.iter().all(|(c, _)| c.is_some());
         // Neither a package nor the start of one: the VM would build a package object
         // with undefined rules as keys.
-        let missing_rule = fixed
-            && !self.names.packages.iter().any(|p| p.starts_with(&path))
+        let missing_rule = !self.names.packages.iter().any(|p| p.starts_with(&path))
             && (1..path.len()).any(|n| {
                 path.get(..n)
                     .is_some_and(|p| self.names.packages.contains(p))

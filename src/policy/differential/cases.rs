@@ -18,6 +18,14 @@ pub(super) enum Expect {
 }
 
 pub(super) const AGREEMENT_CASES: &[(&str, &str, &str, Expect)] = &[
+    // The thirteenth review: on a `data` path the interpreter tries a number index as a
+    // string key; the VM does not, and allowed.
+    (
+        "a number index on a data path",
+        "package clawser\n\nimport rego.v1\n\nblocked := {\"22\": \"ssh\"}\n\ndefault decision := {\"outcome\": \"allow\"}\n\ndecision := {\"outcome\": \"deny\"} if data.clawser.blocked[input.port]\n",
+        r#"{"port": 22}"#,
+        Expect::Gated,
+    ),
     // The twelfth review: a raw-string index is computed in both engines; the interpreter
     // then evaluates all of `data.clawser`, after which `ok` (not evaluated yet) reads as
     // undefined. The VM reads `authz` as a fixed part and allows.

@@ -42,8 +42,8 @@ const LISTED: &[&str] = &[
     "allow if regex.match(`^a+$`, trim_space(input.s))",
     "allow if input.headers[\"x-a\"][0] == \"b\"",
     "allow if data.clawser.helper(input.x)\nhelper(x) if x",
-    // An index after a rule named through `data`.
-    "allow if data.clawser.hosts[input.host]\nhosts := {\"a\": true}",
+    // A field after a rule named through `data`.
+    "allow if data.clawser.hosts.a\nhosts := {\"a\": true}",
     // Several packages, none named like a builtin.
     "allow if data.clawser.lib.ok(input.x)\n----\npackage clawser.lib\n\nok(x) if x == 1",
     // A test rule is not checked: `with`, `=` and `some k, v` are fine there.
@@ -128,6 +128,16 @@ const UNLISTED: &[(&str, &str)] = &[
     (
         "default f(x) := 1\nallow if f(input.a)",
         "a default function",
+    ),
+    // The thirteenth review: the interpreter tries a number index on a `data` path as a
+    // string key, the VM does not.
+    (
+        "ports := {\"22\": true}\nallow if data.clawser.ports[input.port]",
+        "a computed or number index on a `data` path",
+    ),
+    (
+        "ports := {\"22\": true}\nallow if data.clawser.ports[22]",
+        "a computed or number index on a `data` path",
     ),
     // The twelfth review: a raw-string index is a computed one in both engines, and the
     // interpreter then evaluates the whole prefix.
