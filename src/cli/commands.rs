@@ -10,7 +10,7 @@ use crate::ca::LocalCa;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::identity::{IssuedCredential, NewAgent, NewJob};
-use crate::policy::{load_tested, LoadedPolicy, PolicySource};
+use crate::policy::{compile_as_served, load_tested, LoadedPolicy, PolicySource};
 use crate::runtime_env::{exports, to_json, to_shell, write_bundle, RuntimeEnv};
 
 pub(super) fn print_json<T: serde::Serialize>(v: &T) {
@@ -287,7 +287,7 @@ fn policy(config: &Config, cmd: PolicyCmd) -> Result<i32> {
             let text = read_input(&input)?;
             serde_json::from_str::<serde_json::Value>(&text)
                 .map_err(|e| Error::Invalid(format!("{}: not JSON: {e}", input.display())))?;
-            let policy = LoadedPolicy::compile_with(&src, config.policy.eval)?;
+            let policy = compile_as_served(&src, config.policy.eval)?;
             let eval = policy.decide_json(&text);
             print_json(&serde_json::json!({
                 "decision": eval.decision,

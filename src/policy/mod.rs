@@ -82,6 +82,17 @@ pub fn load_tested(src: &PolicySource, opts: EvalOptions) -> Result<(LoadedPolic
     Ok((policy, report))
 }
 
+/// Compiles `src` as the proxy would serve it, whether its tests pass or not (for
+/// `clawser policy eval`): a revision on whose decision tables the VM disagrees with the
+/// interpreter is evaluated by the interpreter, as `load_tested` does.
+pub fn compile_as_served(src: &PolicySource, opts: EvalOptions) -> Result<LoadedPolicy> {
+    let mut policy = LoadedPolicy::compile_with(src, opts)?;
+    if policy.uses_vm() && !run_tests(src, &policy)?.vm_mismatches.is_empty() {
+        policy.disable_vm();
+    }
+    Ok(policy)
+}
+
 fn loaded_event(p: &LoadedPolicy) -> serde_json::Value {
     serde_json::json!({
         "revision": p.revision,
