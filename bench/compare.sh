@@ -12,9 +12,10 @@
 # bench rig) from a scratch copy, and prints one table: req/s (MiB/s for big), p50/p99,
 # ratios to squid-bump and to direct, CPU per request and peak RSS of each proxy process.
 # The rows are kept as JSON Lines (runs.jsonl) and the table as summary.md in
-# bench/results/<timestamp>/. Peers: direct, squid-bump, clawser (as shipped: interpreter
-# engine, durable ledger, info-level decision lines), clawser-nolog (ledger off, bench-only
-# switch), so the ledger's share is in the same run, and clawser-vm (policy.engine: vm).
+# bench/results/<timestamp>/. Peers: direct, squid-bump, clawser (as shipped: the VM engine,
+# which runs the shipped pack, durable ledger, info-level decision lines), clawser-nolog
+# (ledger off, bench-only switch), so the ledger's share is in the same run, and
+# clawser-interp (policy.engine: interpreter, the reference semantics).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PROJ=$(pwd)
@@ -40,7 +41,7 @@ open(sys.argv[1], "w").write(json.dumps(d, separators=(",", ":")) + "\n")
 PY
 # nginx's status port is 8081, Clawser's default admin port: the peers get other ports.
 "$rig/start.sh" upstream squid-bump
-CLAWSER_PEERS="clawser:: clawser-nolog::CLAWSER_BENCH_NO_LEDGER=1 clawser-vm:vm:" \
+CLAWSER_PEERS="clawser:: clawser-nolog::CLAWSER_BENCH_NO_LEDGER=1 clawser-interp:interpreter:" \
   PROJ="$PROJ" "$rig/clawser-up.sh" >/dev/null
 {
   printf '%-14s %s %s %s\n' direct direct certs/upstream-ca.pem -

@@ -2,7 +2,7 @@
 # Proxy throughput and latency against direct, measured in one run on this machine.
 #
 #   bench/run.sh                 # interpreter engine (the default)
-#   ENGINE=vm bench/run.sh       # the regorus VM engine (opt-in)
+#   ENGINE=interpreter bench/run.sh   # the interpreter engine (the default is the VM)
 #   DURATION=20s bench/run.sh
 #   SCENARIOS='ka64:-c 64;new64:-c 64 --disable-keepalive' bench/run.sh   # name:oha args, ';'-separated
 #   OHA_NICE=15 bench/run.sh     # run oha at lower CPU priority (shared-core experiments)
@@ -15,7 +15,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${DURATION:-10s}
-ENGINE=${ENGINE:-interpreter}
+ENGINE=${ENGINE:-vm}
 
 command -v oha >/dev/null 2>&1 || cargo install --locked oha
 cargo build --release --quiet --bin clawser --example bench_upstream

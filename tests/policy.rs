@@ -17,7 +17,8 @@ deny contains {"code": "no_ping", "message": "ping is blocked"} if input.request
 
 #[tokio::test(flavor = "multi_thread")]
 async fn hot_reload_good_then_broken_then_good_never_leaves_the_proxy_without_policy() {
-    // On the VM (opt-in), so the reloads also show when a revision must use the interpreter.
+    // On the VM (the default, named here all the same), so the reloads also show when a
+    // revision must use the interpreter.
     let w = World::with_policy_engine("vm").await;
     let env = w.server.env_for("dev", None);
     let url = w.upstream.url("/ping");
@@ -72,8 +73,10 @@ async fn hot_reload_good_then_broken_then_good_never_leaves_the_proxy_without_po
     // A construct that is not on the VM's allow-list (unification `=`): the same.
     std::fs::write(
         &extra,
-        format!("{BLOCK_PING}
-same_host if input.request.host = \"example.com\"\n"),
+        format!(
+            "{BLOCK_PING}
+same_host if input.request.host = \"example.com\"\n"
+        ),
     )
     .unwrap();
     assert!(
@@ -156,6 +159,7 @@ async fn policy_check_test_and_eval_commands() {
     let w = World::new().await;
     let out = w.server.cli_ok(&["policy", "check"]);
     assert!(out.starts_with("ok: revision"), "{out}");
+    assert!(out.contains("engine vm"), "{out}");
     let out = w.server.cli_ok(&["policy", "test"]);
     assert!(
         out.contains("PASS data.clawser.authz_test.test_repo_delete_is_denied"),
@@ -179,8 +183,8 @@ async fn policy_check_test_and_eval_commands() {
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["decision"]["outcome"], "hold");
     assert_eq!(v["decision"]["approvers"]["role"], "release-approver");
-    // It says which engine decided (the default, the interpreter).
-    assert_eq!(v["engine"], "interpreter");
+    // It says which engine decided (the default, the VM: the shipped pack is on its list).
+    assert_eq!(v["engine"], "vm");
 
     // A failing test makes `policy test` exit 1 and `policy check` name the test.
     std::fs::write(

@@ -3,16 +3,16 @@
 # (PROJ=path). Writes run/clawser-peers.conf (combine it with peers.conf for PEERS=...).
 #   clawser         shipped policy pack, the build's default engine, durable ledger (as shipped)
 #   clawser-nolog   same, ledger off (bench-only switch CLAWSER_BENCH_NO_LEDGER)
-#   clawser-vm      the VM engine (opt-in), ledger on
+#   clawser-interp  the interpreter engine (the reference semantics), ledger on
 # CLAWSER_PEERS="label:engine:ENV=value[:binary] ..." overrides the list (an empty engine is the
-# build's default, the interpreter; the binary defaults to PROJ's release build; bench/ab.sh
-# gives each peer its own).
+# build's default, the VM since session 14; the binary defaults to PROJ's release build;
+# bench/ab.sh gives each peer its own).
 set -euo pipefail
 B="$(cd "$(dirname "$0")" && pwd)"; PROJ=${PROJ:?set PROJ to the project checkout}
 BIN=$PROJ/target/release/clawser; [[ -x $BIN ]] || { echo "build $BIN first" >&2; exit 2; }
 out=$B/run/clawser-peers.conf; : >"$out"
 port=19090
-for v in ${CLAWSER_PEERS:-"clawser::" "clawser-nolog::CLAWSER_BENCH_NO_LEDGER=1" "clawser-vm:vm:"}; do
+for v in ${CLAWSER_PEERS:-"clawser::" "clawser-nolog::CLAWSER_BENCH_NO_LEDGER=1" "clawser-interp:interpreter:"}; do
   IFS=: read -r label engine envv bin <<<"$v"
   bin=${bin:-$BIN}
   d=$B/run/$label; rm -rf "$d"; mkdir -p "$d/policies"

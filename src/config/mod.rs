@@ -247,10 +247,11 @@ impl Validator<'_> {
             leaf_validity_days,
             cache_size: self.positive("ca.cache_size", raw.ca.cache_size, 10_000)?,
         };
-        let engine = match raw.policy.engine.as_deref().unwrap_or("interpreter") {
-            "interpreter" => crate::policy::EvalEngine::Interpreter,
-            "vm" => crate::policy::EvalEngine::Vm,
-            other => {
+        let engine = match raw.policy.engine.as_deref() {
+            None => crate::policy::EvalEngine::default(),
+            Some("interpreter") => crate::policy::EvalEngine::Interpreter,
+            Some("vm") => crate::policy::EvalEngine::Vm,
+            Some(other) => {
                 return Err(self.err(
                     "policy.engine",
                     format!("{other:?} is not interpreter or vm"),

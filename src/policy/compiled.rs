@@ -1,16 +1,17 @@
 //! One compiled policy revision and the fail-closed evaluation of `data.clawser.decision`.
 //!
 //! Two evaluators (`policy.engine`):
-//! - `interpreter` (default): regorus's interpreter with strict builtin errors.
-//! - `vm` (opt-in): regorus's bytecode VM with strict builtin errors and an instruction limit,
-//!   about four times faster. regorus 0.14.1 as released evaluates several things differently
-//!   in the VM (an erroring `deny` rule that does not fire, among others); Clawser builds the
-//!   vendored copy in `vendor/regorus` with those it found fixed (`vendor/README.md`), and
-//!   `vm_gate` keeps revisions that use constructs it still evaluates differently on the
-//!   interpreter. Each thread keeps one VM per policy generation. If the VM cannot compile a
-//!   policy, or disagrees with the interpreter on any decision-table case at load time, that
-//!   revision is evaluated by the interpreter. Reviews of the VM kept finding new differences
-//!   (`differential.rs`), so it is not the default.
+//! - `vm` (default): regorus's bytecode VM with strict builtin errors and an instruction
+//!   limit, about four times faster than the interpreter, for the revisions it may run.
+//!   regorus 0.14.1 as released evaluates several things differently in the VM (an erroring
+//!   `deny` rule that does not fire, among others); Clawser builds the vendored copy in
+//!   `vendor/regorus` with those it found fixed (`vendor/README.md`). The VM runs a revision
+//!   only if it is made of the constructs on `vm_gate/allow.rs`'s list and avoids the
+//!   combinations `vm_gate` lists; any other revision, one the VM cannot compile, and one on
+//!   which the VM disagrees with the interpreter on any decision-table case at load time, is
+//!   evaluated by the interpreter. Each thread keeps one VM per policy generation.
+//! - `interpreter`: regorus's interpreter with strict builtin errors, the reference
+//!   semantics, for every revision.
 //!
 //! Either way an error anywhere (a `deny` rule included) is a `policy_error` deny.
 
@@ -38,10 +39,10 @@ pub const DEFAULT_MAX_INSTRUCTIONS: usize = 1_000_000;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum EvalEngine {
     /// Strict interpreter: every evaluation error fails closed. The reference semantics.
-    #[default]
     Interpreter,
-    /// Bytecode VM (the vendored, strict one): every evaluation error fails closed too; about
-    /// four times faster; opt-in while reviews still find differences from the interpreter.
+    /// Bytecode VM (the vendored, strict one) for revisions on its allow-list, else the
+    /// interpreter: every evaluation error fails closed too; about four times faster.
+    #[default]
     Vm,
 }
 

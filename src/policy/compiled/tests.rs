@@ -171,13 +171,22 @@ fn strings_count_of_an_empty_substring_does_not_panic() {
 }
 
 #[test]
-fn the_interpreter_is_the_default_engine() {
-    assert_eq!(EvalOptions::default().engine, EvalEngine::Interpreter);
+fn the_vm_is_the_default_engine_and_the_interpreter_can_be_chosen() {
+    assert_eq!(EvalOptions::default().engine, EvalEngine::Vm);
     let d = tempfile::tempdir().unwrap();
     let rego = "package clawser\n\ndecision := {\"outcome\": \"allow\"}\n";
     std::fs::write(d.path().join("p.rego"), rego).unwrap();
-    let p = LoadedPolicy::compile(&PolicySource::read_dir(d.path()).unwrap()).unwrap();
+    let src = PolicySource::read_dir(d.path()).unwrap();
+    assert!(LoadedPolicy::compile(&src).unwrap().uses_vm());
+    let p = LoadedPolicy::compile_with(&src, opts(EvalEngine::Interpreter)).unwrap();
     assert!(!p.uses_vm());
+    assert!(p.engine_note.is_none());
+    // The config says the same: no `policy.engine` is the VM.
+    let c = crate::config::Config::from_yaml("{}", "t.yaml", d.path()).unwrap();
+    assert_eq!(c.policy.eval.engine, EvalEngine::Vm);
+    let c = crate::config::Config::from_yaml("policy: {engine: interpreter}", "t.yaml", d.path())
+        .unwrap();
+    assert_eq!(c.policy.eval.engine, EvalEngine::Interpreter);
 }
 
 /// A recursive function whose depth the agent controls. Rego forbids recursion, but regorus
@@ -259,5 +268,33 @@ fn a_deny_with_an_undefined_message_fails_closed_on_both_engines() {
         );
         let read = p.decide_json(r#"{"request": {"method": "GET"}, "grants": []}"#);
         assert_eq!(read.decision.outcome, Outcome::Allow, "{engine:?} {read:?}");
+    }
+}
+
+/// A revision on whose decision tables the VM disagrees with the interpreter (here in the
+/// fail-closed direction: a constant rule whose body iterates meets an error on the VM only)
+/// is evaluated by the interpreter: by the proxy (`load_tested`) and by `clawser policy eval`
+/// (`compile_as_served`) alike.
+#[test]
+fn a_table_the_vm_disagrees_on_keeps_the_revision_on_the_interpreter() {
+    let d = tempfile::tempdir().unwrap();
+    let rego = "package clawser\n\nimport rego.v1\n\nok if {\n\tsome x in input.xs\n\tto_number(x) < 10\n}\n\ndefault decision := {\"outcome\": \"deny\", \"reasons\": []}\n\ndecision := {\"outcome\": \"allow\", \"reasons\": []} if ok\n";
+    std::fs::write(d.path().join("p.rego"), rego).unwrap();
+    let table = "cases:\n  - name: a number, then not\n    input: {xs: [\"1\", \"abc\"]}\n    outcome: allow\n";
+    std::fs::write(d.path().join("p_test.yaml"), table).unwrap();
+    let src = PolicySource::read_dir(d.path()).unwrap();
+    assert!(LoadedPolicy::compile_with(&src, opts(EvalEngine::Vm))
+        .unwrap()
+        .uses_vm());
+    for p in [
+        crate::policy::compile_as_served(&src, opts(EvalEngine::Vm)).unwrap(),
+        crate::policy::load_tested(&src, opts(EvalEngine::Vm))
+            .unwrap()
+            .0,
+    ] {
+        assert!(!p.uses_vm());
+        let note = p.engine_note.clone().unwrap_or_default();
+        assert!(note.contains("disagreed"), "{note}");
+        assert!(p.decide_json(r#"{"xs": ["1", "abc"]}"#).error.is_none());
     }
 }
