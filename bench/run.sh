@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Proxy throughput and latency against direct, measured in one run on this machine.
 #
-#   bench/run.sh                 # interpreter engine (the default)
-#   ENGINE=interpreter bench/run.sh   # the interpreter engine (the default is the VM)
+#   bench/run.sh                 # the VM engine (the default)
+#   ENGINE=interpreter bench/run.sh   # the interpreter engine
 #   DURATION=20s bench/run.sh
 #   SCENARIOS='ka64:-c 64;new64:-c 64 --disable-keepalive' bench/run.sh   # name:oha args, ';'-separated
 #   OHA_NICE=15 bench/run.sh     # run oha at lower CPU priority (shared-core experiments)

@@ -67,14 +67,14 @@ impl Default for EvalOptions {
 struct Checks {
     /// A recursive rule or function (`recursion.rs`), or a rule with two defaults
     /// (`defaults.rs`), is an error.
-    recursion: bool,
+    load_errors: bool,
     /// The VM runs only revisions on its allow-list (`vm_gate/allow.rs`).
     allow_list: bool,
 }
 
 impl Checks {
     const ALL: Checks = Checks {
-        recursion: true,
+        load_errors: true,
         allow_list: true,
     };
 }
@@ -135,7 +135,7 @@ pub fn engine_for(src: &PolicySource) -> Result<Engine> {
 }
 
 impl LoadedPolicy {
-    /// Parses and compiles `src` for the entry point with the default (interpreter) engine.
+    /// Parses and compiles `src` for the entry point with the default engine.
     pub fn compile(src: &PolicySource) -> Result<LoadedPolicy> {
         LoadedPolicy::compile_with(src, EvalOptions::default())
     }
@@ -146,11 +146,12 @@ impl LoadedPolicy {
         LoadedPolicy::compile_checked(src, opts, Checks::ALL)
     }
 
-    /// As `compile_with`, but lets recursion through, to test what evaluation does with it.
+    /// As `compile_with`, but lets recursion (and two defaults) through, to test what
+    /// evaluation does with them.
     #[cfg(test)]
     pub(crate) fn compile_recursive(src: &PolicySource, opts: EvalOptions) -> Result<LoadedPolicy> {
         let checks = Checks {
-            recursion: false,
+            load_errors: false,
             ..Checks::ALL
         };
         LoadedPolicy::compile_checked(src, opts, checks)
@@ -180,7 +181,7 @@ impl LoadedPolicy {
         let compiled = engine
             .compile_with_entrypoint(&ENTRYPOINT.into())
             .map_err(|e| Error::Policy(e.to_string().trim().to_string()))?;
-        if checks.recursion {
+        if checks.load_errors {
             super::recursion::check(&mut engine).map_err(Error::Policy)?;
             super::defaults::check(&mut engine).map_err(Error::Policy)?;
         }
@@ -190,7 +191,7 @@ impl LoadedPolicy {
             EvalEngine::Vm => {
                 match super::vm_gate::vm_unsupported(&mut engine, checks.allow_list) {
                     Some(why) => {
-                        tracing::warn!(reason = %why, "this policy uses a construct the regorus VM evaluates differently from the interpreter; using the interpreter");
+                        tracing::warn!(reason = %why, "this policy uses a construct the regorus VM may not run (the reason says which); using the interpreter");
                         engine_note = Some(why);
                         None
                     }

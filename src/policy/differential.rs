@@ -248,7 +248,7 @@ fn vm_and_interpreter_agree_on_tricky_policies() {
 }
 
 /// With the allow-list on, no gated case reaches the VM, and the cases it admits are the
-/// fixed ones made only of listed constructs.
+/// fixed or stricter ones made only of listed constructs.
 #[test]
 fn the_allow_list_admits_only_listed_cases() {
     let mut admitted = Vec::new();
@@ -266,7 +266,7 @@ fn the_allow_list_admits_only_listed_cases() {
     assert_eq!(admitted, ADMITTED, "cases the allow-list admits");
 }
 
-/// The shipped pack runs on the VM when it is chosen: the gate finds nothing in it.
+/// The shipped pack runs on the VM (the default engine): the gates find nothing in it.
 #[test]
 fn the_shipped_pack_runs_on_the_vm() {
     let (_d, _, policy) = shipped_pack_on_vm();

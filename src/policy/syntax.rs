@@ -226,3 +226,20 @@ pub(super) fn head_ref(r: &Rule) -> &Expr {
         Rule::Default { refr, .. } => refr,
     }
 }
+
+/// Whether a comprehension's query begins with `some .. in` over a collection that nothing in
+/// the query binds. Both engines schedule statements by what they bind: a collection bound
+/// later in the query (`some x in xs; xs = input.a`) moves that binding, and conditions with
+/// it, ahead of the loop, where a failure leaves the VM's comprehension open.
+pub(super) fn begins_with_a_loop(q: &Query) -> bool {
+    let Some(Literal::SomeIn { collection, .. }) = q.stmts.first().map(|s| &s.literal) else {
+        return false;
+    };
+    let bound = bound_in(q);
+    let mut uses_bound = false;
+    children(collection, &mut |c| {
+        uses_bound |= matches!(c, Expr::Var { span, .. } if bound.contains(span.text()));
+        !uses_bound
+    });
+    !uses_bound
+}

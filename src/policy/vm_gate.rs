@@ -1,5 +1,9 @@
 //! Which policy revisions the regorus VM may evaluate.
 //!
+//! Two lists decide: `allow.rs`, the constructs the VM may run at all (with the allow-list
+//! on, as always outside tests), and this module, the combinations of them and the names
+//! (`names.rs`) the VM still evaluates or resolves differently.
+//!
 //! The vendored VM (`vendor/regorus`) fails closed on errors and agrees with the interpreter
 //! on the constructs `differential.rs` checks. Some constructs it still evaluates differently
 //! from the interpreter, in ways that could let a request through that the interpreter would
@@ -24,8 +28,8 @@
 //! - `k, v in collection` (membership of a key-value pair): the VM ignores the key;
 //! - an object literal with a computed key: the VM inserts computed keys after literal ones,
 //!   so an agent-chosen key can overwrite a field the policy set;
-//! - a `data` reference that does not name a rule (a whole package, or a computed path): the
-//!   VM keeps undefined rules as keys of the package object; and one with a computed or
+//! - a `data` reference that does not name a rule (a whole package or the start of one, or a
+//!   computed path): the VM keeps undefined rules as keys of the package object; and one with a computed or
 //!   number index anywhere: the interpreter tries a number as a string key there
 //!   (`data.clawser.lib.ports[22]` finds `"22"`), the VM does not;
 //! - `some x` declarations (the VM can read `x` as a rule of the same name), and imports other
@@ -37,9 +41,9 @@
 //!   global document instead of the local;
 //! - a comprehension that does not begin with `some .. in` over a collection bound outside
 //!   it (the engines schedule a binding of the collection ahead of the loop): when a
-//!   condition before its first loop fails, the VM leaves the comprehension open, and a later failure in the same
-//!   rule resumes the earlier definition with the wrong values (an agent's value can end up
-//!   in an allow-list);
+//!   condition before its first loop fails, the VM leaves the comprehension open, and a
+//!   later failure in the same rule resumes the earlier definition with the wrong values (an
+//!   agent's value can end up in an allow-list);
 //! - a function with `else`: the VM takes the `else` when the body succeeds but its value is
 //!   undefined;
 //! - array, set or object patterns (function parameters, `some .. in`, `:=` and `=`, the
@@ -71,8 +75,8 @@ mod names;
 use names::Names;
 
 use super::syntax::{
-    bound_in, children, composite, constant, dotted, expr_iterates, is_wildcard, names_root,
-    query_iterates, rooted_at_data,
+    begins_with_a_loop, children, composite, constant, dotted, expr_iterates, is_wildcard,
+    names_root, query_iterates, rooted_at_data,
 };
 
 /// Why the VM must not evaluate this revision, as `file:line: reason`; `None` when it may.
@@ -485,21 +489,4 @@ impl Gate<'_> {
             .filter_map(|(_, index)| *index)
             .find_map(|i| self.expr(i, in_loop))
     }
-}
-
-/// Whether a comprehension's query begins with `some .. in` over a collection that nothing in
-/// the query binds. Both engines schedule statements by what they bind: a collection bound
-/// later in the query (`some x in xs; xs = input.a`) moves that binding, and conditions with
-/// it, ahead of the loop, where a failure leaves the VM's comprehension open.
-fn begins_with_a_loop(q: &Query) -> bool {
-    let Some(Literal::SomeIn { collection, .. }) = q.stmts.first().map(|s| &s.literal) else {
-        return false;
-    };
-    let bound = bound_in(q);
-    let mut uses_bound = false;
-    children(collection, &mut |c| {
-        uses_bound |= matches!(c, Expr::Var { span, .. } if bound.contains(span.text()));
-        !uses_bound
-    });
-    !uses_bound
 }

@@ -3,9 +3,10 @@
 /// Policies an operator might write, each with an input on which regorus 0.14.1's VM and its
 /// interpreter differed (a review of the VM found them). For each, either both engines now
 /// give the same error or the same decision (the fixes in vendor/regorus), or `vm_gate`
-/// keeps the revision off the VM. One difference is left, in the fail-closed direction: a
-/// constant rule whose body iterates stops at its first success in the interpreter, while the
-/// VM goes on and can meet an error (a `policy_error` deny the interpreter would not give).
+/// keeps the revision off the VM. Three differences are left, all in the fail-closed
+/// direction (`Stricter`): e.g. a constant rule whose body iterates stops at its first
+/// success in the interpreter, while the VM goes on and can meet an error (a `policy_error`
+/// deny the interpreter would not give).
 /// `Fixed`: both engines agree (a fix in vendor/regorus); `Gated`: the revision is kept off the
 /// VM; `Stricter`: the VM refuses (an error) what the interpreter decides.
 #[derive(Debug, PartialEq)]

@@ -10,8 +10,9 @@
 //!
 //! Allowed:
 //! - imports of `rego.v1` (and `future.keywords`, which changes nothing in Rego v1);
-//! - package names and `data` paths to rules spelled with dots (`[...]` only after the rule:
-//!   `data.clawser.lib.hosts[input.host]`);
+//! - package names and `data` paths to rules spelled with dots (after the rule, fixed parts
+//!   only: `vm_gate.rs` refuses a computed index on a `data` path; bind the rule to a local
+//!   to index it);
 //! - rules named by one plain name: complete rules (`p := v if`, `p if`, with `else`),
 //!   partial set rules (`p contains v if`), functions whose parameters are plain names,
 //!   `default p := constant`; heads assigned with `:=`;
@@ -26,7 +27,7 @@
 //!
 //! Left to the interpreter, among others: unification `=`, object comprehensions,
 //! `some k, v in`, `every k, v in`, unary minus, `*` `/` `%`, set intersection `&`, functions
-//! with literal parameters, a function named like a builtin, output arguments
+//! with literal parameters, a rule or function named like a builtin, output arguments
 //! (`concat("/", parts, out)`), and every other builtin.
 
 use regorus::unstable::{
@@ -305,7 +306,7 @@ impl List<'_> {
     /// `refr[...]` where `refr` is a `data` path that names no rule yet: the path to a rule
     /// must be spelled with dots (the engines read `[...]` spellings of it differently: a raw
     /// string as a computed index, for which the interpreter evaluates the whole prefix);
-    /// an index after the rule (`data.lib.hosts[input.host]`) is fine.
+    /// after the rule, `vm_gate.rs` wants fixed parts only.
     fn data_path(&self, span: &Span, refr: &Expr) -> Option<String> {
         let parts = plain_dotted(refr)?;
         let (root, path) = parts.split_first()?;

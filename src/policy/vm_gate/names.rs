@@ -55,9 +55,10 @@ impl Names {
 
 impl Names {
     /// The first name the two engines resolve differently: a package with a part named like
-    /// a builtin, a rule path that is also a package's, or the start of one (the interpreter reads the package, the VM the rule),
-    /// or a path with both function and other definitions (the interpreter calls only the
-    /// functions, the VM every definition, ignoring the arguments).
+    /// a builtin; a rule path that is also a package's, or the start of one (the interpreter
+    /// reads the package, the VM the rule); or a path with both function and other
+    /// definitions (the interpreter calls only the functions, the VM every definition,
+    /// ignoring the arguments).
     pub(super) fn collision(
         &self,
         modules: &[regorus::unstable::Ref<Module>],
