@@ -65,8 +65,9 @@ impl Default for EvalOptions {
 /// Which load-time checks run (all of them, but in tests).
 #[derive(Clone, Copy)]
 struct Checks {
-    /// A recursive rule or function (`recursion.rs`), or a rule with two defaults
-    /// (`defaults.rs`), is an error.
+    /// A recursive rule or function (`recursion.rs`), a rule with two defaults
+    /// (`defaults.rs`), or a function defined in two files (`split_functions.rs`), is an
+    /// error.
     load_errors: bool,
     /// The VM runs only revisions on its allow-list (`vm_gate/allow.rs`).
     allow_list: bool,
@@ -184,6 +185,7 @@ impl LoadedPolicy {
         if checks.load_errors {
             super::recursion::check(&mut engine).map_err(Error::Policy)?;
             super::defaults::check(&mut engine).map_err(Error::Policy)?;
+            super::split_functions::check(&mut engine).map_err(Error::Policy)?;
         }
         let mut engine_note = None;
         let program = match opts.engine {

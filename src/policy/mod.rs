@@ -9,6 +9,8 @@
 //! - `pack.rs`: the shipped policy pack, written to an empty policy directory.
 //! - `recursion.rs`: a recursive rule or function is a load error, as in OPA.
 //! - `defaults.rs`: two `default`s for one rule are a load error, as in OPA.
+//! - `split_functions.rs`: a function defined in more than one file is a load error (regorus
+//!   evaluates it wrongly).
 //! - `vm_gate.rs`: which revisions the regorus VM may evaluate (`syntax.rs` reads the AST).
 //!
 //! Hot reload: [`PolicyEngine::reload_if_changed`] re-reads the directory; a changed revision
@@ -23,6 +25,7 @@ mod input;
 pub mod pack;
 mod recursion;
 mod source;
+mod split_functions;
 mod syntax;
 mod target;
 mod testing;
