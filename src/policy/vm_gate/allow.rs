@@ -13,7 +13,7 @@
 //! - package names and `data` paths to rules spelled with dots (after the rule, fixed parts
 //!   only: `vm_gate.rs` refuses a computed index on a `data` path; bind the rule to a local
 //!   to index it);
-//! - rules named by one plain name: complete rules (`p := v if`, `p if`, with `else`),
+//! - rules named by one plain name (not `_`): complete rules (`p := v if`, `p if`, with `else`),
 //!   partial set rules (`p contains v if`), functions whose parameters are plain names,
 //!   `default p := constant`; heads assigned with `:=`;
 //! - statements: an expression, `not` an expression, `some x in xs` (no key), `every x in xs`
@@ -24,6 +24,9 @@
 //!   array and set comprehensions, `:=`, `==` `!=` `<` `<=` `>` `>=`, `+` `-`, set union `|`,
 //!   `x in xs`, and calls of the revision's own functions or of the builtins in `BUILTINS`,
 //!   with as many arguments as they take.
+//!
+//! (`__target__ := "..."` is not a rule: the parser reads it, and Clawser, which compiles for
+//! no target, ignores it.)
 //!
 //! Left to the interpreter, among others: unification `=`, object comprehensions,
 //! `some k, v in`, `every k, v in`, unary minus, `*` `/` `%`, set intersection `&`, functions
@@ -135,6 +138,9 @@ impl List<'_> {
         let Some(name) = rule_name(r) else {
             return Some(at(r.span(), "a rule name with dots or [...]"));
         };
+        if name == "_" {
+            return Some(at(r.span(), "a rule named `_`"));
+        }
         if named_like_a_builtin(name) {
             return Some(at(r.span(), "a rule or function named like a builtin"));
         }
@@ -330,6 +336,9 @@ impl List<'_> {
         let Some(parts) = dotted(fcn) else {
             return Some(at(span, "a call of a computed function"));
         };
+        if parts.first().is_some_and(|p| p == "data") && plain_dotted(fcn).is_none() {
+            return Some(at(span, "a `data` path to a rule spelled with [...]"));
+        }
         let path = match parts.as_slice() {
             [name] => {
                 let mut path = self.package.to_vec();
