@@ -330,10 +330,12 @@ impl App {
         let server_file = self.config.data_dir.join(SERVER_FILE);
         let text = serde_json::to_vec_pretty(&info).map_err(|e| Error::Store(e.to_string()))?;
         crate::fsutil::write_public(&server_file, &text)?;
+        let policy = self.policy.current();
         tracing::info!(
             proxy = %proxy_addr,
             admin = %admin_addr,
-            policy = self.policy.current().short_revision(),
+            policy = policy.short_revision(),
+            engine = if policy.uses_vm() { "vm" } else { "interpreter" },
             config = %self.config.source,
             admin_token = %self.admin_token.path.display(),
             "clawser is running"

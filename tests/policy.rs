@@ -160,6 +160,13 @@ async fn policy_check_test_and_eval_commands() {
     let out = w.server.cli_ok(&["policy", "check"]);
     assert!(out.starts_with("ok: revision"), "{out}");
     assert!(out.contains("engine vm"), "{out}");
+    // The start-up line names the engine too.
+    let log = w.server.log_text();
+    let running = log.lines().find(|l| l.contains("clawser is running"));
+    assert!(
+        running.is_some_and(|l| l.contains("\"engine\":\"vm\"")),
+        "{running:?}"
+    );
     let out = w.server.cli_ok(&["policy", "test"]);
     assert!(
         out.contains("PASS data.clawser.authz_test.test_repo_delete_is_denied"),
