@@ -65,9 +65,8 @@ impl Default for EvalOptions {
 /// Which load-time checks run (all of them, but in tests).
 #[derive(Clone, Copy)]
 struct Checks {
-    /// A recursive rule or function (`recursion.rs`), a rule with two defaults
-    /// (`defaults.rs`), or a function defined in two files (`split_functions.rs`), is an
-    /// error.
+    /// A recursive rule or function (`recursion.rs`), a rule with two defaults or a function
+    /// defined in two files (`definitions.rs`), is an error.
     load_errors: bool,
     /// The VM runs only revisions on its allow-list (`vm_gate/allow.rs`).
     allow_list: bool,
@@ -142,7 +141,8 @@ impl LoadedPolicy {
     }
 
     /// Parses and compiles `src` for the entry point (no tests run here). A recursive rule or
-    /// function (`recursion.rs`), or a rule with two defaults (`defaults.rs`), is an error.
+    /// function (`recursion.rs`), a rule with two defaults or a function defined in two files
+    /// (`definitions.rs`), is an error.
     pub fn compile_with(src: &PolicySource, opts: EvalOptions) -> Result<LoadedPolicy> {
         LoadedPolicy::compile_checked(src, opts, Checks::ALL)
     }
@@ -184,8 +184,7 @@ impl LoadedPolicy {
             .map_err(|e| Error::Policy(e.to_string().trim().to_string()))?;
         if checks.load_errors {
             super::recursion::check(&mut engine).map_err(Error::Policy)?;
-            super::defaults::check(&mut engine).map_err(Error::Policy)?;
-            super::split_functions::check(&mut engine).map_err(Error::Policy)?;
+            super::definitions::check(&mut engine).map_err(Error::Policy)?;
         }
         let mut engine_note = None;
         let program = match opts.engine {

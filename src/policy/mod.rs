@@ -8,9 +8,8 @@
 //! - `testing.rs`: `test_` rules and YAML decision tables.
 //! - `pack.rs`: the shipped policy pack, written to an empty policy directory.
 //! - `recursion.rs`: a recursive rule or function is a load error, as in OPA.
-//! - `defaults.rs`: two `default`s for one rule are a load error, as in OPA.
-//! - `split_functions.rs`: a function defined in more than one file is a load error (regorus
-//!   evaluates it wrongly).
+//! - `definitions.rs`: two `default`s for one rule are a load error, as in OPA, and so is a
+//!   function defined in more than one file (regorus evaluates it wrongly).
 //! - `vm_gate.rs`: which revisions the regorus VM may evaluate (`syntax.rs` reads the AST).
 //!
 //! Hot reload: [`PolicyEngine::reload_if_changed`] re-reads the directory; a changed revision
@@ -18,14 +17,13 @@
 //! revision stays in force and the error (with file:line) is kept for `status()`.
 
 mod compiled;
-mod defaults;
+mod definitions;
 #[cfg(test)]
 mod differential;
 mod input;
 pub mod pack;
 mod recursion;
 mod source;
-mod split_functions;
 mod syntax;
 mod target;
 mod testing;

@@ -18,29 +18,19 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 use regorus::unstable::{AssignOp, Expr, Literal, Query, Rule, RuleHead, Span};
 use regorus::Engine;
 
-use super::syntax::{children, head_ref};
+use super::syntax::{children, head_ref, named_rules, packages, place};
 
 /// A rule's path: its package's components and its name.
 type Path = Vec<String>;
 
 /// `Err` with `file:line: ...` naming the first cycle found, when the revision has one.
 pub fn check(engine: &mut Engine) -> Result<(), String> {
-    let packages = engine
-        .get_policy_package_components()
-        .map_err(|e| format!("its packages could not be read: {e}"))?;
+    let packages = packages(engine)?;
     let modules = engine.get_modules();
     // Every definition of every rule, by path, with the package it was written in.
     let mut defs: BTreeMap<Path, Vec<(&Rule, &[String])>> = BTreeMap::new();
-    for (m, pkg) in modules.iter().zip(&packages) {
-        for r in &m.policy {
-            if let Expr::Var { span, .. } = head_ref(r) {
-                let mut path = pkg.components.clone();
-                path.push(span.text().to_string());
-                defs.entry(path)
-                    .or_default()
-                    .push((r.as_ref(), pkg.components.as_slice()));
-            }
-        }
+    for (pkg, r, path) in named_rules(modules, &packages) {
+        defs.entry(path).or_default().push((r.as_ref(), pkg));
     }
     let rules: HashSet<&Path> = defs.keys().collect();
     let mut edges: BTreeMap<&Path, BTreeSet<Path>> = BTreeMap::new();
@@ -80,11 +70,9 @@ pub fn check(engine: &mut Engine) -> Result<(), String> {
                     .get(next)
                     .and_then(|d| d.first())
                     .map(|(r, _)| head_ref(r).span().clone());
-                let place = span.map_or_else(String::new, |s: Span| {
-                    format!("{}:{}: ", s.source.get_path(), s.line)
-                });
+                let prefix = span.map_or_else(String::new, |s: Span| format!("{}: ", place(&s)));
                 return Err(format!(
-                    "{place}`{}` is recursive: {} (Rego does not allow recursion)",
+                    "{prefix}`{}` is recursive: {} (Rego does not allow recursion)",
                     next.join("."),
                     cycle.join(" -> ")
                 ));

@@ -1,9 +1,40 @@
-//! Reading the parsed policy (`vm_gate`, `recursion`): constants, iteration, patterns, dotted
-//! names and a visitor.
+//! Reading the parsed policy (`vm_gate`, `recursion`, `definitions`): the revision's named
+//! rules, constants, iteration, patterns, dotted names and a visitor.
 
 use std::collections::HashSet;
 
-use regorus::unstable::{AssignOp, Expr, Literal, Query, Rule, RuleHead};
+use regorus::unstable::{AssignOp, Expr, Literal, Module, Query, Ref, Rule, RuleHead, Span};
+use regorus::{Engine, PolicyPackageComponents};
+
+/// `file:line` of a span, to start an error or a reason with.
+pub(super) fn place(span: &Span) -> String {
+    format!("{}:{}", span.source.get_path(), span.line)
+}
+
+/// The revision's packages, in the order of `engine.get_modules()`.
+pub(super) fn packages(engine: &mut Engine) -> Result<Vec<PolicyPackageComponents>, String> {
+    engine
+        .get_policy_package_components()
+        .map_err(|e| format!("its packages could not be read: {e}"))
+}
+
+/// Every rule named by one plain name, in module order, with its module's package and its
+/// path (the package's components and the name).
+pub(super) fn named_rules<'a>(
+    modules: &'a [Ref<Module>],
+    packages: &'a [PolicyPackageComponents],
+) -> impl Iterator<Item = (&'a [String], &'a Ref<Rule>, Vec<String>)> + 'a {
+    modules.iter().zip(packages).flat_map(|(m, pkg)| {
+        m.policy.iter().filter_map(move |r| match head_ref(r) {
+            Expr::Var { span, .. } => {
+                let mut path = pkg.components.clone();
+                path.push(span.text().to_string());
+                Some((pkg.components.as_slice(), r, path))
+            }
+            _ => None,
+        })
+    })
+}
 
 pub(super) fn is_wildcard(e: &Expr) -> bool {
     matches!(e, Expr::Var { span, .. } if span.text() == "_")
@@ -40,23 +71,27 @@ pub(super) fn composite(e: &Expr) -> bool {
 /// A `["..."]` index with a quoted string is a part like any other (`data.clawser["lib"].f`
 /// is `data.clawser.lib.f`); a raw string (`` [`lib`] ``) is not, as in both engines.
 pub(super) fn dotted(e: &Expr) -> Option<Vec<String>> {
-    match e {
-        Expr::Var { span, .. } => Some(vec![span.text().to_string()]),
-        Expr::RefDot { refr, field, .. } => {
-            let mut parts = dotted(refr)?;
-            parts.push(field.0.text().to_string());
-            Some(parts)
-        }
-        Expr::RefBrack { refr, index, .. } => match &**index {
-            Expr::String { value, .. } => {
-                let mut parts = dotted(refr)?;
-                parts.push(value.as_string().ok()?.to_string());
-                Some(parts)
-            }
-            _ => None,
+    parts(e, true)
+}
+
+/// The parts of a name spelled with dots only (`data.clawser.lib`), or `None`.
+pub(super) fn plain_dotted(e: &Expr) -> Option<Vec<String>> {
+    parts(e, false)
+}
+
+fn parts(e: &Expr, quoted_indices: bool) -> Option<Vec<String>> {
+    let (refr, part) = match e {
+        Expr::Var { span, .. } => return Some(vec![span.text().to_string()]),
+        Expr::RefDot { refr, field, .. } => (refr, field.0.text().to_string()),
+        Expr::RefBrack { refr, index, .. } if quoted_indices => match &**index {
+            Expr::String { value, .. } => (refr, value.as_string().ok()?.to_string()),
+            _ => return None,
         },
-        _ => None,
-    }
+        _ => return None,
+    };
+    let mut parts = parts(refr, quoted_indices)?;
+    parts.push(part);
+    Some(parts)
 }
 
 /// The names a query binds itself: `some` variables, `every` variables, the variables of

@@ -72,19 +72,19 @@ use regorus::Engine;
 mod allow;
 mod names;
 
-use names::Names;
+use names::{rule_path, Names};
 
 use super::syntax::{
     begins_with_a_loop, children, composite, constant, dotted, expr_iterates, is_wildcard,
-    names_root, query_iterates, rooted_at_data,
+    names_root, packages, place, query_iterates, rooted_at_data,
 };
 
 /// Why the VM must not evaluate this revision, as `file:line: reason`; `None` when it may.
 /// With `allow_list`, a construct not on the allow-list (`allow.rs`) is a reason too.
 pub fn vm_unsupported(engine: &mut Engine, allow_list: bool) -> Option<String> {
-    let packages = match engine.get_policy_package_components() {
+    let packages = match packages(engine) {
         Ok(p) => p,
-        Err(e) => return Some(format!("its packages could not be read: {e}")),
+        Err(e) => return Some(e),
     };
     let modules = engine.get_modules();
     let names = Names::of(modules, &packages);
@@ -106,7 +106,7 @@ pub fn vm_unsupported(engine: &mut Engine, allow_list: bool) -> Option<String> {
 }
 
 fn at(span: &Span, reason: &str) -> String {
-    format!("{}:{}: {reason}", span.source.get_path(), span.line)
+    format!("{}: {reason}", place(span))
 }
 
 /// Checks one module (of package `package`).
@@ -358,13 +358,12 @@ impl Gate<'_> {
         let Some(parts) = dotted(fcn) else {
             return false;
         };
-        match self.rule_path(&parts) {
-            Some(path) => {
-                self.names.rules.contains(&path) && !self.names.functions.contains_key(&path)
-            }
-            None => parts
-                .first()
-                .is_some_and(|root| self.names.rules.contains(&self.rule_path_of(root))),
+        match rule_path(self.package, &parts) {
+            Some(path) => self.names.is_rule(&path) && !self.names.functions.contains_key(&path),
+            None => parts.first().is_some_and(|root| {
+                rule_path(self.package, std::slice::from_ref(root))
+                    .is_some_and(|path| self.names.is_rule(&path))
+            }),
         }
     }
 
@@ -372,9 +371,8 @@ impl Gate<'_> {
     /// its name in this package or a `data.` path), else a builtin; `None` when it is neither.
     fn takes(&self, fcn: &Expr) -> Option<(usize, usize)> {
         let parts = dotted(fcn)?;
-        if let Some(takes) = self
-            .rule_path(&parts)
-            .and_then(|path| self.names.functions.get(&path))
+        if let Some(takes) =
+            rule_path(self.package, &parts).and_then(|path| self.names.functions.get(&path))
         {
             return Some(*takes);
         }
@@ -382,23 +380,6 @@ impl Gate<'_> {
             let n = usize::from(b.1);
             (n, n)
         })
-    }
-
-    /// The rule path a dotted name denotes: a bare name in this package, or a `data.` path;
-    /// `None` for any other dotted name (a builtin such as `object.get`).
-    fn rule_path(&self, parts: &[String]) -> Option<Vec<String>> {
-        match parts {
-            [name] => Some(self.rule_path_of(name)),
-            [root, rest @ ..] if root == "data" => Some(rest.to_vec()),
-            _ => None,
-        }
-    }
-
-    /// The path of `name` in this package.
-    fn rule_path_of(&self, name: &str) -> Vec<String> {
-        let mut path = self.package.to_vec();
-        path.push(name.to_string());
-        path
     }
 
     /// `not` over something whose pattern comparisons or output bindings the VM handles
@@ -465,7 +446,7 @@ impl Gate<'_> {
         for (component, _) in &chain {
             let Some(c) = component else { break };
             path.push(c.clone());
-            if self.names.rules.contains(&path) {
+            if self.names.is_rule(&path) {
                 named = true;
                 break;
             }

@@ -21,7 +21,7 @@ pub(super) enum Expect {
 pub(super) const AGREEMENT_CASES: &[(&str, &str, &str, Expect)] = &[
     // The fifteenth review: regorus's interpreter evaluates every definition of a function
     // with the first file's bindings, so `ok(2, 1)` was true there (Rego and the VM: false).
-    // Refused at load (`split_functions.rs`).
+    // Refused at load (`definitions.rs`).
     (
         "a function defined in two files",
         "package clawser\n\nimport rego.v1\n\nok(a, b) if a == 1\n\ndefault decision := {\"outcome\": \"deny\"}\n\ndecision := {\"outcome\": \"allow\"} if ok(2, 1)\n----\npackage clawser\n\nimport rego.v1\n\nok(b, a) if b == 1\n",

@@ -37,8 +37,8 @@ use regorus::unstable::{
     ArithOp, AssignOp, BinOp, Expr, Literal, Module, Query, Rule, RuleHead, Span,
 };
 
-use super::super::syntax::dotted;
-use super::names::{named_like_a_builtin, Names};
+use super::super::syntax::{dotted, place, plain_dotted};
+use super::names::{named_like_a_builtin, rule_path, Names};
 
 /// The builtins the VM may call: the shipped pack's, and pure string, type and collection
 /// builtins like them (a builtin is the same Rust function in both engines; what differs is
@@ -80,9 +80,8 @@ pub(super) const BUILTINS: &[&str] = &[
 
 fn at(span: &Span, what: &str) -> String {
     format!(
-        "{}:{}: {what}, which is not on the VM's list (vm_gate/allow.rs)",
-        span.source.get_path(),
-        span.line
+        "{}: {what}, which is not on the VM's list (vm_gate/allow.rs)",
+        place(span)
     )
 }
 
@@ -106,19 +105,6 @@ pub(super) fn outside(m: &Module, names: &Names, package: &[String]) -> Option<S
         // Nothing else may refer to a test rule (`List::name`), so the VM never runs one.
         .filter(|r| !rule_name(r).is_some_and(|n| n.starts_with("test_")))
         .find_map(|r| list.rule(r))
-}
-
-/// The parts of a name spelled with dots only (`data.clawser.lib`).
-fn plain_dotted(e: &Expr) -> Option<Vec<String>> {
-    match e {
-        Expr::Var { span, .. } => Some(vec![span.text().to_string()]),
-        Expr::RefDot { refr, field, .. } => {
-            let mut parts = plain_dotted(refr)?;
-            parts.push(field.0.text().to_string());
-            Some(parts)
-        }
-        _ => None,
-    }
 }
 
 fn rule_name(r: &Rule) -> Option<&str> {
@@ -317,7 +303,7 @@ impl List<'_> {
         let parts = plain_dotted(refr)?;
         let (root, path) = parts.split_first()?;
         let names_a_rule =
-            (1..=path.len()).any(|n| path.get(..n).is_some_and(|p| self.names.rules.contains(p)));
+            (1..=path.len()).any(|n| path.get(..n).is_some_and(|p| self.names.is_rule(p)));
         (root == "data" && !names_a_rule)
             .then(|| at(span, "a `data` path to a rule spelled with [...]"))
     }
@@ -339,15 +325,7 @@ impl List<'_> {
         if parts.first().is_some_and(|p| p == "data") && plain_dotted(fcn).is_none() {
             return Some(at(span, "a `data` path to a rule spelled with [...]"));
         }
-        let path = match parts.as_slice() {
-            [name] => {
-                let mut path = self.package.to_vec();
-                path.push(name.clone());
-                Some(path)
-            }
-            [root, rest @ ..] if root == "data" => Some(rest.to_vec()),
-            _ => None,
-        };
+        let path = rule_path(self.package, &parts);
         let name = parts.join(".");
         let takes = match path.and_then(|p| self.names.functions.get(&p)) {
             Some(&(min, max)) => {
