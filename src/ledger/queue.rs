@@ -21,6 +21,9 @@ use crate::error::Result;
 
 /// How long an append nobody waits for may sit in the queue before the writer takes it.
 pub const DETACHED_DELAY: Duration = Duration::from_millis(5);
+/// Longest the writer waits while appenders commit their own groups (not idle), before it
+/// returns to check for a checkpoint that is due by time.
+const BUSY_RETURN: Duration = Duration::from_secs(1);
 /// How long a reader waits for queued entries to reach sled before it reads anyway.
 const READ_BARRIER_WAIT: Duration = Duration::from_secs(10);
 
@@ -246,12 +249,15 @@ impl Queue {
     }
 
     /// Writer side: waits until there is work (or `idle_timeout` passes); true when the
-    /// wait ended on the timer with nothing queued (idle). From then until [`Queue::drain`],
+    /// wait ended on the timer with no append at all since it began (idle: appenders that
+    /// commit their own groups keep it busy). From then until [`Queue::drain`],
     /// appenders queue rather than commit their own groups, so the writer gets the committer
     /// next and the queue keeps its order.
     pub fn wait(&self, max_batch: usize, idle_timeout: Duration) -> bool {
-        let started = Instant::now();
+        let begun = Instant::now();
+        let mut started = begun;
         let mut s = self.lock();
+        let mut pushed = s.pushed;
         let mut idle = false;
         while !(s.waited || s.closed || s.apply_wanted || s.poked || s.reqs.len() >= max_batch) {
             // Appends nobody waits for are taken within DETACHED_DELAY of being queued.
@@ -261,8 +267,27 @@ impl Queue {
             }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                // Idle: nothing came for the whole wait (a lone detached append is not).
-                idle = s.reqs.is_empty();
+                if !s.reqs.is_empty() {
+                    // A detached append's delay is up: take it (not idle).
+                    break;
+                }
+                if s.pushed != pushed {
+                    // Appenders committed their own groups meanwhile: busy, not idle. What
+                    // they leave is applied when they fill a batch (they poke) or once
+                    // appends stop. (Applying on every timer instead rewrote sled's current
+                    // block every few milliseconds under steady one-connection load, and
+                    // sled's writes queue on the disk in front of the durable writes
+                    // requests wait for.) Wait another period, but return at least every
+                    // BUSY_RETURN so that a checkpoint due by time is signed.
+                    if begun.elapsed() < BUSY_RETURN {
+                        started = Instant::now();
+                        pushed = s.pushed;
+                        continue;
+                    }
+                    break;
+                }
+                // Idle: no append at all for the whole wait.
+                idle = true;
                 break;
             }
             s.sleeping_long = s.reqs.is_empty() && left > DETACHED_DELAY;

@@ -12,7 +12,8 @@
 //! acknowledged entry is always on disk.
 //! Acknowledged entries are applied to sled by the writer thread, in batches of up to
 //! `apply_batch` (sled's cost per insert shrinks with the batch; an appender that fills one
-//! wakes the writer), when the writer goes idle after its own commits, before a checkpoint,
+//! wakes the writer), when appends stop (a writer's timer passes with no append at all;
+//! appenders committing their own groups keep it busy), before a checkpoint,
 //! or at once when a reader asks (the read barrier in `queue.rs`). Entries appenders
 //! committed themselves may wait for one of these (memory and replay stay bounded by
 //! `apply_batch`). sled itself is made durable only

@@ -141,6 +141,66 @@ fn a_leader_takes_everything_queued_and_the_read_barrier_counts_its_append() {
     ));
 }
 
+/// Under steady one-connection load the appenders commit every group themselves and the
+/// writer finds its queue empty on each timer: that is not idle (it would apply to sled,
+/// rewriting the current block, every few milliseconds).
+#[test]
+fn appenders_that_commit_their_own_groups_keep_the_writer_from_idling() {
+    let q = std::sync::Arc::new(Queue::new(0));
+    let timer = Duration::from_millis(200);
+    let writer = {
+        let q = q.clone();
+        std::thread::spawn(move || {
+            let t0 = Instant::now();
+            let idle = q.wait(8, timer);
+            (idle, t0.elapsed())
+        })
+    };
+    while !q.lock().sleeping_long {
+        std::thread::yield_now();
+    }
+    let (tx, _rx) = std::sync::mpsc::sync_channel(1);
+    assert!(matches!(
+        q.push_or_lead(req(Reply::Sync(tx)), 8, usize::MAX, true),
+        Ok(Pushed::Lead(_))
+    ));
+    let (idle, waited) = writer.join().unwrap();
+    assert!(idle, "idle once the appends stopped");
+    assert!(
+        waited >= timer * 2,
+        "the timer that followed an append did not end the wait ({waited:?})"
+    );
+}
+
+/// ...but while they go on, the writer still returns now and then (a checkpoint may be due
+/// by time), without calling it idle.
+#[test]
+fn a_writer_kept_busy_by_appenders_returns_within_busy_return() {
+    let q = std::sync::Arc::new(Queue::new(0));
+    let done = std::sync::Arc::new(AtomicBool::new(false));
+    let appender = {
+        let (q, done) = (q.clone(), done.clone());
+        std::thread::spawn(move || {
+            while !done.load(Ordering::Relaxed) {
+                let (tx, _rx) = std::sync::mpsc::sync_channel(1);
+                if let Ok(Pushed::Lead(group)) =
+                    q.push_or_lead(req(Reply::Sync(tx)), 8, usize::MAX, true)
+                {
+                    drop(group);
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        })
+    };
+    let t0 = Instant::now();
+    let idle = q.wait(8, Duration::from_millis(50));
+    let waited = t0.elapsed();
+    done.store(true, Ordering::Relaxed);
+    appender.join().unwrap();
+    assert!(!idle, "busy, not idle");
+    assert!(waited >= BUSY_RETURN, "{waited:?}");
+}
+
 #[test]
 fn a_poke_ends_the_writers_long_wait() {
     let q = std::sync::Arc::new(Queue::new(0));
