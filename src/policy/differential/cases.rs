@@ -355,6 +355,16 @@ pub(super) const AGREEMENT_CASES: &[(&str, &str, &str, Expect)] = &[
         r#"{"sizes": [5000]}"#,
         Expect::Gated,
     ),
+    // The sixteenth review: the VM's compiler takes `__builtin_host_await` for its host call
+    // before it looks for the revision's function (an error in Clawser, which answers none);
+    // the interpreter calls the function. Fail closed, so `Stricter` here (where the
+    // allow-list is off); the allow-list keeps it off the VM (a name beginning with `__`).
+    (
+        "a function named __builtin_host_await",
+        "package clawser\n\nimport rego.v1\n\ndefault decision := {\"outcome\": \"deny\"}\n\n__builtin_host_await(a, b) if a == \"mallory\"\n\ndecision := {\"outcome\": \"allow\"} if not __builtin_host_await(input.agent, 1)\n",
+        r#"{"agent": "alice"}"#,
+        Expect::Stricter,
+    ),
     (
         "a rule called as a function",
         "package clawser\n\ndefault decision := {\"outcome\": \"deny\"}\n\nis_admin if input.agent.role == \"admin\"\n\ndecision := {\"outcome\": \"allow\"} if is_admin(input.agent)\n",

@@ -119,6 +119,10 @@ const UNLISTED: &[(&str, &str)] = &[
     ),
     ("object := {}\nallow if input.a", "named like a builtin"),
     (
+        "__builtin_host_await(a, b) if a == \"m\"\nallow if not __builtin_host_await(input.agent, 1)",
+        "named like a builtin",
+    ),
+    (
         "allow if { x := input.a with input as {\"a\": true}; x }",
         "`with` outside a test_ rule",
     ),
