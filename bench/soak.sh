@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Memory soak: Clawser as shipped (interpreter engine, durable ledger) under a fixed request rate
+# Memory soak: Clawser as shipped (the VM engine, durable ledger) under a fixed request rate
 # for a fixed time, sampling the process's RSS. Issue 14, target 4: peak RSS at 64
 # keep-alive connections, and RSS flat (within 10%) from the first minute to the last.
 #
