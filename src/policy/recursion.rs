@@ -18,26 +18,32 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 use regorus::unstable::{AssignOp, Expr, Literal, Query, Rule, RuleHead, Span};
 use regorus::Engine;
 
-use super::syntax::{children, head_ref, named_rules, packages, place};
+use super::syntax::{children, head_ref, import_aliases, named_rules_by_module, packages, place};
 
 /// A rule's path: its package's components and its name.
 type Path = Vec<String>;
+
+/// One definition of a rule: the rule, its package and its module's import aliases.
+type Def<'a> = (&'a Rule, &'a [String], Vec<(String, &'a Expr)>);
 
 /// `Err` with `file:line: ...` naming the first cycle found, when the revision has one.
 pub fn check(engine: &mut Engine) -> Result<(), String> {
     let packages = packages(engine)?;
     let modules = engine.get_modules();
-    // Every definition of every rule, by path, with the package it was written in.
-    let mut defs: BTreeMap<Path, Vec<(&Rule, &[String])>> = BTreeMap::new();
-    for (pkg, r, path) in named_rules(modules, &packages) {
-        defs.entry(path).or_default().push((r.as_ref(), pkg));
+    // Every definition of every rule, by path, with the package it was written in and its
+    // module's import aliases.
+    let mut defs: BTreeMap<Path, Vec<Def<'_>>> = BTreeMap::new();
+    for (m, pkg, r, path) in named_rules_by_module(modules, &packages) {
+        defs.entry(path)
+            .or_default()
+            .push((r.as_ref(), pkg, import_aliases(m)));
     }
     let rules: HashSet<&Path> = defs.keys().collect();
     let mut edges: BTreeMap<&Path, BTreeSet<Path>> = BTreeMap::new();
     for (path, rs) in &defs {
         let out = edges.entry(path).or_default();
-        for (r, pkg) in rs {
-            References::of(r, pkg, &rules, out);
+        for (r, pkg, aliases) in rs {
+            References::of(r, pkg, aliases, &rules, out);
         }
     }
     // Depth-first search; a path met again while still on the stack closes a cycle.
@@ -69,7 +75,7 @@ pub fn check(engine: &mut Engine) -> Result<(), String> {
                 let span = defs
                     .get(next)
                     .and_then(|d| d.first())
-                    .map(|(r, _)| head_ref(r).span().clone());
+                    .map(|(r, _, _)| head_ref(r).span().clone());
                 let prefix = span.map_or_else(String::new, |s: Span| format!("{}: ", place(&s)));
                 return Err(format!(
                     "{prefix}`{}` is recursive: {} (Rego does not allow recursion)",
@@ -96,13 +102,21 @@ fn next_of<'a>(edges: &'a BTreeMap<&Path, BTreeSet<Path>>, node: &Path) -> Vec<&
 /// Collects the rules one definition refers to.
 struct References<'a> {
     package: &'a [String],
+    /// The module's import aliases (a bare `v1` reads `rego.v1`).
+    aliases: &'a [(String, &'a Expr)],
     rules: &'a HashSet<&'a Path>,
     /// Names bound anywhere in the definition: locals, not rules.
     bound: HashSet<String>,
 }
 
 impl References<'_> {
-    fn of(r: &Rule, package: &[String], rules: &HashSet<&Path>, out: &mut BTreeSet<Path>) {
+    fn of(
+        r: &Rule,
+        package: &[String],
+        aliases: &[(String, &Expr)],
+        rules: &HashSet<&Path>,
+        out: &mut BTreeSet<Path>,
+    ) {
         let Rule::Spec { head, bodies, .. } = r else {
             return;
         };
@@ -124,6 +138,7 @@ impl References<'_> {
         let queries: Vec<&Query> = bodies.iter().map(|b| &*b.query).collect();
         let mut refs = References {
             package,
+            aliases,
             rules,
             bound: HashSet::new(),
         };
@@ -233,6 +248,19 @@ impl References<'_> {
         self.bound.extend(names);
     }
 
+    /// Records the rule a name not bound in the definition stands for in this package, if
+    /// it is one.
+    fn refer_name(&self, name: &str, found: &mut BTreeSet<Path>) {
+        if matches!(name, "input" | "data" | "_") || self.bound.contains(name) {
+            return;
+        }
+        let mut path = self.package.to_vec();
+        path.push(name.to_string());
+        if self.rules.contains(&path) {
+            found.insert(path);
+        }
+    }
+
     /// Records the rule `e` names, if it names one: a local name, or the longest fixed
     /// `data.` prefix that is a rule.
     fn refer(&mut self, e: &Expr, found: &mut BTreeSet<Path>) {
@@ -242,11 +270,17 @@ impl References<'_> {
                 if matches!(name, "input" | "data" | "_") || self.bound.contains(name) {
                     return;
                 }
-                let mut path = self.package.to_vec();
-                path.push(name.to_string());
-                if self.rules.contains(&path) {
-                    found.insert(path);
+                if let Some((_, aliased)) = self.aliases.iter().find(|(a, _)| a == name) {
+                    // The path the alias stands for: a `data.` path, or one whose first part
+                    // is read as a name in this package (`rego` for `rego.v1`).
+                    if data_parts(aliased).is_some() {
+                        self.refer(aliased, found);
+                    } else if let Some(root) = root_name(aliased) {
+                        self.refer_name(root, found);
+                    }
+                    return;
                 }
+                self.refer_name(name, found);
             }
             Expr::RefDot { .. } | Expr::RefBrack { .. } => {
                 let Some(parts) = data_parts(e) else {
@@ -263,6 +297,15 @@ impl References<'_> {
             }
             _ => {}
         }
+    }
+}
+
+/// The variable a reference starts from (`rego` in `rego.v1`).
+fn root_name(e: &Expr) -> Option<&str> {
+    match e {
+        Expr::Var { span, .. } => Some(span.text()),
+        Expr::RefDot { refr, .. } | Expr::RefBrack { refr, .. } => root_name(refr),
+        _ => None,
     }
 }
 

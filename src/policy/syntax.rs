@@ -24,16 +24,42 @@ pub(super) fn named_rules<'a>(
     modules: &'a [Ref<Module>],
     packages: &'a [PolicyPackageComponents],
 ) -> impl Iterator<Item = (&'a [String], &'a Ref<Rule>, Vec<String>)> + 'a {
+    named_rules_by_module(modules, packages).map(|(_, pkg, r, path)| (pkg, r, path))
+}
+
+/// [`named_rules`], each with the module it is written in.
+pub(super) fn named_rules_by_module<'a>(
+    modules: &'a [Ref<Module>],
+    packages: &'a [PolicyPackageComponents],
+) -> impl Iterator<Item = (&'a Module, &'a [String], &'a Ref<Rule>, Vec<String>)> + 'a {
     modules.iter().zip(packages).flat_map(|(m, pkg)| {
         m.policy.iter().filter_map(move |r| match head_ref(r) {
             Expr::Var { span, .. } => {
                 let mut path = pkg.components.clone();
                 path.push(span.text().to_string());
-                Some((pkg.components.as_slice(), r, path))
+                Some((&**m, pkg.components.as_slice(), r, path))
             }
             _ => None,
         })
     })
+}
+
+/// A module's import aliases: the name each import binds (its `as` name, or the last part
+/// of its path: `v1` for `import rego.v1`) and the path it stands for. Both engines read a
+/// bare alias as that path.
+pub(super) fn import_aliases(m: &Module) -> Vec<(String, &Expr)> {
+    m.imports
+        .iter()
+        .filter_map(|i| {
+            let name = match (&i.r#as, &*i.refr) {
+                (Some(a), _) => a.text().to_string(),
+                (None, Expr::RefDot { field, .. }) => field.0.text().to_string(),
+                (None, Expr::Var { span, .. }) => span.text().to_string(),
+                _ => return None,
+            };
+            Some((name, &*i.refr))
+        })
+        .collect()
 }
 
 pub(super) fn is_wildcard(e: &Expr) -> bool {

@@ -26,6 +26,13 @@ fn cycles_are_refused_with_the_cycle_and_its_place() {
             "clawser.down -> clawser.down",
         ),
         (
+            // The sixteenth review: `import rego.v1` binds `v1`, which both engines read as
+            // `rego.v1`, here the rule `rego`.
+            "a rule reading itself through an import's alias",
+            "rego := {\"v1\": true} if v1\n\ndecision := {\"outcome\": \"allow\"} if rego.v1\n",
+            "clawser.rego -> clawser.rego",
+        ),
+        (
             "a function calling itself from its else",
             "down(n) := 0 if n <= 0\n\nelse := down(n - 1)\n\ndecision := {\"outcome\": \"allow\"} if down(input.n) >= 0\n",
             "clawser.down -> clawser.down",
