@@ -366,7 +366,7 @@ impl RegoVM {
                 let dest_index = usize::from(dest);
                 if self.registers.len() <= dest_index {
                     let new_len = dest_index.saturating_add(1);
-                    self.registers.resize(new_len, Value::Undefined);
+                    self.registers.resize_with(new_len, || Value::Undefined);
                 }
                 if let Some(slot) = self.registers.get_mut(dest_index) {
                     *slot = value;
@@ -640,7 +640,7 @@ impl RegoVM {
                     let result_index = usize::from(data.result_reg);
                     if self.registers.len() <= result_index {
                         let new_len = result_index.saturating_add(1);
-                        self.registers.resize(new_len, Value::Undefined);
+                        self.registers.resize_with(new_len, || Value::Undefined);
                     }
                     if let Some(slot) = self.registers.get_mut(result_index) {
                         *slot = value.clone();
@@ -662,7 +662,7 @@ impl RegoVM {
                     let ret_index = usize::from(return_value_register);
                     if self.registers.len() <= ret_index {
                         let new_len = ret_index.saturating_add(1);
-                        self.registers.resize(new_len, Value::Undefined);
+                        self.registers.resize_with(new_len, || Value::Undefined);
                     }
                     if let Some(slot) = self.registers.get_mut(ret_index) {
                         *slot = value.clone();

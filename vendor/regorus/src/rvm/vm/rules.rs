@@ -116,8 +116,8 @@ impl RegoVM {
                 }
 
                 self.registers
-                    .resize(num_retained_registers, Value::Undefined);
-                self.registers.resize(num_registers, Value::Undefined);
+                    .resize_with(num_retained_registers, || Value::Undefined);
+                self.registers.resize_with(num_registers, || Value::Undefined);
 
                 if let Some(destructuring_entry_point) =
                     rule_info.destructuring_blocks.get(def_idx).and_then(|x| *x)
@@ -495,7 +495,7 @@ impl RegoVM {
             if self.registers.len() <= dest_index {
                 let new_len =
                     self.checked_add_one(dest_index, "register capacity for destination")?;
-                self.registers.resize(new_len, Value::Undefined);
+                self.registers.resize_with(new_len, || Value::Undefined);
             }
             self.set_register(dest, result)?;
             return Ok(());
@@ -652,9 +652,9 @@ impl RegoVM {
                 }
 
                 self.registers
-                    .resize(frame_data.num_retained_registers, Value::Undefined);
+                    .resize_with(frame_data.num_retained_registers, || Value::Undefined);
                 self.registers
-                    .resize(frame_data.num_registers, Value::Undefined);
+                    .resize_with(frame_data.num_registers, || Value::Undefined);
 
                 if let Some(destructuring_entry_point) = rule_info
                     .destructuring_blocks
@@ -826,7 +826,7 @@ impl RegoVM {
         let dest_idx = usize::from(dest_reg);
         if parent_registers.len() <= dest_idx {
             let new_len = self.checked_add_one(dest_idx, "parent register capacity")?;
-            parent_registers.resize(new_len, Value::Undefined);
+            parent_registers.resize_with(new_len, || Value::Undefined);
         }
 
         {
