@@ -21,8 +21,9 @@ use crate::error::Result;
 
 /// How long an append nobody waits for may sit in the queue before the writer takes it.
 pub const DETACHED_DELAY: Duration = Duration::from_millis(5);
-/// Longest the writer waits while appenders commit their own groups (not idle), before it
-/// returns to check for a checkpoint that is due by time.
+/// How long the writer goes on waiting while appenders commit their own groups (not idle)
+/// before it returns to check for a checkpoint that is due by time (it returns after at most
+/// this plus one idle timeout).
 const BUSY_RETURN: Duration = Duration::from_secs(1);
 /// How long a reader waits for queued entries to reach sled before it reads anyway.
 const READ_BARRIER_WAIT: Duration = Duration::from_secs(10);
@@ -124,7 +125,7 @@ pub struct Taken {
     pub closing: bool,
     /// A reader is waiting: apply everything taken now.
     pub apply_now: bool,
-    /// The wait ended on the timer with nothing queued.
+    /// The wait ended on the timer with no append at all since it began.
     pub idle: bool,
 }
 
@@ -277,8 +278,8 @@ impl Queue {
                     // appends stop. (Applying on every timer instead rewrote sled's current
                     // block every few milliseconds under steady one-connection load, and
                     // sled's writes queue on the disk in front of the durable writes
-                    // requests wait for.) Wait another period, but return at least every
-                    // BUSY_RETURN so that a checkpoint due by time is signed.
+                    // requests wait for.) Wait another period, but return once BUSY_RETURN
+                    // has passed so that a checkpoint due by time is signed.
                     if begun.elapsed() < BUSY_RETURN {
                         started = Instant::now();
                         pushed = s.pushed;

@@ -249,16 +249,18 @@ impl References<'_> {
     }
 
     /// Records the rule a name not bound in the definition stands for in this package, if
-    /// it is one.
-    fn refer_name(&self, name: &str, found: &mut BTreeSet<Path>) {
+    /// it is one (true then).
+    fn refer_name(&self, name: &str, found: &mut BTreeSet<Path>) -> bool {
         if matches!(name, "input" | "data" | "_") || self.bound.contains(name) {
-            return;
+            return false;
         }
         let mut path = self.package.to_vec();
         path.push(name.to_string());
         if self.rules.contains(&path) {
             found.insert(path);
+            return true;
         }
+        false
     }
 
     /// Records the rule `e` names, if it names one: a local name, or the longest fixed
@@ -270,6 +272,11 @@ impl References<'_> {
                 if matches!(name, "input" | "data" | "_") || self.bound.contains(name) {
                     return;
                 }
+                // A rule of this package wins over an import alias of the same name, in both
+                // engines; the alias is the fallback.
+                if self.refer_name(name, found) {
+                    return;
+                }
                 if let Some((_, aliased)) = self.aliases.iter().find(|(a, _)| a == name) {
                     // The path the alias stands for: a `data.` path, or one whose first part
                     // is read as a name in this package (`rego` for `rego.v1`).
@@ -278,9 +285,7 @@ impl References<'_> {
                     } else if let Some(root) = root_name(aliased) {
                         self.refer_name(root, found);
                     }
-                    return;
                 }
-                self.refer_name(name, found);
             }
             Expr::RefDot { .. } | Expr::RefBrack { .. } => {
                 let Some(parts) = data_parts(e) else {

@@ -81,6 +81,11 @@ fn locals_named_like_rules_are_not_references() {
             "hosts contains hosts_item if {\n\tsome hosts_item in input.hosts\n}\n\nxs contains x if {\n\tsome xs in input.lists\n\tsome x in xs\n}\n\ndecision := {\"outcome\": \"allow\"} if count(xs) > 0\n",
         ),
         (
+            // A rule wins over the import alias of the same name (`v1` from `rego.v1`).
+            "a rule named like an import's alias",
+            "v1 := true\n\nrego := {\"on\": true} if v1\n\ndecision := {\"outcome\": \"allow\"} if rego.on\n",
+        ),
+        (
             "an assigned local named like the rule",
             "limit := 10\n\nbig if {\n\tlimit := input.limit\n\tlimit > 5\n}\n\ndecision := {\"outcome\": \"allow\"} if big\n",
         ),
