@@ -335,7 +335,7 @@ impl App {
             proxy = %proxy_addr,
             admin = %admin_addr,
             policy = policy.short_revision(),
-            engine = if policy.uses_vm() { "vm" } else { "interpreter" },
+            engine = policy.engine_name(),
             config = %self.config.source,
             admin_token = %self.admin_token.path.display(),
             "clawser is running"

@@ -260,7 +260,7 @@ fn policy(config: &Config, cmd: PolicyCmd) -> Result<i32> {
                 p.short_revision(),
                 p.files.len(),
                 report.passed.len(),
-                if p.uses_vm() { "vm" } else { "interpreter" }
+                p.engine_name()
             );
             if let Some(note) = &p.engine_note {
                 println!("note: the interpreter decides: {note}");
@@ -293,7 +293,7 @@ fn policy(config: &Config, cmd: PolicyCmd) -> Result<i32> {
                 "decision": eval.decision,
                 "revision": eval.revision,
                 "eval_us": eval.elapsed.as_micros() as u64,
-                "engine": if policy.uses_vm() { "vm" } else { "interpreter" },
+                "engine": policy.engine_name(),
                 "engine_note": policy.engine_note,
                 "error": eval.error,
             }));

@@ -224,6 +224,16 @@ impl LoadedPolicy {
         self.program.is_some()
     }
 
+    /// The engine deciding this revision, as `policy.engine` spells it (`vm` or
+    /// `interpreter`), for logs, `clawser policy check|eval` and `GET /v1/policy`.
+    pub fn engine_name(&self) -> &'static str {
+        if self.uses_vm() {
+            "vm"
+        } else {
+            "interpreter"
+        }
+    }
+
     /// Evaluates with the interpreter from now on (used when the VM disagreed at load time).
     pub fn disable_vm(&mut self) {
         self.program = None;

@@ -100,7 +100,7 @@ fn loaded_event(p: &LoadedPolicy) -> serde_json::Value {
     serde_json::json!({
         "revision": p.revision,
         "files": p.files,
-        "engine": if p.uses_vm() { "vm" } else { "interpreter" },
+        "engine": p.engine_name(),
         "engine_note": p.engine_note,
     })
 }
@@ -241,7 +241,7 @@ impl PolicyEngine {
         let p = self.current.load();
         PolicyStatus {
             dir: self.dir.display().to_string(),
-            engine: if p.uses_vm() { "vm" } else { "interpreter" },
+            engine: p.engine_name(),
             engine_note: p.engine_note.clone(),
             revision: p.revision.clone(),
             files: p.files.clone(),

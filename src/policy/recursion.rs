@@ -18,7 +18,9 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 use regorus::unstable::{AssignOp, Expr, Literal, Query, Rule, RuleHead, Span};
 use regorus::Engine;
 
-use super::syntax::{children, head_ref, import_aliases, named_rules_by_module, packages, place};
+use super::syntax::{
+    children, head_ref, import_aliases, named_rules_by_module, packages, place, root_name,
+};
 
 /// A rule's path: its package's components and its name.
 type Path = Vec<String>;
@@ -280,10 +282,12 @@ impl References<'_> {
                 if let Some((_, aliased)) = self.aliases.iter().find(|(a, _)| a == name) {
                     // The path the alias stands for: a `data.` path, or one whose first part
                     // is read as a name in this package (`rego` for `rego.v1`).
-                    if data_parts(aliased).is_some() {
-                        self.refer(aliased, found);
-                    } else if let Some(root) = root_name(aliased) {
-                        self.refer_name(root, found);
+                    match root_name(aliased) {
+                        Some("data") => self.refer(aliased, found),
+                        Some(root) => {
+                            self.refer_name(root, found);
+                        }
+                        None => {}
                     }
                 }
             }
@@ -302,15 +306,6 @@ impl References<'_> {
             }
             _ => {}
         }
-    }
-}
-
-/// The variable a reference starts from (`rego` in `rego.v1`).
-fn root_name(e: &Expr) -> Option<&str> {
-    match e {
-        Expr::Var { span, .. } => Some(span.text()),
-        Expr::RefDot { refr, .. } | Expr::RefBrack { refr, .. } => root_name(refr),
-        _ => None,
     }
 }
 

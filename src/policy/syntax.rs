@@ -77,10 +77,15 @@ pub(super) fn names_root(e: &Expr) -> bool {
 }
 
 pub(super) fn rooted_at_data(e: &Expr) -> bool {
+    root_name(e) == Some("data")
+}
+
+/// The variable a reference starts from (`rego` in `rego.v1`, `data` in `data.x[y]`).
+pub(super) fn root_name(e: &Expr) -> Option<&str> {
     match e {
-        Expr::Var { span, .. } => span.text() == "data",
-        Expr::RefDot { refr, .. } | Expr::RefBrack { refr, .. } => rooted_at_data(refr),
-        _ => false,
+        Expr::Var { span, .. } => Some(span.text()),
+        Expr::RefDot { refr, .. } | Expr::RefBrack { refr, .. } => root_name(refr),
+        _ => None,
     }
 }
 

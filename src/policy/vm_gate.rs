@@ -328,7 +328,7 @@ impl Gate<'_> {
                 | Expr::RefBrack { span, .. }
                     if rooted_at_data(c) =>
                 {
-                    why = self.data_ref(c, span, in_loop);
+                    why = self.data_ref(c, span);
                     return false;
                 }
                 _ => return true,
@@ -411,40 +411,20 @@ impl Gate<'_> {
     /// rule (undefined in both engines), by fixed parts only, after the rule too: for a
     /// computed or number index there the interpreter tries a number as a string key
     /// (`data.clawser.lib.ports[22]` finds `"22"`) and the VM does not (thirteenth review).
-    fn data_ref(&self, e: &Expr, span: &Span, in_loop: bool) -> Option<String> {
-        let mut chain = Vec::new();
-        let mut node = e;
-        loop {
-            match node {
-                Expr::RefDot { refr, field, .. } => {
-                    chain.push((field.1.as_string().ok().map(|s| s.to_string()), None));
-                    node = refr;
-                }
-                Expr::RefBrack { refr, index, .. } => {
-                    let fixed = match &**index {
-                        // Only a quoted string: both engines read a raw string (`x[`a`]`)
-                        // as a computed index, and the interpreter then evaluates the whole
-                        // prefix (twelfth review).
-                        Expr::String { value, .. } => value.as_string().ok().map(|s| s.to_string()),
-                        _ => None,
-                    };
-                    chain.push((fixed, Some(&**index)));
-                    node = refr;
-                }
-                _ => break,
-            }
-        }
-        chain.reverse();
-        if chain.iter().any(|(c, _)| c.is_none()) {
+    fn data_ref(&self, e: &Expr, span: &Span) -> Option<String> {
+        // Fixed parts are dots and quoted strings (`dotted`): both engines read a raw string
+        // (`x[`a`]`) as a computed index, and the interpreter then evaluates the whole prefix
+        // (twelfth review).
+        let Some(parts) = dotted(e) else {
             return Some(at(
                 span,
                 "a computed or number index on a `data` path (bind the rule to a local first)",
             ));
-        }
+        };
         let mut path = Vec::new();
         let mut named = false;
-        for (component, _) in &chain {
-            let Some(c) = component else { break };
+        // After the root, `data`.
+        for c in parts.iter().skip(1) {
             path.push(c.clone());
             if self.names.is_rule(&path) {
                 named = true;
@@ -458,16 +438,11 @@ impl Gate<'_> {
                 path.get(..n)
                     .is_some_and(|p| self.names.packages.contains(p))
             });
-        let named = named || missing_rule;
-        if !named {
-            return Some(at(
+        (!named && !missing_rule).then(|| {
+            at(
                 span,
                 "a `data` reference that does not name a rule (a package as a whole, or a computed path)",
-            ));
-        }
-        chain
-            .iter()
-            .filter_map(|(_, index)| *index)
-            .find_map(|i| self.expr(i, in_loop))
+            )
+        })
     }
 }
