@@ -331,11 +331,14 @@ impl App {
         let text = serde_json::to_vec_pretty(&info).map_err(|e| Error::Store(e.to_string()))?;
         crate::fsutil::write_public(&server_file, &text)?;
         let policy = self.policy.current();
+        let workers =
+            tokio::runtime::Handle::try_current().map_or(0, |h| h.metrics().num_workers());
         tracing::info!(
             proxy = %proxy_addr,
             admin = %admin_addr,
             policy = policy.short_revision(),
             engine = policy.engine_name(),
+            workers,
             config = %self.config.source,
             admin_token = %self.admin_token.path.display(),
             "clawser is running"

@@ -71,7 +71,11 @@ fn main() -> anyhow::Result<()> {
     }
     let config = Config::load(cli.config.as_deref()).context("loading the configuration")?;
     init_logging(&config, &cli);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = config.proxy.worker_threads {
+        builder.worker_threads(n);
+    }
+    let runtime = builder
         .enable_all()
         .build()
         .context("starting the async runtime")?;

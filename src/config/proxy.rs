@@ -46,7 +46,13 @@ pub struct ProxyConfig {
     /// A Unix socket the proxy also listens on (the way out of `clawser run --isolate`);
     /// `None` when set to `""`.
     pub unix_socket: Option<std::path::PathBuf>,
+    /// Threads of the async runtime that serves the proxy and the admin endpoint; `None`:
+    /// the runtime's default (one per CPU, or `TOKIO_WORKER_THREADS`).
+    pub worker_threads: Option<usize>,
 }
+
+/// Most runtime threads `proxy.worker_threads` accepts.
+pub const MAX_WORKER_THREADS: usize = 1024;
 
 impl Validator<'_> {
     pub(super) fn proxy(&self, p: RawProxy, data_dir: &std::path::Path) -> Result<ProxyConfig> {
@@ -106,6 +112,17 @@ impl Validator<'_> {
                 Some("") => None,
                 Some(path) => Some(self.path(Some(path.to_string()), "")),
                 None => Some(self.path(None, &format!("{}/proxy.sock", data_dir.display()))),
+            },
+            worker_threads: match p.worker_threads {
+                None => None,
+                Some(0) => return Err(self.err("proxy.worker_threads", "must be greater than 0")),
+                Some(n) if n > MAX_WORKER_THREADS => {
+                    return Err(self.err(
+                        "proxy.worker_threads",
+                        format!("must be at most {MAX_WORKER_THREADS}"),
+                    ))
+                }
+                Some(n) => Some(n),
             },
             resolve: p
                 .resolve

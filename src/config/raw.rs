@@ -71,6 +71,7 @@ pub struct RawProxy {
     pub redact_patterns: Option<Vec<String>>,
     pub resolve: Option<std::collections::BTreeMap<String, Vec<String>>>,
     pub unix_socket: Option<String>,
+    pub worker_threads: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -76,6 +76,12 @@ fn approvers_and_webhooks_are_validated() {
         vec!["approval.created".to_string()]
     );
     assert_eq!(ok.proxy.hold_timeout, Duration::from_secs(110));
+    assert_eq!(
+        ok.proxy.worker_threads, None,
+        "unset: the runtime's default"
+    );
+    let two = Config::from_yaml("proxy:\n  worker_threads: 2\n", "t", Path::new(".")).unwrap();
+    assert_eq!(two.proxy.worker_threads, Some(2));
     for (bad, key) in [
         (
             "approvers:\n  - id: bob\n    roles: []\n",
@@ -94,6 +100,8 @@ fn approvers_and_webhooks_are_validated() {
             "notify.webhooks[0].events",
         ),
         ("proxy:\n  max_held: 0\n", "proxy.max_held"),
+        ("proxy:\n  worker_threads: 0\n", "proxy.worker_threads"),
+        ("proxy:\n  worker_threads: 5000\n", "proxy.worker_threads"),
         ("proxy:\n  hold_timeout: soon\n", "proxy.hold_timeout"),
     ] {
         let e = Config::from_yaml(bad, "t", Path::new("."))
