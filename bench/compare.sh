@@ -6,6 +6,7 @@
 #   bench/compare.sh                         # 3 interleaved rounds of 8 s: ka1 ka16 noka16 big4
 #   ROUNDS=5 DURATION=10s bench/compare.sh
 #   SCENARIOS="ka16 ka64" bench/compare.sh
+#   COMPARE_PEERS="clawser:: clawser-1w::TOKIO_WORKER_THREADS=1" bench/compare.sh
 #
 # Installs what it needs from Debian (nginx, squid-openssl) and crates.io (oha), builds
 # Clawser in release mode, runs the rig in bench/rig/ (adapted from the team's shared
@@ -15,7 +16,8 @@
 # bench/results/<timestamp>/. Peers: direct, squid-bump, clawser (as shipped: the VM engine,
 # which runs the shipped pack, durable ledger, info-level decision lines), clawser-nolog
 # (ledger off, bench-only switch), so the ledger's share is in the same run, and
-# clawser-interp (policy.engine: interpreter, the reference semantics).
+# clawser-interp (policy.engine: interpreter, the reference semantics). COMPARE_PEERS replaces
+# the Clawser peers: "label:engine:ENV=value[,ENV=value...]" each (bench/rig/clawser-up.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PROJ=$(pwd)
@@ -41,7 +43,7 @@ open(sys.argv[1], "w").write(json.dumps(d, separators=(",", ":")) + "\n")
 PY
 # nginx's status port is 8081, Clawser's default admin port: the peers get other ports.
 "$rig/start.sh" upstream squid-bump
-CLAWSER_PEERS="clawser:: clawser-nolog::CLAWSER_BENCH_NO_LEDGER=1 clawser-interp:interpreter:" \
+CLAWSER_PEERS="${COMPARE_PEERS:-clawser:: clawser-nolog::CLAWSER_BENCH_NO_LEDGER=1 clawser-interp:interpreter:}" \
   PROJ="$PROJ" "$rig/clawser-up.sh" >/dev/null
 {
   printf '%-14s %s %s %s\n' direct direct certs/upstream-ca.pem -

@@ -10,6 +10,12 @@ extra_pids=()
 cleanup() {
   "$rig/stop.sh" squid-bump upstream >/dev/null 2>&1 || true
   for f in "$rig"/run/clawser*.pid; do [ -f "$f" ] && kill "$(cat "$f")" 2>/dev/null || true; done
+  # Peers with labels of their own (COMPARE_PEERS, CLAWSER_PEERS) too.
+  if [ -f "$rig/run/clawser-peers.conf" ]; then
+    while read -r _ _ _ pidf; do
+      [ -f "$rig/$pidf" ] && kill "$(cat "$rig/$pidf")" 2>/dev/null || true
+    done <"$rig/run/clawser-peers.conf"
+  fi
   for p in "${extra_pids[@]}"; do kill "$p" 2>/dev/null || true; done
 }
 trap cleanup EXIT

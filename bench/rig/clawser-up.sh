@@ -4,9 +4,9 @@
 #   clawser         shipped policy pack, the build's default engine, durable ledger (as shipped)
 #   clawser-nolog   same, ledger off (bench-only switch CLAWSER_BENCH_NO_LEDGER)
 #   clawser-interp  the interpreter engine (the reference semantics), ledger on
-# CLAWSER_PEERS="label:engine:ENV=value[:binary] ..." overrides the list (an empty engine is the
-# build's default, the VM since session 14; the binary defaults to PROJ's release build;
-# bench/ab.sh gives each peer its own).
+# CLAWSER_PEERS="label:engine:ENV=value[,ENV=value...][:binary] ..." overrides the list (an
+# empty engine is the build's default, the VM since session 14; the binary defaults to
+# PROJ's release build; bench/ab.sh gives each peer its own).
 set -euo pipefail
 B="$(cd "$(dirname "$0")" && pwd)"; PROJ=${PROJ:?set PROJ to the project checkout}
 BIN=$PROJ/target/release/clawser; [[ -x $BIN ]] || { echo "build $BIN first" >&2; exit 2; }
@@ -26,7 +26,7 @@ policy: {dir: $d/policies${engine:+, engine: $engine}}
 upstream: {extra_ca_files: [$B/certs/upstream-ca.pem]}
 agents: [{id: bench, runtime: other, on_behalf_of: bench}]
 YAML
-  (cd "$d" && exec env $envv "$bin" serve -c "$d/clawser.yaml" >"$d/serve.log" 2>&1) &
+  (cd "$d" && exec env ${envv//,/ } "$bin" serve -c "$d/clawser.yaml" >"$d/serve.log" 2>&1) &
   echo $! >"$B/run/$label.pid"
   for _ in $(seq 100); do curl -s "http://127.0.0.1:$((port+1))/healthz" >/dev/null && break; sleep 0.1; done
   url=$("$bin" env -c "$d/clawser.yaml" --agent bench --format json | python3 -c 'import json,sys;print(json.load(sys.stdin)["HTTPS_PROXY"])')
