@@ -37,9 +37,28 @@ fn init_logging(config: &Config, cli: &Cli) {
         .with_writer(std::io::stderr);
     if json {
         builder.json().flatten_event(true).init();
-    } else {
+    } else if ansi {
         builder.init();
+    } else {
+        builder.fmt_fields(plain_fields()).init();
     }
+}
+
+/// Text log fields as tracing-subscriber's default formatter writes them without colours
+/// (`message` bare, then `name=value` with values in `Debug` form, space-separated), minus its
+/// per-field styling: two no-op ANSI paints per field came to about 9,000 instructions per
+/// decision line, 2.6% of a proxied request's (callgrind).
+fn plain_fields() -> impl for<'w> tracing_subscriber::fmt::FormatFields<'w> {
+    use tracing_subscriber::field::MakeExt;
+    tracing_subscriber::fmt::format::debug_fn(|w, field, value| {
+        let name = field.name();
+        if name == "message" {
+            write!(w, "{value:?}")
+        } else {
+            write!(w, "{}={value:?}", name.strip_prefix("r#").unwrap_or(name))
+        }
+    })
+    .delimited(" ")
 }
 
 fn main() -> anyhow::Result<()> {
