@@ -114,15 +114,15 @@ impl Validator<'_> {
                 None => Some(self.path(None, &format!("{}/proxy.sock", data_dir.display()))),
             },
             worker_threads: match p.worker_threads {
-                None => None,
-                Some(0) => return Err(self.err("proxy.worker_threads", "must be greater than 0")),
                 Some(n) if n > MAX_WORKER_THREADS => {
                     return Err(self.err(
                         "proxy.worker_threads",
                         format!("must be at most {MAX_WORKER_THREADS}"),
                     ))
                 }
-                Some(n) => Some(n),
+                n => n
+                    .map(|n| self.positive("proxy.worker_threads", Some(n), n))
+                    .transpose()?,
             },
             resolve: p
                 .resolve
