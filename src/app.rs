@@ -309,14 +309,29 @@ impl App {
                 self.grants.secrets.clone(),
                 rx.clone(),
             )),
-            tokio::spawn(proxy::serve(state.clone(), proxy_l, rx.clone())),
             tokio::spawn(admin::serve(admin_state, admin_l, rx.clone())),
             tokio::spawn(
                 self.policy
                     .clone()
-                    .watch(self.config.policy.reload_interval, rx),
+                    .watch(self.config.policy.reload_interval, rx.clone()),
             ),
         ];
+        let shards = self.config.proxy.shards;
+        if shards == 0 {
+            tasks.push(tokio::spawn(proxy::serve(
+                state.clone(),
+                proxy_l,
+                rx.clone(),
+            )));
+        } else {
+            tasks.extend(proxy::shards::start(
+                &state,
+                &self.config.upstream,
+                proxy_l,
+                shards,
+                rx.clone(),
+            )?);
+        }
         let socket = unix_l.map(|(l, path)| {
             tasks.push(tokio::spawn(proxy::serve(state, l, rx_unix)));
             path
@@ -339,6 +354,7 @@ impl App {
             policy = policy.short_revision(),
             engine = policy.engine_name(),
             workers,
+            shards,
             config = %self.config.source,
             admin_token = %self.admin_token.path.display(),
             "clawser is running"

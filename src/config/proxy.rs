@@ -46,12 +46,16 @@ pub struct ProxyConfig {
     /// A Unix socket the proxy also listens on (the way out of `clawser run --isolate`);
     /// `None` when set to `""`.
     pub unix_socket: Option<std::path::PathBuf>,
-    /// Threads of the async runtime that serves the proxy and the admin endpoint; `None`:
-    /// the runtime's default (one per CPU, or `TOKIO_WORKER_THREADS`).
+    /// Threads of the shared async runtime (the admin endpoint, background work, the Unix
+    /// socket, and the TCP listener when `shards` is 0); `None`: the runtime's default (one
+    /// per CPU, or `TOKIO_WORKER_THREADS`).
     pub worker_threads: Option<usize>,
+    /// Single-threaded runtimes that serve `listen` (see `proxy/shards.rs`); 0 (the default):
+    /// `listen` is served by the shared runtime.
+    pub shards: usize,
 }
 
-/// Most runtime threads `proxy.worker_threads` accepts.
+/// Most runtime threads `proxy.worker_threads` (and shards `proxy.shards`) accepts.
 pub const MAX_WORKER_THREADS: usize = 1024;
 
 impl Validator<'_> {
@@ -123,6 +127,15 @@ impl Validator<'_> {
                 n => n
                     .map(|n| self.positive("proxy.worker_threads", Some(n), n))
                     .transpose()?,
+            },
+            shards: match p.shards {
+                Some(n) if n > MAX_WORKER_THREADS => {
+                    return Err(self.err(
+                        "proxy.shards",
+                        format!("must be at most {MAX_WORKER_THREADS}"),
+                    ))
+                }
+                n => n.unwrap_or(0),
             },
             resolve: p
                 .resolve

@@ -72,6 +72,7 @@ pub struct RawProxy {
     pub resolve: Option<std::collections::BTreeMap<String, Vec<String>>>,
     pub unix_socket: Option<String>,
     pub worker_threads: Option<usize>,
+    pub shards: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -82,6 +82,12 @@ fn approvers_and_webhooks_are_validated() {
     );
     let two = Config::from_yaml("proxy:\n  worker_threads: 2\n", "t", Path::new(".")).unwrap();
     assert_eq!(two.proxy.worker_threads, Some(2));
+    assert_eq!(
+        ok.proxy.shards, 0,
+        "unset: the shared runtime serves the proxy"
+    );
+    let three = Config::from_yaml("proxy:\n  shards: 3\n", "t", Path::new(".")).unwrap();
+    assert_eq!(three.proxy.shards, 3);
     for (bad, key) in [
         (
             "approvers:\n  - id: bob\n    roles: []\n",
@@ -102,6 +108,8 @@ fn approvers_and_webhooks_are_validated() {
         ("proxy:\n  max_held: 0\n", "proxy.max_held"),
         ("proxy:\n  worker_threads: 0\n", "proxy.worker_threads"),
         ("proxy:\n  worker_threads: 5000\n", "proxy.worker_threads"),
+        ("proxy:\n  shards: 5000\n", "proxy.shards"),
+        ("proxy:\n  shards: -1\n", "proxy.shards"),
         ("proxy:\n  hold_timeout: soon\n", "proxy.hold_timeout"),
     ] {
         let e = Config::from_yaml(bad, "t", Path::new("."))

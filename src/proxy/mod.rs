@@ -35,6 +35,7 @@ mod relay;
 pub mod respond;
 mod rewind;
 mod scrub;
+pub mod shards;
 mod spend;
 mod summary;
 mod target;
@@ -64,7 +65,9 @@ use crate::metrics::Metrics;
 use crate::policy::PolicyEngine;
 use pipeline::ConnInfo;
 
-/// Everything a request needs, shared by all connections.
+/// Everything a request needs, shared by all connections (a shard's copy differs only in its
+/// upstream pool: see `shards.rs`).
+#[derive(Clone)]
 pub struct ProxyState {
     pub config: ProxyConfig,
     pub environments: Environments,
@@ -162,9 +165,20 @@ impl ProxyState {
 pub async fn serve<L: listener::Accept>(
     state: Arc<ProxyState>,
     listener: L,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) {
     let limit = Arc::new(Semaphore::new(state.config.max_connections));
+    serve_limited(state, listener, limit, shutdown).await
+}
+
+/// [`serve`], with connection slots (`proxy.max_connections`) shared with other listeners
+/// of the same endpoint (the shards of `shards.rs`).
+pub async fn serve_limited<L: listener::Accept>(
+    state: Arc<ProxyState>,
+    listener: L,
+    limit: Arc<Semaphore>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let mut outer = hyper::server::conn::http1::Builder::new();
     outer
         .timer(TokioTimer::new())
