@@ -9,6 +9,7 @@
 #   bench/ab.sh work work:CLAWSER_BENCH_NO_LEDGER=1   # what the ledger costs
 #   bench/ab.sh work work:MIMALLOC_ALLOW_THP=1         # an allocator setting
 #   SOAK=240 RATE=1000 C=64 bench/ab.sh HEAD~1 work   # RSS and live heap under a fixed rate
+#   C=64 bench/ab.sh work:SHARDS=0 work:SHARDS=2   # SHARDS=n sets proxy.shards in the config
 #   ENGINE=interpreter bench/ab.sh HEAD~1 work        # every peer on one policy engine
 #                                                 # (default: each build's own default)
 #
@@ -24,7 +25,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PROJ=$(pwd)
-[ $# -ge 1 ] || { sed -n '2,18p' "$0"; exit 2; }
+[ $# -ge 1 ] || { sed -n '2,19p' "$0"; exit 2; }
 ROUNDS=${ROUNDS:-4} DUR=${DUR:-8s} C=${C:-16}
 command -v nginx >/dev/null 2>&1 || { export DEBIAN_FRONTEND=noninteractive; apt-get update -qq && apt-get install -y -qq nginx; }
 command -v oha >/dev/null 2>&1 || cargo install --locked oha --version 1.16.0
