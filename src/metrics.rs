@@ -25,6 +25,8 @@ pub struct Metrics {
     eval_nanos: AtomicU64,
     policy_reload_failures: AtomicU64,
     held: AtomicI64,
+    /// Connections handed to each proxy shard (`proxy.shards`); unset without shards.
+    shard_connections: std::sync::OnceLock<Vec<AtomicU64>>,
 }
 
 impl Metrics {
@@ -45,6 +47,20 @@ impl Metrics {
         self.eval_count.fetch_add(1, Relaxed);
         self.eval_nanos
             .fetch_add(u64::try_from(eval.as_nanos()).unwrap_or(u64::MAX), Relaxed);
+    }
+
+    /// The proxy runs `n` shards (once, at start).
+    pub fn shards(&self, n: usize) {
+        let _ = self
+            .shard_connections
+            .set((0..n).map(|_| AtomicU64::new(0)).collect());
+    }
+
+    /// A connection was handed to shard `i`.
+    pub fn shard_connection(&self, i: usize) {
+        if let Some(c) = self.shard_connections.get().and_then(|v| v.get(i)) {
+            c.fetch_add(1, Relaxed);
+        }
     }
 
     /// Counts a 407.
@@ -138,6 +154,15 @@ impl Metrics {
             s.push_str(&format!(
                 "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}\n"
             ));
+        }
+        if let Some(shards) = self.shard_connections.get() {
+            s.push_str("# HELP clawser_shard_connections_total Connections handed to each proxy shard (proxy.shards).\n# TYPE clawser_shard_connections_total counter\n");
+            for (i, c) in shards.iter().enumerate() {
+                s.push_str(&format!(
+                    "clawser_shard_connections_total{{shard=\"{i}\"}} {}\n",
+                    c.load(Relaxed)
+                ));
+            }
         }
         s.push_str("# HELP clawser_policy_eval_seconds Time to evaluate data.clawser.decision.\n# TYPE clawser_policy_eval_seconds histogram\n");
         for (i, le) in EVAL_BUCKETS.iter().enumerate() {

@@ -1,13 +1,14 @@
 //! `proxy.shards`: the proxy's TCP listener served by single-threaded runtimes of its own
-//! (the default, one per CPU) or by the shared runtime (`shards: 0`). Every layout serves,
-//! decides and records the same, shares one connection limit, and stops cleanly.
+//! (`shards: N`) or by the shared runtime (`shards: 0`, the default). Every layout serves,
+//! decides and records the same, spreads connections over every shard, shares one connection
+//! limit, and stops cleanly.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use base64::Engine;
 use common::{curl, Server, World};
@@ -57,6 +58,29 @@ async fn every_shard_layout_serves_decides_records_and_stops() {
         assert_eq!(code, 403, "shards {n}");
         assert_eq!(w.upstream.hits(), 6, "shards {n}");
         assert_eq!(decided(&w.server, &format!("/repos/acme/s{n}-")), 6);
+        // Every shard served some of the 7 connections (the acceptor hands each to the shard
+        // with the fewest live ones, equals in turn).
+        let token = w.server.admin_token();
+        let (code, metrics) = curl(
+            &Default::default(),
+            &[
+                "-H",
+                &format!("Authorization: Bearer {token}"),
+                &format!("http://{}/metrics", w.server.admin),
+            ],
+        )
+        .await;
+        assert_eq!(code, 200, "{metrics}");
+        let handed: Vec<u64> = metrics
+            .lines()
+            .filter(|l| l.starts_with("clawser_shard_connections_total{"))
+            .map(|l| l.rsplit(' ').next().unwrap().parse().unwrap())
+            .collect();
+        assert_eq!(handed.len(), n, "shards {n}: {metrics}");
+        if n > 0 {
+            assert_eq!(handed.iter().sum::<u64>(), 7, "shards {n}: {handed:?}");
+            assert!(handed.iter().all(|&c| c > 0), "shards {n}: {handed:?}");
+        }
         let status = w.server.terminate();
         assert!(
             status.success(),
@@ -108,8 +132,14 @@ async fn max_connections_is_one_limit_across_shards() {
         open.push(s);
     }
     for i in 0..4 {
+        // Refused means closed at once (the read timeout is 10 s).
+        let began = Instant::now();
         let (s, head) = tunnel(&w.server, "dev", &target);
         assert_eq!(head, "", "extra connection {i} got an answer: {head}");
+        assert!(
+            began.elapsed() < Duration::from_secs(5),
+            "extra connection {i} was left hanging, not refused"
+        );
         open.push(s);
     }
 }

@@ -26,9 +26,15 @@ use super::listener::Accept;
 use super::{serve_limited, ProxyState, Upstream};
 use crate::config::UpstreamConfig;
 use crate::error::{Error, Result};
+use crate::metrics::Metrics;
 
 /// How long a stopping shard waits for its blocking tasks (store reads of held requests).
 const STOP_WAIT: Duration = Duration::from_secs(1);
+/// Blocking threads (DNS lookups, store reads) of all shards together: tokio's default for
+/// one runtime, so that shards do not multiply what a flood of slow lookups can start.
+const BLOCKING_THREADS: usize = 512;
+/// Blocking threads of each shard, however many shards there are.
+const MIN_BLOCKING_THREADS: usize = 4;
 
 /// A connection on its way to a shard: the stream (not yet registered with any runtime) and
 /// the peer label.
@@ -68,18 +74,27 @@ pub fn start(
             upstream: Upstream::new(upstream, state.destinations.clone())?,
             ..state.clone()
         });
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(Error::io(
-                "starting the runtime of",
-                format!("proxy shard {i}"),
-            ))?;
         let (limit, shutdown) = (limit.clone(), shutdown.clone());
         let (done, stopped) = tokio::sync::oneshot::channel::<()>();
+        // The runtime is built on its own thread (a runtime must not be dropped inside
+        // another's async context, which is where this runs), which reports whether it could.
+        let (built_tx, built) = std::sync::mpsc::sync_channel::<io::Result<()>>(1);
+        let blocking = (BLOCKING_THREADS / n).max(MIN_BLOCKING_THREADS);
         std::thread::Builder::new()
             .name(format!("clawser-proxy-{i}"))
             .spawn(move || {
+                let runtime = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .max_blocking_threads(blocking)
+                    .build()
+                {
+                    Ok(r) => r,
+                    Err(e) => {
+                        let _ = built_tx.send(Err(e));
+                        return;
+                    }
+                };
+                let _ = built_tx.send(Ok(()));
                 runtime.block_on(serve_limited(state, shard, limit, shutdown));
                 runtime.shutdown_timeout(STOP_WAIT);
                 let _ = done.send(());
@@ -88,17 +103,45 @@ pub fn start(
                 "starting the thread of",
                 format!("proxy shard {i}"),
             ))?;
+        match built.recv() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                return Err(Error::io(
+                    "starting the runtime of",
+                    format!("proxy shard {i}"),
+                )(e))
+            }
+            Err(_) => {
+                return Err(Error::io(
+                    "starting the runtime of",
+                    format!("proxy shard {i}"),
+                )(io::Error::other(
+                    "its thread ended before saying",
+                )))
+            }
+        }
         tasks.push(tokio::spawn(async move {
             let _ = stopped.await;
         }));
         doors.push(Door { shard: i, tx, live });
     }
-    tasks.push(tokio::spawn(accept(listener, doors, shutdown)));
+    state.metrics.shards(n);
+    tasks.push(tokio::spawn(accept(
+        listener,
+        doors,
+        state.metrics.clone(),
+        shutdown,
+    )));
     Ok(tasks)
 }
 
 /// The acceptor: hands each new connection to the shard with the fewest live ones.
-async fn accept(listener: TcpListener, mut doors: Vec<Door>, mut shutdown: watch::Receiver<bool>) {
+async fn accept(
+    listener: TcpListener,
+    mut doors: Vec<Door>,
+    metrics: Arc<Metrics>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let mut next = 0;
     loop {
         let (stream, peer) = tokio::select! {
@@ -130,8 +173,13 @@ async fn accept(listener: TcpListener, mut doors: Vec<Door>, mut shutdown: watch
             };
             let door = &doors[i];
             door.live.fetch_add(1, Ordering::Relaxed);
-            match door.tx.send(handed).await {
+            let sent = tokio::select! {
+                r = door.tx.send(handed) => r,
+                _ = shutdown.changed() => return,
+            };
+            match sent {
                 Ok(()) => {
+                    metrics.shard_connection(door.shard);
                     next = (i + 1) % doors.len();
                     break;
                 }

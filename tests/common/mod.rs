@@ -198,7 +198,22 @@ impl Server {
             .status()
             .unwrap();
         assert!(ok.success());
-        c.wait().unwrap()
+        // A shutdown that hangs fails the test instead of hanging the suite.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = c.try_wait().unwrap() {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = c.kill();
+                let _ = c.wait();
+                panic!(
+                    "clawser did not stop within 30 s of SIGTERM:\n{}",
+                    self.log_text()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     pub fn is_running(&mut self) -> bool {
