@@ -19,6 +19,7 @@
 //! - `respond.rs`: every response Clawser makes itself.
 //! - `rewind.rs`: replaying sniffed bytes.
 //! - `relay.rs`: passthrough byte relay with idle timeout and revocation.
+//! - `shards.rs`: `proxy.shards`, single-threaded runtimes fed by one acceptor.
 
 mod authority;
 mod body;
