@@ -5,40 +5,11 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use base64::Engine;
 use common::{Server, World};
-
-/// Opens a TCP connection to the proxy and sends CONNECT `target` with `env`'s credential;
-/// returns the stream and the response head ("" when the proxy closed the connection).
-fn connect(
-    server: &Server,
-    env: &HashMap<String, String>,
-    agent: &str,
-    target: &str,
-) -> (TcpStream, String) {
-    let token = Server::token_of(env);
-    let auth = base64::engine::general_purpose::STANDARD.encode(format!("{agent}:{token}"));
-    let mut s = TcpStream::connect(server.proxy).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let _ = write!(
-        s,
-        "CONNECT {target} HTTP/1.1\r\nHost: {target}\r\nProxy-Authorization: Basic {auth}\r\n\r\n"
-    );
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        match s.read(&mut byte) {
-            Ok(1) => head.push(byte[0]),
-            _ => break,
-        }
-    }
-    (s, String::from_utf8_lossy(&head).into_owned())
-}
 
 /// Waits until `s` is closed by the other end (EOF or reset) or `within` passes.
 fn closed_within(s: &mut TcpStream, within: Duration) -> bool {
@@ -66,19 +37,19 @@ async fn tunnels_count_against_max_connections_for_their_whole_life() {
     let w = World::with_proxy_extra("  max_connections: 2\n  first_bytes_timeout: 30s\n").await;
     let env = w.server.env_for("dev", None);
     let target = format!("localhost:{}", w.upstream.port());
-    let (first, head) = connect(&w.server, &env, "dev", &target);
+    let (first, head) = w.server.tunnel(&env, "dev", &target);
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-    let (_second, head) = connect(&w.server, &env, "dev", &target);
+    let (_second, head) = w.server.tunnel(&env, "dev", &target);
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     // Both tunnels are open (waiting for their first bytes): a third connection is refused.
-    let (_third, head) = connect(&w.server, &env, "dev", &target);
+    let (_third, head) = w.server.tunnel(&env, "dev", &target);
     assert_eq!(head, "", "a third connection got an answer: {head}");
     // One tunnel ends: its place is free again.
     drop(first);
     let mut ok = false;
     for _ in 0..50 {
         tokio::time::sleep(Duration::from_millis(100)).await;
-        let (_s, head) = connect(&w.server, &env, "dev", &target);
+        let (_s, head) = w.server.tunnel(&env, "dev", &target);
         if head.starts_with("HTTP/1.1 200") {
             ok = true;
             break;
@@ -123,7 +94,7 @@ async fn passthrough_tunnels_end_on_revocation_and_when_idle() {
 
     // Revocation ends a busy tunnel.
     let env = w.server.env_for("oc-1", None);
-    let (mut s, head) = connect(&w.server, &env, "oc-1", &target);
+    let (mut s, head) = w.server.tunnel(&env, "oc-1", &target);
     assert!(
         head.starts_with("HTTP/1.1 200"),
         "{head}\n{}",
@@ -138,7 +109,7 @@ async fn passthrough_tunnels_end_on_revocation_and_when_idle() {
 
     // Idle tunnels end after proxy.idle_timeout.
     let env = w.server.env_for("dev", None);
-    let (mut s, head) = connect(&w.server, &env, "dev", &target);
+    let (mut s, head) = w.server.tunnel(&env, "dev", &target);
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     echo_once(&mut s, b"x", &w.server);
     let started = Instant::now();

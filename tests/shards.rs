@@ -6,11 +6,8 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use base64::Engine;
 use common::{curl, Server, World};
 
 /// The `request.decided` entries of the ledger whose line mentions `path`.
@@ -95,28 +92,6 @@ async fn every_shard_layout_serves_decides_records_and_stops() {
     }
 }
 
-/// Opens a CONNECT tunnel with `agent`'s credential; returns the stream and the response
-/// head ("" when the proxy closed the connection without an answer).
-fn tunnel(server: &Server, agent: &str, target: &str) -> (TcpStream, String) {
-    let token = Server::token_of(&server.env_for(agent, None));
-    let auth = base64::engine::general_purpose::STANDARD.encode(format!("{agent}:{token}"));
-    let mut s = TcpStream::connect(server.proxy).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let _ = write!(
-        s,
-        "CONNECT {target} HTTP/1.1\r\nHost: {target}\r\nProxy-Authorization: Basic {auth}\r\n\r\n"
-    );
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        match s.read(&mut byte) {
-            Ok(1) => head.push(byte[0]),
-            _ => break,
-        }
-    }
-    (s, String::from_utf8_lossy(&head).into_owned())
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn max_connections_is_one_limit_across_shards() {
     // With a limit per shard, two shards would hold four connections: at least one of the
@@ -125,16 +100,17 @@ async fn max_connections_is_one_limit_across_shards() {
         World::with_proxy_extra("  shards: 2\n  max_connections: 2\n  first_bytes_timeout: 30s\n")
             .await;
     let target = format!("localhost:{}", w.upstream.port());
+    let env = w.server.env_for("dev", None);
     let mut open = Vec::new();
     for _ in 0..2 {
-        let (s, head) = tunnel(&w.server, "dev", &target);
+        let (s, head) = w.server.tunnel(&env, "dev", &target);
         assert!(head.starts_with("HTTP/1.1 200"), "{head}");
         open.push(s);
     }
     for i in 0..4 {
         // Refused means closed at once (the read timeout is 10 s).
         let began = Instant::now();
-        let (s, head) = tunnel(&w.server, "dev", &target);
+        let (s, head) = w.server.tunnel(&env, "dev", &target);
         assert_eq!(head, "", "extra connection {i} got an answer: {head}");
         assert!(
             began.elapsed() < Duration::from_secs(5),

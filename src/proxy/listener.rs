@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, UnixListener};
+use tokio::sync::watch;
 
 use crate::error::{Error, Result};
 
@@ -15,6 +16,29 @@ use crate::error::{Error, Result};
 pub trait Accept: Send + Sync + 'static {
     type Io: AsyncRead + AsyncWrite + Unpin + Send + 'static;
     fn accept(&self) -> impl Future<Output = io::Result<(Self::Io, String)>> + Send;
+}
+
+/// How long the accept loop pauses after a failed accept (e.g. out of file descriptors).
+const ACCEPT_RETRY: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// The next accepted stream and its peer label, or `None` once `shutdown` turns true. A
+/// failed accept is logged and retried after [`ACCEPT_RETRY`].
+pub async fn next<L: Accept>(
+    listener: &L,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Option<(L::Io, String)> {
+    loop {
+        tokio::select! {
+            r = listener.accept() => match r {
+                Ok(x) => return Some(x),
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(ACCEPT_RETRY).await;
+                }
+            },
+            _ = shutdown.changed() => return None,
+        }
+    }
 }
 
 impl Accept for TcpListener {

@@ -193,16 +193,8 @@ pub async fn serve_limited<L: listener::Accept>(
         );
     let outer = Arc::new(outer);
     loop {
-        let (stream, peer) = tokio::select! {
-            r = listener::Accept::accept(&listener) => match r {
-                Ok(x) => x,
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            _ = shutdown.changed() => return,
+        let Some((stream, peer)) = listener::next(&listener, &mut shutdown).await else {
+            return;
         };
         let Ok(permit) = limit.clone().try_acquire_owned() else {
             state.metrics.connection_refused();

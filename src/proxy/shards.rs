@@ -103,23 +103,13 @@ pub fn start(
                 "starting the thread of",
                 format!("proxy shard {i}"),
             ))?;
-        match built.recv() {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                return Err(Error::io(
-                    "starting the runtime of",
-                    format!("proxy shard {i}"),
-                )(e))
-            }
-            Err(_) => {
-                return Err(Error::io(
-                    "starting the runtime of",
-                    format!("proxy shard {i}"),
-                )(io::Error::other(
-                    "its thread ended before saying",
-                )))
-            }
-        }
+        built
+            .recv()
+            .unwrap_or_else(|_| Err(io::Error::other("its thread ended before saying")))
+            .map_err(Error::io(
+                "starting the runtime of",
+                format!("proxy shard {i}"),
+            ))?;
         tasks.push(tokio::spawn(async move {
             let _ = stopped.await;
         }));
@@ -144,16 +134,8 @@ async fn accept(
 ) {
     let mut next = 0;
     loop {
-        let (stream, peer) = tokio::select! {
-            r = Accept::accept(&listener) => match r {
-                Ok(x) => x,
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            _ = shutdown.changed() => return,
+        let Some((stream, peer)) = super::listener::next(&listener, &mut shutdown).await else {
+            return;
         };
         let mut handed = match stream.into_std() {
             Ok(s) => (s, peer),

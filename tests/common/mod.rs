@@ -190,6 +190,36 @@ impl Server {
         }
     }
 
+    /// Opens a TCP connection to the proxy and sends CONNECT `target` with `env`'s
+    /// credential for `agent`; returns the stream (10 s read timeout) and the response head
+    /// ("" when the proxy closed the connection without an answer).
+    pub fn tunnel(
+        &self,
+        env: &HashMap<String, String>,
+        agent: &str,
+        target: &str,
+    ) -> (std::net::TcpStream, String) {
+        use base64::Engine as _;
+        use std::io::{Read as _, Write as _};
+        let token = Server::token_of(env);
+        let auth = base64::engine::general_purpose::STANDARD.encode(format!("{agent}:{token}"));
+        let mut s = std::net::TcpStream::connect(self.proxy).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let _ = write!(
+            s,
+            "CONNECT {target} HTTP/1.1\r\nHost: {target}\r\nProxy-Authorization: Basic {auth}\r\n\r\n"
+        );
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            match s.read(&mut byte) {
+                Ok(1) => head.push(byte[0]),
+                _ => break,
+            }
+        }
+        (s, String::from_utf8_lossy(&head).into_owned())
+    }
+
     /// Stops the server with SIGTERM (graceful shutdown) and waits for it to exit.
     pub fn terminate(&mut self) -> std::process::ExitStatus {
         let mut c = self.child.take().expect("server not running");
