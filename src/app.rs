@@ -11,14 +11,14 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::admin::{self, AdminState};
-use crate::approval::ApprovalStore;
+use crate::approval::{ApprovalStore, SledApprovals};
 use crate::ca::{CertificateAuthority, LeafIssuer, LocalCa};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::events::{EventBus, Published};
 use crate::grant::{GrantContext, PlaceholderKey, Secrets, SystemClock};
-use crate::identity::ApproverStore;
 use crate::identity::{AdminToken, Authenticator, IdentityStore};
+use crate::identity::{ApproverStore, SledApprovers, SledIdentity};
 use crate::ledger::Ledger;
 use crate::metrics::Metrics;
 use crate::model::EventSink;
@@ -80,7 +80,7 @@ pub const EVENT_BUFFER: usize = 4096;
 
 /// Marks approvals past their TTL as expired (and records it) every `every`.
 async fn expire_approvals(
-    approvals: ApprovalStore,
+    approvals: Arc<dyn ApprovalStore>,
     every: std::time::Duration,
     retention: std::time::Duration,
     mut shutdown: watch::Receiver<bool>,
@@ -118,15 +118,15 @@ async fn expire_approvals(
 /// Every component, built but not yet serving.
 pub struct App {
     pub config: Config,
-    pub identity: IdentityStore,
+    pub identity: Arc<dyn IdentityStore>,
     pub policy: Arc<PolicyEngine>,
     pub ca: Arc<LeafIssuer>,
     pub admin_token: AdminToken,
     pub metrics: Arc<Metrics>,
     pub bundle: PathBuf,
     pub ledger: Option<Ledger>,
-    pub approvals: ApprovalStore,
-    pub approvers: ApproverStore,
+    pub approvals: Arc<dyn ApprovalStore>,
+    pub approvers: Arc<dyn ApproverStore>,
     pub bus: EventBus,
     /// Grants, secrets, the placeholder key and the clock grants are judged by.
     pub grants: GrantContext,
@@ -166,15 +166,26 @@ impl App {
             inner: ledger.clone().map(|l| Arc::new(l) as Arc<dyn EventSink>),
             bus: bus.clone(),
         }));
-        let approvers = ApproverStore::open(&db, &config.approvers, sink.clone())?;
-        let approvals = ApprovalStore::open(
+        let approvers: Arc<dyn ApproverStore> =
+            Arc::new(SledApprovers::open(&db, &config.approvers, sink.clone())?);
+        let approvals: Arc<dyn ApprovalStore> = Arc::new(SledApprovals::open(
             &db,
             config.approvals.ttl,
             config.approvals.max_pending_per_agent,
             sink.clone(),
+        )?);
+        let identity: Arc<dyn IdentityStore> = Arc::new(SledIdentity::open_recorded(
+            db.clone(),
+            &config.agents,
+            sink.clone(),
+        )?);
+        let grants = open_grants(
+            &config,
+            db,
+            identity.as_ref(),
+            ledger.as_ref(),
+            sink.clone(),
         )?;
-        let identity = IdentityStore::open_recorded(db.clone(), &config.agents, sink.clone())?;
-        let grants = open_grants(&config, db, &identity, ledger.as_ref(), sink.clone())?;
         let admin_token = AdminToken::load_or_create(&config.data_dir)?;
         let policy = Arc::new(PolicyEngine::load_recorded(
             &config.policy.dir,
@@ -377,7 +388,7 @@ impl App {
 fn open_grants(
     config: &Config,
     db: sled::Db,
-    identity: &IdentityStore,
+    identity: &dyn IdentityStore,
     ledger: Option<&Ledger>,
     sink: Option<Arc<dyn EventSink>>,
 ) -> Result<GrantContext> {
@@ -413,7 +424,7 @@ pub struct Running {
     server_file: PathBuf,
     /// The proxy's Unix socket, removed when the server stops.
     _socket: Option<proxy::listener::SocketFile>,
-    identity: IdentityStore,
+    identity: Arc<dyn IdentityStore>,
     ledger: Option<Ledger>,
 }
 

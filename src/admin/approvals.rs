@@ -279,7 +279,7 @@ async fn grant_for(
         new,
         approver,
         "approval",
-        &state.identity,
+        state.identity.as_ref(),
         &state.secrets,
         now,
     )

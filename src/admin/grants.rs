@@ -126,7 +126,7 @@ pub async fn handle(
                 new,
                 caller.id(),
                 "api",
-                &state.identity,
+                state.identity.as_ref(),
                 &state.secrets,
                 now,
             )

@@ -62,13 +62,13 @@ pub const MAX_ADMIN_BODY: usize = 64 * 1024;
 
 /// What the admin API serves from.
 pub struct AdminState {
-    pub identity: IdentityStore,
+    pub identity: Arc<dyn IdentityStore>,
     pub policy: Arc<PolicyEngine>,
     pub metrics: Arc<Metrics>,
     pub token: AdminToken,
     pub ledger: Option<crate::ledger::Ledger>,
-    pub approvals: ApprovalStore,
-    pub approvers: ApproverStore,
+    pub approvals: Arc<dyn ApprovalStore>,
+    pub approvers: Arc<dyn ApproverStore>,
     pub bus: EventBus,
     /// Grants (issued, listed, revoked here) and the placeholder key for `clawser env`.
     pub grants: crate::grant::GrantContext,
@@ -339,7 +339,7 @@ async fn handle(state: Arc<AdminState>, req: Request<Incoming>) -> AdminResponse
                 let a = a.to_string();
                 let body: CredentialRequest = read_json(req).await?;
                 let mut issued = id.issue_credential(&a, body.job.as_deref()).map_err(|e| from_error(&e))?;
-                issued.env = crate::grant::env_for(&state.grants, id, &state.secrets, &a, body.job.as_deref(), &issued.credential_id);
+                issued.env = crate::grant::env_for(&state.grants, id.as_ref(), &state.secrets, &a, body.job.as_deref(), &issued.credential_id);
                 json(StatusCode::CREATED, &issued)
             }
             (&Method::POST, ["v1", "credentials", c, "revoke"]) => {

@@ -6,7 +6,10 @@
 //! - `fingerprint.rs`: the binding between an approval and a request.
 //! - `index.rs`: the approvals in memory, indexed by fingerprint and pending count per agent.
 //! - `preview.rs`: the bounded, redacted body preview an approver reads.
-//! - `store.rs`: persistence, the decision rules, waiting, consumption and expiry.
+//! - `rules.rs`: the rules every store applies: verdicts, joining, expiry, pruning, and
+//!   what the ledger records of a change.
+//! - `store.rs`: the [`ApprovalStore`] trait: opening, waiting, deciding, consumption, expiry.
+//! - `sled_store.rs`: [`SledApprovals`], the embedded implementation.
 //!
 //! The proxy (`proxy/hold.rs`) opens approvals and waits on them; the admin API
 //! (`admin/approvals.rs`), the CLI and the web page decide them.
@@ -14,11 +17,14 @@
 mod fingerprint;
 mod index;
 mod preview;
+mod rules;
+mod sled_store;
 mod store;
 mod types;
 
 pub use fingerprint::{fingerprint, FINGERPRINT_HEADERS, SHOWN_HEADERS};
 pub use preview::{preview, DEFAULT_PREVIEW_BYTES};
+pub use sled_store::SledApprovals;
 pub use store::{ApprovalStore, DecideError, OpenError, Opened, Requirement};
 pub use types::{
     Approval, ApprovalDecision, ApprovalState, ApproverRef, NewApproval, Required, ReviewedRequest,

@@ -18,7 +18,7 @@ impl EventSink for Events {
     }
 }
 
-fn new_approval(count: u32) -> NewApproval {
+pub(super) fn new_approval(count: u32) -> NewApproval {
     NewApproval {
         fingerprint: fingerprint(
             "oc-1",
@@ -53,18 +53,18 @@ fn new_approval(count: u32) -> NewApproval {
     }
 }
 
-fn approver(id: &str) -> ApproverRef {
+pub(super) fn approver(id: &str) -> ApproverRef {
     ApproverRef {
         id: id.into(),
         roles: vec!["release-approver".into()],
     }
 }
 
-fn store() -> (tempfile::TempDir, sled::Db, ApprovalStore, Arc<Events>) {
+fn store() -> (tempfile::TempDir, sled::Db, SledApprovals, Arc<Events>) {
     let d = tempfile::tempdir().unwrap();
     let db = sled::open(d.path().join("db")).unwrap();
     let events = Arc::new(Events::default());
-    let s = ApprovalStore::open(
+    let s = SledApprovals::open(
         &db,
         std::time::Duration::from_secs(3600),
         100,
@@ -76,7 +76,7 @@ fn store() -> (tempfile::TempDir, sled::Db, ApprovalStore, Arc<Events>) {
 
 const T0: OffsetDateTime = OffsetDateTime::UNIX_EPOCH;
 
-fn t0() -> OffsetDateTime {
+pub(super) fn t0() -> OffsetDateTime {
     T0 + Duration::days(20_000)
 }
 
@@ -215,7 +215,7 @@ fn pending_approvals_survive_a_restart() {
     drop(s);
     drop(db);
     let db = crate::testutil::reopen_sled(&d.path().join("db"));
-    let s = ApprovalStore::open(&db, std::time::Duration::from_secs(3600), 100, None).unwrap();
+    let s = SledApprovals::open(&db, std::time::Duration::from_secs(3600), 100, None).unwrap();
     let again = s.get(&a.id).unwrap();
     assert_eq!(again.state, ApprovalState::Pending);
     assert_eq!(s.list(Some(ApprovalState::Pending)).len(), 1);
@@ -254,7 +254,7 @@ fn need() -> Requirement {
 fn identical_requests_join_one_pending_approval_up_to_a_limit() {
     let d = tempfile::tempdir().unwrap();
     let db = sled::open(d.path().join("db")).unwrap();
-    let s = ApprovalStore::open(&db, std::time::Duration::from_secs(3600), 2, None).unwrap();
+    let s = SledApprovals::open(&db, std::time::Duration::from_secs(3600), 2, None).unwrap();
     let first = s.open_for(new_approval(1), t0()).unwrap();
     assert!(matches!(first, Opened::Created(_)));
     let again = s.open_for(new_approval(1), t0()).unwrap();
@@ -350,7 +350,7 @@ fn ended_approvals_are_pruned_after_retention_and_indexes_follow() {
     );
     // Gone from sled too, and the indexes: a new identical request opens a new approval.
     let reopened =
-        ApprovalStore::open(&db, std::time::Duration::from_secs(3600), 100, None).unwrap();
+        SledApprovals::open(&db, std::time::Duration::from_secs(3600), 100, None).unwrap();
     assert!(reopened.get(&a.id).is_none());
     assert!(matches!(
         s.open_for(new_approval(1), t0() + Duration::days(8))
@@ -362,7 +362,7 @@ fn ended_approvals_are_pruned_after_retention_and_indexes_follow() {
 #[test]
 fn the_pending_count_per_agent_follows_state_changes() {
     let (_d, db, _, _) = store();
-    let limited = ApprovalStore::open(&db, std::time::Duration::from_secs(3600), 2, None).unwrap();
+    let limited = SledApprovals::open(&db, std::time::Duration::from_secs(3600), 2, None).unwrap();
     let mut ids = Vec::new();
     for i in 0..2 {
         let mut n = new_approval(1);

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use crate::grant::{GrantContext, NewGrant, PlaceholderKey, Secrets, SystemClock};
 use crate::identity::{
     Agent, Approver, ApproverStore, IdentityStore, IssuedApproverToken, IssuedCredential, Job,
-    JobWithCredential, NewAgent, NewApprover, NewJob,
+    JobWithCredential, NewAgent, NewApprover, NewJob, SledApprovers, SledIdentity,
 };
 use crate::ledger::Ledger;
 use crate::model::EventSink;
@@ -23,7 +23,12 @@ pub const ADMIN_TOKEN_ENV: &str = "CLAWSER_ADMIN_TOKEN";
 /// Remote (admin API) or local (sled) identity operations.
 pub enum Backend {
     Remote(Box<AdminClient>),
-    Local(IdentityStore, Ledger, ApproverStore, Box<GrantContext>),
+    Local(
+        Arc<dyn IdentityStore>,
+        Ledger,
+        Arc<dyn ApproverStore>,
+        Box<GrantContext>,
+    ),
 }
 
 impl Backend {
@@ -35,9 +40,16 @@ impl Backend {
         let db = open_db(&config.data_dir, config.db_cache_bytes)?;
         let ledger = Ledger::open(db.clone(), &config.data_dir, config.ledger.clone())?;
         let sink: Arc<dyn EventSink> = Arc::new(ledger.clone());
-        let approvers = ApproverStore::open(&db, &config.approvers, Some(sink.clone()))?;
-        let identity =
-            IdentityStore::open_recorded(db.clone(), &config.agents, Some(sink.clone()))?;
+        let approvers = Arc::new(SledApprovers::open(
+            &db,
+            &config.approvers,
+            Some(sink.clone()),
+        )?);
+        let identity = Arc::new(SledIdentity::open_recorded(
+            db.clone(),
+            &config.agents,
+            Some(sink.clone()),
+        )?);
         let recorded: Vec<Vec<u8>> = ledger
             .raw_entries()
             .filter_map(|e| e.ok().map(|(_, b, _)| b))
@@ -139,7 +151,7 @@ impl Backend {
                     "cli:{}",
                     std::env::var("USER").unwrap_or_else(|_| "local".into())
                 );
-                let grant = crate::grant::build(new, &by, "api", s, secrets, now)?;
+                let grant = crate::grant::build(new, &by, "api", s.as_ref(), secrets, now)?;
                 let grant = g.store.insert(grant)?;
                 Ok(crate::admin::grant_json(&grant, now))
             }
@@ -245,8 +257,14 @@ impl Backend {
             }
             Backend::Local(s, _, _, g) => {
                 let mut issued = s.issue_credential(agent, job)?;
-                issued.env =
-                    crate::grant::env_for(g, s, secrets, agent, job, &issued.credential_id);
+                issued.env = crate::grant::env_for(
+                    g,
+                    s.as_ref(),
+                    secrets,
+                    agent,
+                    job,
+                    &issued.credential_id,
+                );
                 Ok(issued)
             }
         }

@@ -74,7 +74,7 @@ pub fn build(
     new: NewGrant,
     issued_by: &str,
     source: &str,
-    identity: &IdentityStore,
+    identity: &dyn IdentityStore,
     secrets: &[SecretDecl],
     now: time::OffsetDateTime,
 ) -> Result<Grant> {
@@ -174,7 +174,7 @@ pub fn build(
 /// helper (numbered after the CA setting, `GIT_CONFIG_KEY_0`).
 pub fn env_for(
     ctx: &GrantContext,
-    identity: &IdentityStore,
+    identity: &dyn IdentityStore,
     secrets: &[SecretDecl],
     agent: &str,
     job: Option<&str>,

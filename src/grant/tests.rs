@@ -7,9 +7,9 @@ use std::sync::Arc;
 use super::*;
 use crate::identity::{NewAgent, NewJob};
 
-fn identity() -> IdentityStore {
+fn identity() -> crate::identity::SledIdentity {
     let db = sled::Config::new().temporary(true).open().unwrap();
-    let s = IdentityStore::open(db, &[]).unwrap();
+    let s = crate::identity::SledIdentity::open(db, &[]).unwrap();
     for (id, rt) in [("oc-1", "openclaw"), ("hermes-2", "hermes")] {
         s.add_agent(NewAgent {
             id: id.into(),

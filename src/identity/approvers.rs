@@ -62,9 +62,31 @@ struct State {
     by_hash: HashMap<String, String>,
 }
 
-/// Approvers; cheap to clone and share.
+/// Where approvers live (sled now, PostgreSQL later). Every change is recorded
+/// (`approver.*`, naming who made it) before it is persisted and visible.
+pub trait ApproverStore: Send + Sync {
+    /// All approvers, by id.
+    fn list(&self) -> Vec<Approver>;
+
+    /// One approver.
+    fn get(&self, id: &str) -> Option<Approver>;
+
+    /// Adds an approver (no token yet: issue one with [`ApproverStore::issue_token`]).
+    fn add(&self, new: NewApprover, by: &str) -> Result<Approver>;
+
+    /// Issues a fresh token for `id`, replacing any previous one; the token is shown once.
+    fn issue_token(&self, id: &str, by: &str) -> Result<IssuedApproverToken>;
+
+    /// Revokes an approver: its token stops working at once.
+    fn revoke(&self, id: &str, by: &str) -> Result<Approver>;
+
+    /// The active approver holding `token`, if any.
+    fn authenticate(&self, token: &str) -> Option<Approver>;
+}
+
+/// Approvers in sled, mirrored in memory; cheap to clone and share.
 #[derive(Clone)]
-pub struct ApproverStore {
+pub struct SledApprovers {
     tree: sled::Tree,
     state: Arc<RwLock<State>>,
     /// Serializes changes (read, record, persist, publish) so none undoes another.
@@ -72,13 +94,13 @@ pub struct ApproverStore {
     sink: Option<Arc<dyn EventSink>>,
 }
 
-impl ApproverStore {
+impl SledApprovers {
     /// Loads approvers from `db` and upserts those declared in the config.
     pub fn open(
         db: &sled::Db,
         declared: &[ApproverDecl],
         sink: Option<Arc<dyn EventSink>>,
-    ) -> Result<ApproverStore> {
+    ) -> Result<SledApprovers> {
         let tree = db.open_tree(APPROVERS)?;
         let mut state = State::default();
         for item in tree.iter() {
@@ -90,7 +112,7 @@ impl ApproverStore {
             }
             state.approvers.insert(s.approver.id.clone(), s);
         }
-        let store = ApproverStore {
+        let store = SledApprovers {
             tree,
             state: Arc::new(RwLock::new(state)),
             writes: Arc::new(std::sync::Mutex::new(())),
@@ -168,8 +190,34 @@ impl ApproverStore {
         Ok(())
     }
 
-    /// All approvers, by id.
-    pub fn list(&self) -> Vec<Approver> {
+    fn stored(&self, id: &str) -> Result<Stored> {
+        self.read()
+            .approvers
+            .get(id)
+            .cloned()
+            .ok_or_else(|| Error::NotFound {
+                kind: "approver",
+                id: id.to_string(),
+            })
+    }
+
+    /// Makes a recorded, persisted change visible: the record and its token index.
+    fn apply(&self, s: Stored, old_token: Option<String>) -> Approver {
+        let mut st = self.write();
+        if let Some(o) = old_token {
+            st.by_hash.remove(&o);
+        }
+        if let Some(h) = &s.token_sha256 {
+            st.by_hash.insert(h.clone(), s.approver.id.clone());
+        }
+        let approver = s.approver.clone();
+        st.approvers.insert(approver.id.clone(), s);
+        approver
+    }
+}
+
+impl ApproverStore for SledApprovers {
+    fn list(&self) -> Vec<Approver> {
         let mut v: Vec<Approver> = self
             .read()
             .approvers
@@ -180,13 +228,11 @@ impl ApproverStore {
         v
     }
 
-    /// One approver.
-    pub fn get(&self, id: &str) -> Option<Approver> {
+    fn get(&self, id: &str) -> Option<Approver> {
         self.read().approvers.get(id).map(|s| s.approver.clone())
     }
 
-    /// Adds an approver (no token yet: issue one with [`ApproverStore::issue_token`]).
-    pub fn add(&self, new: NewApprover, by: &str) -> Result<Approver> {
+    fn add(&self, new: NewApprover, by: &str) -> Result<Approver> {
         let _w = self.write_lock();
         validate_slug(&new.id).map_err(|m| Error::Invalid(format!("approver id: {m}")))?;
         if new.roles.is_empty() {
@@ -224,8 +270,7 @@ impl ApproverStore {
         Ok(a)
     }
 
-    /// Issues a fresh token for `id`, replacing any previous one; the token is shown once.
-    pub fn issue_token(&self, id: &str, by: &str) -> Result<IssuedApproverToken> {
+    fn issue_token(&self, id: &str, by: &str) -> Result<IssuedApproverToken> {
         let _w = self.write_lock();
         let mut s = self.stored(id)?;
         if s.approver.revoked_at.is_some() {
@@ -243,8 +288,7 @@ impl ApproverStore {
         Ok(IssuedApproverToken { approver, token })
     }
 
-    /// Revokes an approver: its token stops working at once.
-    pub fn revoke(&self, id: &str, by: &str) -> Result<Approver> {
+    fn revoke(&self, id: &str, by: &str) -> Result<Approver> {
         let _w = self.write_lock();
         let mut s = self.stored(id)?;
         if s.approver.revoked_at.is_none() {
@@ -256,33 +300,7 @@ impl ApproverStore {
         Ok(self.apply(s, old))
     }
 
-    fn stored(&self, id: &str) -> Result<Stored> {
-        self.read()
-            .approvers
-            .get(id)
-            .cloned()
-            .ok_or_else(|| Error::NotFound {
-                kind: "approver",
-                id: id.to_string(),
-            })
-    }
-
-    /// Makes a recorded, persisted change visible: the record and its token index.
-    fn apply(&self, s: Stored, old_token: Option<String>) -> Approver {
-        let mut st = self.write();
-        if let Some(o) = old_token {
-            st.by_hash.remove(&o);
-        }
-        if let Some(h) = &s.token_sha256 {
-            st.by_hash.insert(h.clone(), s.approver.id.clone());
-        }
-        let approver = s.approver.clone();
-        st.approvers.insert(approver.id.clone(), s);
-        approver
-    }
-
-    /// The active approver holding `token`, if any.
-    pub fn authenticate(&self, token: &str) -> Option<Approver> {
+    fn authenticate(&self, token: &str) -> Option<Approver> {
         let st = self.read();
         let id = st.by_hash.get(&hash_token(token))?;
         let s = st.approvers.get(id)?;
@@ -307,7 +325,7 @@ mod tests {
             id: "bob".into(),
             roles: vec!["release-approver".into()],
         }];
-        let store = ApproverStore::open(&db, &decl, None).unwrap();
+        let store = SledApprovers::open(&db, &decl, None).unwrap();
         assert!(store.get("bob").is_some());
         let t1 = store.issue_token("bob", "admin").unwrap().token;
         assert_eq!(store.authenticate(&t1).unwrap().id, "bob");
@@ -320,19 +338,19 @@ mod tests {
             assert!(!String::from_utf8_lossy(&v).contains(&t2));
         }
         // Survives a reopen.
-        let again = ApproverStore::open(&db, &decl, None).unwrap();
+        let again = SledApprovers::open(&db, &decl, None).unwrap();
         assert_eq!(again.authenticate(&t2).unwrap().id, "bob");
         again.revoke("bob", "admin").unwrap();
         assert!(again.authenticate(&t2).is_none());
         assert!(again.issue_token("bob", "admin").is_err());
         // Removed from the config: revoked; declared again: active, but with no token until
         // a new one is issued.
-        let back = ApproverStore::open(&db, &decl, None).unwrap();
+        let back = SledApprovers::open(&db, &decl, None).unwrap();
         let t3 = back.issue_token("bob", "admin").unwrap().token;
-        let without = ApproverStore::open(&db, &[], None).unwrap();
+        let without = SledApprovers::open(&db, &[], None).unwrap();
         assert!(without.authenticate(&t3).is_none());
         assert!(without.get("bob").unwrap().revoked_at.is_some());
-        let redeclared = ApproverStore::open(&db, &decl, None).unwrap();
+        let redeclared = SledApprovers::open(&db, &decl, None).unwrap();
         assert!(redeclared.authenticate(&t3).is_none());
         assert!(redeclared.get("bob").unwrap().revoked_at.is_none());
     }
@@ -340,7 +358,7 @@ mod tests {
     #[test]
     fn added_through_the_api_with_validation() {
         let (_d, db) = db();
-        let store = ApproverStore::open(&db, &[], None).unwrap();
+        let store = SledApprovers::open(&db, &[], None).unwrap();
         let a = store
             .add(
                 NewApprover {

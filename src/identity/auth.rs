@@ -56,12 +56,12 @@ impl AuthFailure {
 /// Authenticates proxy callers against the identity store.
 #[derive(Clone)]
 pub struct Authenticator {
-    store: IdentityStore,
+    store: Arc<dyn IdentityStore>,
 }
 
 impl Authenticator {
     /// Wraps the store.
-    pub fn new(store: IdentityStore) -> Self {
+    pub fn new(store: Arc<dyn IdentityStore>) -> Self {
         Authenticator { store }
     }
 
@@ -126,7 +126,7 @@ mod tests {
     #[test]
     fn authenticates_and_revokes() {
         let db = sled::Config::new().temporary(true).open().unwrap();
-        let store = IdentityStore::open(db, &[]).unwrap();
+        let store = Arc::new(crate::identity::SledIdentity::open(db, &[]).unwrap());
         store
             .add_agent(NewAgent {
                 id: "a".into(),

@@ -2,14 +2,17 @@
 //!
 //! - `types.rs`: the stored records.
 //! - `token.rs`: random tokens (stored only as SHA-256), ids, Basic auth parsing.
-//! - `store.rs`: sled-backed store mirrored in memory.
+//! - `store.rs`: the [`IdentityStore`] trait (agents, credentials, jobs).
+//! - `sled_store.rs`: [`SledIdentity`], the embedded implementation, mirrored in memory.
 //! - `auth.rs`: the `Authenticator` the proxy asks on every request.
 //! - `admin_token.rs`: the bootstrap admin token of the admin API.
-//! - `approvers.rs`: the humans who decide held requests, with roles and admin tokens.
+//! - `approvers.rs`: the humans who decide held requests, with roles and admin tokens: the
+//!   [`ApproverStore`] trait and [`SledApprovers`].
 
 mod admin_token;
 mod approvers;
 mod auth;
+mod sled_store;
 mod store;
 pub mod token;
 mod types;
@@ -20,8 +23,9 @@ pub use admin_token::{read_token_file, AdminToken, ADMIN_TOKEN_FILE};
 pub fn token_file(data_dir: &std::path::Path) -> crate::error::Result<String> {
     read_token_file(&data_dir.join(ADMIN_TOKEN_FILE))
 }
-pub use approvers::{Approver, ApproverStore, IssuedApproverToken, NewApprover};
+pub use approvers::{Approver, ApproverStore, IssuedApproverToken, NewApprover, SledApprovers};
 pub use auth::{AuthFailure, Authenticator, Principal};
+pub use sled_store::SledIdentity;
 pub use store::IdentityStore;
 pub use types::{
     Agent, Credential, Handoff, IssuedCredential, Job, JobWithCredential, NewAgent, NewJob,

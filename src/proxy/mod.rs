@@ -81,7 +81,7 @@ pub struct ProxyState {
     /// The work ledger; `None` only under the bench-only `CLAWSER_BENCH_NO_LEDGER`.
     pub ledger: Option<Ledger>,
     /// Approvals: held requests open them and wait; identical retries consume them.
-    pub approvals: ApprovalStore,
+    pub approvals: Arc<dyn ApprovalStore>,
     /// The live event stream (`request.decided` is published when someone listens).
     pub events: EventBus,
     /// Permits for held requests (`proxy.max_held`).
@@ -114,7 +114,7 @@ impl ProxyState {
         upstream_connect_timeout: Duration,
         metrics: Arc<Metrics>,
         ledger: Option<Ledger>,
-        approvals: ApprovalStore,
+        approvals: Arc<dyn ApprovalStore>,
         events: EventBus,
         destinations: Arc<Destinations>,
         redactor: crate::redact::Redactor,
