@@ -267,4 +267,100 @@ mod tests {
             }
         }
     }
+
+    /// Joining, expiry and pruning by state and time: one row per case.
+    #[test]
+    fn lifecycle_rules_table() {
+        let base = new_approval(new_request(1), t0(), Duration::hours(1)).unwrap();
+        let with = |state: ApprovalState, decided_at: Option<OffsetDateTime>| {
+            let mut a = base.clone();
+            a.state = state;
+            if let Some(at) = decided_at {
+                a.decisions.push(ApprovalDecision {
+                    approver: "bob".into(),
+                    verdict: Verdict::Approve,
+                    reason: String::new(),
+                    at: format_rfc3339(at),
+                });
+            }
+            a
+        };
+        let keep = Duration::days(7);
+        let in_ttl = t0() + Duration::minutes(30);
+        let past_ttl = t0() + Duration::hours(2);
+        let long_after = t0() + Duration::days(8);
+        // (case, approval, now, joinable, overdue, prunable)
+        let rows = [
+            (
+                "pending in its TTL",
+                with(ApprovalState::Pending, None),
+                in_ttl,
+                true,
+                false,
+                false,
+            ),
+            (
+                "pending past its TTL",
+                with(ApprovalState::Pending, None),
+                past_ttl,
+                false,
+                true,
+                false,
+            ),
+            (
+                "approved past its TTL",
+                with(ApprovalState::Approved, Some(t0())),
+                past_ttl,
+                false,
+                true,
+                false,
+            ),
+            (
+                "approved, never pruned",
+                with(ApprovalState::Approved, Some(t0())),
+                long_after,
+                false,
+                true,
+                false,
+            ),
+            (
+                "denied, within retention",
+                with(ApprovalState::Denied, Some(t0())),
+                in_ttl,
+                false,
+                false,
+                false,
+            ),
+            (
+                "denied, past retention",
+                with(ApprovalState::Denied, Some(t0())),
+                long_after,
+                false,
+                false,
+                true,
+            ),
+            (
+                "consumed late, retention from its last decision",
+                with(ApprovalState::Consumed, Some(t0() + Duration::days(2))),
+                long_after,
+                false,
+                false,
+                false,
+            ),
+            (
+                "expired, retention from expiry",
+                with(ApprovalState::Expired, None),
+                long_after,
+                false,
+                false,
+                true,
+            ),
+        ];
+        for (case, a, now, join, due, prune) in rows {
+            assert_eq!(joinable(&a, now), join, "{case}: joinable");
+            assert_eq!(overdue(&a, now), due, "{case}: overdue");
+            assert_eq!(prunable(&a, now, keep), prune, "{case}: prunable");
+        }
+        assert_eq!(parse_time("not a time"), OffsetDateTime::UNIX_EPOCH);
+    }
 }

@@ -22,7 +22,7 @@ const APPROVALS: &str = "approvals";
 /// Locking: `inner` guards the in-memory map and is held only for memory operations, so
 /// readers (the proxy, the API) never wait for the disk. `writes` serializes changes; a
 /// change is recorded in the ledger, then persisted in sled, then made visible and
-/// announced to waiters, and is rolled back if recording or persisting fails.
+/// announced to waiters; if recording or persisting fails, it is not made visible.
 #[derive(Clone)]
 pub struct SledApprovals {
     tree: sled::Tree,

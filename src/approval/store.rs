@@ -80,8 +80,12 @@ impl Opened {
 
 /// The approval store every node uses (sled now, PostgreSQL later). Shared by the proxy
 /// (open, wait, consume), the admin API and CLI (decide, read) and the upkeep task (expire,
-/// prune). Each change is recorded (`approval.*`), then persisted, then made visible and
-/// announced to waiters; a change whose recording or persisting fails is not made.
+/// prune). Each change is recorded (`approval.*`) before it is persisted, made visible and
+/// announced to waiters: a change that cannot be recorded is not made. (The sled store
+/// serializes changes under one lock; if persisting fails after the record, the change is
+/// not made and its entry stays in the ledger as an attempt. A shared store makes the entry
+/// and the change in one transaction, so that of two nodes racing to consume an approval
+/// only the winner records it.)
 pub trait ApprovalStore: Send + Sync {
     /// Opens a pending approval, recorded and persisted before anyone waits on it.
     fn create(&self, new: NewApproval, now: OffsetDateTime) -> Result<Approval>;

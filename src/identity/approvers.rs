@@ -1,7 +1,12 @@
 //! Approvers: the humans who release or refuse held requests. Declared in the config
 //! (`approvers:`) or added through the admin API; each holds roles and at most one admin
 //! token (random 256-bit, shown once, stored as SHA-256; issuing a new one replaces it).
-//! Every change is recorded (`approver.*`), naming who made it.
+//! Every change is recorded (`approver.*`), naming who made it: before it is made when it
+//! gives authority (a change that cannot be recorded is refused), after it is in force when
+//! it takes authority away (a revocation stands even if the ledger fails).
+//!
+//! The [`ApproverStore`] trait is what the admin API and the CLI use; [`SledApprovers`] is
+//! the embedded implementation.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -63,7 +68,8 @@ struct State {
 }
 
 /// Where approvers live (sled now, PostgreSQL later). Every change is recorded
-/// (`approver.*`, naming who made it) before it is persisted and visible.
+/// (`approver.*`, naming who made it): grants of authority before they are made,
+/// revocations after they are in force.
 pub trait ApproverStore: Send + Sync {
     /// All approvers, by id.
     fn list(&self) -> Vec<Approver>;
@@ -295,9 +301,12 @@ impl ApproverStore for SledApprovers {
             s.approver.revoked_at = Some(now_rfc3339());
         }
         let old = s.token_sha256.take();
-        self.emit("approver.revoked", json!({"approver": id, "by": by}))?;
+        // Taking authority away never waits for the record: in force first (memory, then
+        // disk), then recorded; a failed record is reported, the revocation stands.
+        let approver = self.apply(s.clone(), old);
         self.persist(&s)?;
-        Ok(self.apply(s, old))
+        self.emit("approver.revoked", json!({"approver": id, "by": by}))?;
+        Ok(approver)
     }
 
     fn authenticate(&self, token: &str) -> Option<Approver> {
@@ -397,5 +406,50 @@ mod tests {
             )
             .is_err());
         assert!(store.authenticate("cla_unknown").is_none());
+    }
+
+    /// A ledger that fails from the moment it is told to.
+    #[derive(Default)]
+    struct Flaky(std::sync::atomic::AtomicBool);
+
+    impl EventSink for Flaky {
+        fn record(&self, kind: &str, _data: serde_json::Value) -> Result<u64> {
+            if self.0.load(std::sync::atomic::Ordering::SeqCst) {
+                return Err(Error::Store(format!("cannot record {kind}")));
+            }
+            Ok(0)
+        }
+    }
+
+    #[test]
+    fn unrecorded_tokens_are_refused_revocations_stand() {
+        let (_dir, db) = db();
+        let sink = Arc::new(Flaky::default());
+        let store = SledApprovers::open(&db, &[], Some(sink.clone())).unwrap();
+        let bob = NewApprover {
+            id: "bob".into(),
+            roles: vec!["release-approver".into()],
+        };
+        store.add(bob, "admin").unwrap();
+        let token = store.issue_token("bob", "admin").unwrap().token;
+        sink.0.store(true, std::sync::atomic::Ordering::SeqCst);
+        assert!(store.issue_token("bob", "admin").is_err());
+        assert!(
+            store.authenticate(&token).is_some(),
+            "an unrecorded token replaces nothing"
+        );
+        assert!(
+            store.revoke("bob", "admin").is_err(),
+            "the failed record is reported"
+        );
+        assert!(
+            store.authenticate(&token).is_none(),
+            "the revocation is in force"
+        );
+        let again = SledApprovers::open(&db, &[], None).unwrap();
+        assert!(
+            again.authenticate(&token).is_none(),
+            "and survives a restart"
+        );
     }
 }

@@ -47,6 +47,9 @@ pub fn validate_slug(id: &str) -> Result<(), String> {
 }
 
 #[cfg(test)]
+mod sled_tests;
+
+#[cfg(test)]
 mod tests {
     #[test]
     fn slugs() {

@@ -126,8 +126,8 @@ impl SledIdentity {
             source: "config".to_string(),
         };
         if existing.as_deref() != Some(&agent) {
-            self.persist(AGENTS, &agent.id, &agent)?;
             self.emit("agent.declared", json!({"agent": agent.id, "runtime": agent.runtime, "on_behalf_of": agent.on_behalf_of, "roles": agent.roles, "source": "config"}))?;
+            self.persist(AGENTS, &agent.id, &agent)?;
             self.write()
                 .agents
                 .insert(agent.id.clone(), Arc::new(agent));
@@ -201,8 +201,8 @@ impl IdentityStore for SledIdentity {
             revoked_at: None,
             source: "api".to_string(),
         };
-        self.persist(AGENTS, &agent.id, &agent)?;
         self.emit("agent.added", json!({"agent": agent.id, "runtime": agent.runtime, "on_behalf_of": agent.on_behalf_of, "roles": agent.roles, "source": "api"}))?;
+        self.persist(AGENTS, &agent.id, &agent)?;
         let agent = Arc::new(agent);
         self.write().agents.insert(agent.id.clone(), agent.clone());
         Ok(agent)
@@ -210,16 +210,19 @@ impl IdentityStore for SledIdentity {
 
     fn revoke_agent(&self, id: &str) -> Result<Arc<Agent>> {
         let mut agent = (*self.require_agent(id)?).clone();
-        if agent.revoked_at.is_none() {
-            agent.revoked_at = Some(now_rfc3339());
-            self.persist(AGENTS, id, &agent)?;
-            self.emit(
-                "agent.revoked",
-                json!({"agent": id, "on_behalf_of": agent.on_behalf_of, "runtime": agent.runtime}),
-            )?;
+        if agent.revoked_at.is_some() {
+            return Ok(Arc::new(agent));
         }
+        agent.revoked_at = Some(now_rfc3339());
         let agent = Arc::new(agent);
+        // Taking authority away never waits for the record: in force first (memory, then
+        // disk), then recorded; a failed record is reported, the revocation stands.
         self.write().agents.insert(id.to_string(), agent.clone());
+        self.persist(AGENTS, id, &*agent)?;
+        self.emit(
+            "agent.revoked",
+            json!({"agent": id, "on_behalf_of": agent.on_behalf_of, "runtime": agent.runtime}),
+        )?;
         Ok(agent)
     }
 
@@ -245,11 +248,11 @@ impl IdentityStore for SledIdentity {
             created_at: now_rfc3339(),
             revoked_at: None,
         };
-        self.persist(CREDENTIALS, &cred.id, &cred)?;
         self.emit(
             "credential.issued",
             json!({"credential": cred.id, "agent": cred.agent, "job": cred.job}),
         )?;
+        self.persist(CREDENTIALS, &cred.id, &cred)?;
         let issued = IssuedCredential {
             credential_id: cred.id.clone(),
             agent: cred.agent.clone(),
@@ -269,18 +272,20 @@ impl IdentityStore for SledIdentity {
             id: id.to_string(),
         })?)
         .clone();
-        if cred.revoked_at.is_none() {
-            cred.revoked_at = Some(now_rfc3339());
-            self.persist(CREDENTIALS, id, &cred)?;
-            self.emit(
-                "credential.revoked",
-                json!({"credential": cred.id, "agent": cred.agent, "job": cred.job}),
-            )?;
+        if cred.revoked_at.is_some() {
+            return Ok(Arc::new(cred));
         }
+        cred.revoked_at = Some(now_rfc3339());
         let cred = Arc::new(cred);
+        // As for agents: in force first, then recorded.
         self.write()
             .credentials
             .insert(id.to_string(), cred.clone());
+        self.persist(CREDENTIALS, id, &*cred)?;
+        self.emit(
+            "credential.revoked",
+            json!({"credential": cred.id, "agent": cred.agent, "job": cred.job}),
+        )?;
         Ok(cred)
     }
 
@@ -323,7 +328,7 @@ impl IdentityStore for SledIdentity {
         if new.title.trim().is_empty() {
             return Err(Error::Invalid("job title must not be empty".to_string()));
         }
-        let job = self.put_job(Job {
+        let job = Job {
             id: new_id("job")?,
             title: new.title,
             started_by: new.agent.clone(),
@@ -331,11 +336,12 @@ impl IdentityStore for SledIdentity {
             state: "open".to_string(),
             created_at: now_rfc3339(),
             handoffs: Vec::new(),
-        })?;
+        };
         self.emit(
             "job.started",
             json!({"job": job.id, "title": job.title, "agent": new.agent}),
         )?;
+        let job = self.put_job(job)?;
         let credential = self.issue_credential(&new.agent, Some(&job.id))?;
         Ok(JobWithCredential {
             job: (*job).clone(),
@@ -353,135 +359,20 @@ impl IdentityStore for SledIdentity {
         if !j.agents.iter().any(|a| a == to) {
             j.agents.push(to.to_string());
         }
+        self.emit(
+            "job.handed_off",
+            json!({"job": j.id, "from": from, "to": to, "agents": j.agents}),
+        )?;
         j.handoffs.push(Handoff {
             from,
             to: to.to_string(),
             at: now_rfc3339(),
         });
         let job = self.put_job(j)?;
-        let from = job
-            .handoffs
-            .last()
-            .map(|h| h.from.clone())
-            .unwrap_or_default();
-        self.emit(
-            "job.handed_off",
-            json!({"job": job.id, "from": from, "to": to, "agents": job.agents}),
-        )?;
         let credential = self.issue_credential(to, Some(&job.id))?;
         Ok(JobWithCredential {
             job: (*job).clone(),
             credential,
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn store() -> SledIdentity {
-        let db = sled::Config::new().temporary(true).open().unwrap();
-        let decl = AgentDecl {
-            id: "oc-1".into(),
-            runtime: "openclaw".into(),
-            on_behalf_of: "alice".into(),
-            roles: vec!["dev".into()],
-            labels: Default::default(),
-        };
-        SledIdentity::open(db, &[decl]).unwrap()
-    }
-
-    #[test]
-    fn declared_agents_are_loaded() {
-        let s = store();
-        let a = s.agent("oc-1").unwrap();
-        assert_eq!(a.on_behalf_of, "alice");
-        assert_eq!(a.source, "config");
-    }
-
-    #[test]
-    fn credentials_are_stored_hashed_and_revocable() {
-        let s = store();
-        let issued = s.issue_credential("oc-1", None).unwrap();
-        let c = s.credential_by_hash(&hash_token(&issued.token)).unwrap();
-        assert_eq!(c.id, issued.credential_id);
-        assert_ne!(c.token_sha256, issued.token);
-        s.revoke_credential(&c.id).unwrap();
-        assert!(s.credential(&c.id).unwrap().revoked_at.is_some());
-    }
-
-    #[test]
-    fn jobs_follow_handoffs() {
-        let s = store();
-        s.add_agent(NewAgent {
-            id: "hermes-2".into(),
-            runtime: "hermes".into(),
-            on_behalf_of: Some("alice".into()),
-            roles: vec![],
-            labels: Default::default(),
-        })
-        .unwrap();
-        let started = s
-            .start_job(NewJob {
-                agent: "oc-1".into(),
-                title: "release 1.4".into(),
-            })
-            .unwrap();
-        assert_eq!(
-            started.credential.job.as_deref(),
-            Some(started.job.id.as_str())
-        );
-        let h = s.handoff_job(&started.job.id, "hermes-2").unwrap();
-        assert_eq!(h.job.agents, vec!["oc-1", "hermes-2"]);
-        assert_eq!(h.job.handoffs[0].from, "oc-1");
-        assert_eq!(h.credential.agent, "hermes-2");
-        // An agent that is not on the job cannot get a credential for it.
-        s.add_agent(NewAgent {
-            id: "codex-3".into(),
-            runtime: "codex".into(),
-            on_behalf_of: None,
-            roles: vec![],
-            labels: Default::default(),
-        })
-        .unwrap();
-        assert!(s.issue_credential("codex-3", Some(&h.job.id)).is_err());
-    }
-
-    #[test]
-    fn bad_agents_are_refused() {
-        let s = store();
-        let mk = |id: &str, rt: &str| NewAgent {
-            id: id.into(),
-            runtime: rt.into(),
-            on_behalf_of: None,
-            roles: vec![],
-            labels: Default::default(),
-        };
-        assert!(s.add_agent(mk("oc-1", "other")).is_err(), "duplicate");
-        assert!(s.add_agent(mk("Bad Id", "other")).is_err());
-        assert!(s.add_agent(mk("ok", "emacs")).is_err());
-        s.revoke_agent("oc-1").unwrap();
-        assert!(s.issue_credential("oc-1", None).is_err());
-    }
-
-    #[test]
-    fn survives_reopen() {
-        let dir = tempfile::tempdir().unwrap();
-        let issued = {
-            let db = sled::open(dir.path()).unwrap();
-            let s = SledIdentity::open(db, &[]).unwrap();
-            s.add_agent(NewAgent {
-                id: "a".into(),
-                runtime: "codex".into(),
-                on_behalf_of: None,
-                roles: vec![],
-                labels: Default::default(),
-            })
-            .unwrap();
-            s.issue_credential("a", None).unwrap()
-        };
-        let s = SledIdentity::open(crate::testutil::reopen_sled(dir.path()), &[]).unwrap();
-        assert!(s.credential_by_hash(&hash_token(&issued.token)).is_some());
     }
 }

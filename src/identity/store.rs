@@ -1,9 +1,16 @@
 //! Where identities live: the [`IdentityStore`] trait, agents, their credentials and jobs,
 //! as the proxy (authentication on every request), the admin API, the CLI and grants need
 //! them. [`super::SledIdentity`] is the embedded implementation; a shared-database one for
-//! several nodes is planned (DESIGN.md section 11). Every change is recorded (`agent.*`,
-//! `credential.*`, `job.*`) before it is acknowledged; a change whose recording fails is
-//! refused (fail closed). Reads answer from memory: authentication never waits for a disk.
+//! several nodes is planned (DESIGN.md section 11).
+//!
+//! Recording (`agent.*`, `credential.*`, `job.*`): a change that gives authority (an agent,
+//! a credential, a job, a handoff) is recorded before it is made, and refused if it cannot
+//! be (fail closed: no credential exists that the ledger does not show). A revocation is in
+//! force first and recorded after: a failed record is reported, the revocation stands.
+//!
+//! Reads answer at once (the sled store from memory): authentication never waits for a
+//! disk. A shared store keeps such a mirror too and needs its changes announced to the
+//! other nodes (a revocation must reach them at once).
 
 use std::sync::Arc;
 

@@ -1,6 +1,7 @@
 //! Tests of the ledger as a whole (open, append, limits, reopen).
 
 use super::*;
+use crate::error::Error;
 
 fn cfg() -> LedgerConfig {
     LedgerConfig {
