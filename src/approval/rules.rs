@@ -355,6 +355,14 @@ mod tests {
                 false,
                 true,
             ),
+            (
+                "expired, retention from expiry, not from its last decision",
+                with(ApprovalState::Expired, Some(t0())),
+                t0() + Duration::days(7) + Duration::minutes(30),
+                false,
+                false,
+                false,
+            ),
         ];
         for (case, a, now, join, due, prune) in rows {
             assert_eq!(joinable(&a, now), join, "{case}: joinable");

@@ -3,7 +3,8 @@
 //! token (random 256-bit, shown once, stored as SHA-256; issuing a new one replaces it).
 //! Every change is recorded (`approver.*`), naming who made it: before it is made when it
 //! gives authority (a change that cannot be recorded is refused), after it is in force when
-//! it takes authority away (a revocation stands even if the ledger fails).
+//! it takes authority away (in force at once; if saving or recording it fails, the error
+//! says so and revoking again finishes it).
 //!
 //! The [`ApproverStore`] trait is what the admin API and the CLI use; [`SledApprovers`] is
 //! the embedded implementation.
@@ -83,7 +84,8 @@ pub trait ApproverStore: Send + Sync {
     /// Issues a fresh token for `id`, replacing any previous one; the token is shown once.
     fn issue_token(&self, id: &str, by: &str) -> Result<IssuedApproverToken>;
 
-    /// Revokes an approver: its token stops working at once.
+    /// Revokes an approver: its token stops working at once. An error after that (the save
+    /// or the record failed) says so; revoking again saves and records it.
     fn revoke(&self, id: &str, by: &str) -> Result<Approver>;
 
     /// The active approver holding `token`, if any.
@@ -95,7 +97,7 @@ pub trait ApproverStore: Send + Sync {
 pub struct SledApprovers {
     tree: sled::Tree,
     state: Arc<RwLock<State>>,
-    /// Serializes changes (read, record, persist, publish) so none undoes another.
+    /// Serializes changes (check, record, save, publish) so none undoes another.
     writes: Arc<std::sync::Mutex<()>>,
     sink: Option<Arc<dyn EventSink>>,
 }
@@ -207,7 +209,7 @@ impl SledApprovers {
             })
     }
 
-    /// Makes a recorded, persisted change visible: the record and its token index.
+    /// Makes a change visible: the record and its token index.
     fn apply(&self, s: Stored, old_token: Option<String>) -> Approver {
         let mut st = self.write();
         if let Some(o) = old_token {

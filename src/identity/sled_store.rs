@@ -3,8 +3,8 @@
 //! server process opens the store while it runs (sled locks its directory); changes are
 //! flushed before they are acknowledged.
 
-use std::collections::HashMap;
-use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use super::store::IdentityStore;
 use super::token::{hash_token, new_id, new_token, AGENT_TOKEN_PREFIX};
@@ -28,6 +28,9 @@ struct State {
     credentials: HashMap<String, Arc<Credential>>,
     by_hash: HashMap<String, String>,
     jobs: HashMap<String, Arc<Job>>,
+    /// Revocations in force here whose save or record failed (`agent:ID`, `credential:ID`):
+    /// revoking again finishes them instead of answering "already revoked".
+    unfinished: HashSet<String>,
 }
 
 /// Agents, credentials and jobs in sled; cheap to clone and share.
@@ -35,6 +38,8 @@ struct State {
 pub struct SledIdentity {
     db: sled::Db,
     state: Arc<RwLock<State>>,
+    /// Serializes changes (check, record, save, publish) so none undoes another.
+    writes: Arc<Mutex<()>>,
     sink: Option<Arc<dyn EventSink>>,
 }
 
@@ -78,6 +83,7 @@ impl SledIdentity {
         let store = SledIdentity {
             db,
             state: Arc::new(RwLock::new(state)),
+            writes: Arc::new(Mutex::new(())),
             sink,
         };
         for d in declared {
@@ -94,6 +100,10 @@ impl SledIdentity {
         self.state.write().unwrap_or_else(|e| e.into_inner())
     }
 
+    fn write_lock(&self) -> MutexGuard<'_, ()> {
+        self.writes.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     fn persist<T: serde::Serialize>(&self, tree: &str, key: &str, value: &T) -> Result<()> {
         self.db
             .open_tree(tree)?
@@ -102,7 +112,8 @@ impl SledIdentity {
         Ok(())
     }
 
-    /// Records an event; a recording failure fails the operation (fail closed).
+    /// Records an event; the caller decides what a failure means (a grant of authority is
+    /// refused, a revocation stays in force and unfinished).
     fn emit(&self, kind: &str, data: serde_json::Value) -> Result<()> {
         match &self.sink {
             Some(s) => s.record(kind, data).map(|_| ()),
@@ -111,6 +122,7 @@ impl SledIdentity {
     }
 
     fn upsert_declared(&self, d: &AgentDecl) -> Result<()> {
+        let _w = self.write_lock();
         let existing = self.agent(&d.id);
         let agent = Agent {
             id: d.id.clone(),
@@ -133,6 +145,83 @@ impl SledIdentity {
                 .insert(agent.id.clone(), Arc::new(agent));
         }
         Ok(())
+    }
+
+    /// Saves and records the revocation of `what` `id` (`agent`, `credential`), already
+    /// in force in memory. On failure it stays unfinished, so revoking again finishes it,
+    /// and the error says it is in force.
+    fn finish_revocation<T: serde::Serialize>(
+        &self,
+        what: &str,
+        (tree, id, record): (&str, &str, &T),
+        data: serde_json::Value,
+    ) -> Result<()> {
+        let key = format!("{what}:{id}");
+        self.write().unfinished.insert(key.clone());
+        let done = self
+            .persist(tree, id, record)
+            .and_then(|()| self.emit(&format!("{what}.revoked"), data));
+        match done {
+            Ok(()) => {
+                self.write().unfinished.remove(&key);
+                Ok(())
+            }
+            Err(e) => Err(Error::Store(format!(
+                "{what} {id} is revoked and refused from now on, but the revocation could not be \
+                 saved and recorded ({e}); revoke it again to finish"
+            ))),
+        }
+    }
+
+    fn issue_locked(&self, agent: &str, job: Option<&str>) -> Result<IssuedCredential> {
+        self.require_active_agent(agent)?;
+        if let Some(job_id) = job {
+            let j = self.require_job(job_id)?;
+            if !j.agents.iter().any(|a| a == agent) {
+                return Err(Error::Invalid(format!(
+                    "agent {agent:?} is not on job {job_id}; hand the job off to it first"
+                )));
+            }
+            if j.state != "open" {
+                return Err(Error::Invalid(format!("job {job_id} is {}", j.state)));
+            }
+        }
+        let token = new_token(AGENT_TOKEN_PREFIX)?;
+        let cred = Credential {
+            id: new_id("cred")?,
+            agent: agent.to_string(),
+            job: job.map(str::to_string),
+            token_sha256: hash_token(&token),
+            created_at: now_rfc3339(),
+            revoked_at: None,
+        };
+        self.emit(
+            "credential.issued",
+            json!({"credential": cred.id, "agent": cred.agent, "job": cred.job}),
+        )?;
+        self.persist(CREDENTIALS, &cred.id, &cred)?;
+        let issued = IssuedCredential {
+            credential_id: cred.id.clone(),
+            agent: cred.agent.clone(),
+            job: cred.job.clone(),
+            token,
+            env: Vec::new(),
+        };
+        let mut s = self.write();
+        s.by_hash.insert(cred.token_sha256.clone(), cred.id.clone());
+        s.credentials.insert(cred.id.clone(), Arc::new(cred));
+        Ok(issued)
+    }
+
+    /// Issues the credential of a job just started or handed off; a failure names the job,
+    /// which exists (recorded and saved) without it.
+    fn issue_for_job(&self, agent: &str, job: &str) -> Result<IssuedCredential> {
+        self.issue_locked(agent, Some(job)).map_err(|e| {
+            Error::Store(format!(
+                "job {job} is recorded, but the credential for {agent} could not be issued ({e}); \
+                 issue one with `clawser agents token {agent} --job {job}`"
+            ))
+        })
     }
 
     fn require_agent(&self, id: &str) -> Result<Arc<Agent>> {
@@ -177,6 +266,7 @@ impl IdentityStore for SledIdentity {
     }
 
     fn add_agent(&self, new: NewAgent) -> Result<Arc<Agent>> {
+        let _w = self.write_lock();
         validate_slug(&new.id).map_err(|m| Error::Invalid(format!("agent id: {m}")))?;
         if !RUNTIMES.contains(&new.runtime.as_str()) {
             return Err(Error::Invalid(format!(
@@ -209,82 +299,51 @@ impl IdentityStore for SledIdentity {
     }
 
     fn revoke_agent(&self, id: &str) -> Result<Arc<Agent>> {
+        let _w = self.write_lock();
+        let key = format!("agent:{id}");
         let mut agent = (*self.require_agent(id)?).clone();
-        if agent.revoked_at.is_some() {
+        if agent.revoked_at.is_some() && !self.read().unfinished.contains(&key) {
             return Ok(Arc::new(agent));
         }
-        agent.revoked_at = Some(now_rfc3339());
+        agent.revoked_at.get_or_insert_with(now_rfc3339);
         let agent = Arc::new(agent);
-        // Taking authority away never waits for the record: in force first (memory, then
-        // disk), then recorded; a failed record is reported, the revocation stands.
+        // Taking authority away never waits for the record: in force first (memory), then
+        // saved and recorded; a failure is reported and a retry finishes it.
         self.write().agents.insert(id.to_string(), agent.clone());
-        self.persist(AGENTS, id, &*agent)?;
-        self.emit(
-            "agent.revoked",
-            json!({"agent": id, "on_behalf_of": agent.on_behalf_of, "runtime": agent.runtime}),
+        self.finish_revocation(
+            "agent",
+            (AGENTS, id, &*agent),
+            json!({"agent": id, "on_behalf_of": agent.on_behalf_of, "runtime": agent.runtime, "revoked_at": agent.revoked_at}),
         )?;
         Ok(agent)
     }
 
     fn issue_credential(&self, agent: &str, job: Option<&str>) -> Result<IssuedCredential> {
-        self.require_active_agent(agent)?;
-        if let Some(job_id) = job {
-            let j = self.require_job(job_id)?;
-            if !j.agents.iter().any(|a| a == agent) {
-                return Err(Error::Invalid(format!(
-                    "agent {agent:?} is not on job {job_id}; hand the job off to it first"
-                )));
-            }
-            if j.state != "open" {
-                return Err(Error::Invalid(format!("job {job_id} is {}", j.state)));
-            }
-        }
-        let token = new_token(AGENT_TOKEN_PREFIX)?;
-        let cred = Credential {
-            id: new_id("cred")?,
-            agent: agent.to_string(),
-            job: job.map(str::to_string),
-            token_sha256: hash_token(&token),
-            created_at: now_rfc3339(),
-            revoked_at: None,
-        };
-        self.emit(
-            "credential.issued",
-            json!({"credential": cred.id, "agent": cred.agent, "job": cred.job}),
-        )?;
-        self.persist(CREDENTIALS, &cred.id, &cred)?;
-        let issued = IssuedCredential {
-            credential_id: cred.id.clone(),
-            agent: cred.agent.clone(),
-            job: cred.job.clone(),
-            token,
-            env: Vec::new(),
-        };
-        let mut s = self.write();
-        s.by_hash.insert(cred.token_sha256.clone(), cred.id.clone());
-        s.credentials.insert(cred.id.clone(), Arc::new(cred));
-        Ok(issued)
+        let _w = self.write_lock();
+        self.issue_locked(agent, job)
     }
 
     fn revoke_credential(&self, id: &str) -> Result<Arc<Credential>> {
+        let _w = self.write_lock();
+        let key = format!("credential:{id}");
         let mut cred = (*self.credential(id).ok_or_else(|| Error::NotFound {
             kind: "credential",
             id: id.to_string(),
         })?)
         .clone();
-        if cred.revoked_at.is_some() {
+        if cred.revoked_at.is_some() && !self.read().unfinished.contains(&key) {
             return Ok(Arc::new(cred));
         }
-        cred.revoked_at = Some(now_rfc3339());
+        cred.revoked_at.get_or_insert_with(now_rfc3339);
         let cred = Arc::new(cred);
-        // As for agents: in force first, then recorded.
+        // As for agents: in force first, then saved and recorded.
         self.write()
             .credentials
             .insert(id.to_string(), cred.clone());
-        self.persist(CREDENTIALS, id, &*cred)?;
-        self.emit(
-            "credential.revoked",
-            json!({"credential": cred.id, "agent": cred.agent, "job": cred.job}),
+        self.finish_revocation(
+            "credential",
+            (CREDENTIALS, id, &*cred),
+            json!({"credential": cred.id, "agent": cred.agent, "job": cred.job, "revoked_at": cred.revoked_at}),
         )?;
         Ok(cred)
     }
@@ -324,6 +383,7 @@ impl IdentityStore for SledIdentity {
     }
 
     fn start_job(&self, new: NewJob) -> Result<JobWithCredential> {
+        let _w = self.write_lock();
         self.require_active_agent(&new.agent)?;
         if new.title.trim().is_empty() {
             return Err(Error::Invalid("job title must not be empty".to_string()));
@@ -342,7 +402,7 @@ impl IdentityStore for SledIdentity {
             json!({"job": job.id, "title": job.title, "agent": new.agent}),
         )?;
         let job = self.put_job(job)?;
-        let credential = self.issue_credential(&new.agent, Some(&job.id))?;
+        let credential = self.issue_for_job(&new.agent, &job.id)?;
         Ok(JobWithCredential {
             job: (*job).clone(),
             credential,
@@ -350,12 +410,17 @@ impl IdentityStore for SledIdentity {
     }
 
     fn handoff_job(&self, job: &str, to: &str) -> Result<JobWithCredential> {
+        let _w = self.write_lock();
         self.require_active_agent(to)?;
         let mut j = (*self.require_job(job)?).clone();
         if j.state != "open" {
             return Err(Error::Invalid(format!("job {job} is {}", j.state)));
         }
-        let from = j.agents.last().cloned().unwrap_or_default();
+        // The agent holding the job now: the last handoff's receiver, else its starter.
+        let from = j
+            .handoffs
+            .last()
+            .map_or_else(|| j.started_by.clone(), |h| h.to.clone());
         if !j.agents.iter().any(|a| a == to) {
             j.agents.push(to.to_string());
         }
@@ -369,7 +434,7 @@ impl IdentityStore for SledIdentity {
             at: now_rfc3339(),
         });
         let job = self.put_job(j)?;
-        let credential = self.issue_credential(to, Some(&job.id))?;
+        let credential = self.issue_for_job(to, &job.id)?;
         Ok(JobWithCredential {
             job: (*job).clone(),
             credential,

@@ -112,16 +112,35 @@ fn survives_reopen() {
     assert!(s.credential_by_hash(&hash_token(&issued.token)).is_some());
 }
 
-/// A ledger that can be made to fail.
+/// A ledger that can be made to fail; it keeps what it recorded.
 #[derive(Default)]
-struct Flaky(std::sync::atomic::AtomicBool);
+struct Flaky(
+    std::sync::atomic::AtomicBool,
+    std::sync::Mutex<Vec<(String, serde_json::Value)>>,
+);
+
+impl Flaky {
+    fn fail(&self, yes: bool) {
+        self.0.store(yes, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    fn recorded(&self, kind: &str) -> Vec<serde_json::Value> {
+        let all = self.1.lock().unwrap();
+        all.iter()
+            .filter(|(k, _)| k == kind)
+            .map(|(_, d)| d.clone())
+            .collect()
+    }
+}
 
 impl crate::model::EventSink for Flaky {
-    fn record(&self, kind: &str, _data: serde_json::Value) -> crate::error::Result<u64> {
+    fn record(&self, kind: &str, data: serde_json::Value) -> crate::error::Result<u64> {
         if self.0.load(std::sync::atomic::Ordering::SeqCst) {
             return Err(crate::error::Error::Store(format!("cannot record {kind}")));
         }
-        Ok(0)
+        let mut all = self.1.lock().unwrap();
+        all.push((kind.to_string(), data));
+        Ok(all.len() as u64)
     }
 }
 
@@ -154,7 +173,7 @@ fn unrecorded_grants_of_authority_are_refused_revocations_are_not() {
                 title: "t".into(),
             })
             .unwrap();
-        sink.0.store(true, std::sync::atomic::Ordering::SeqCst);
+        sink.fail(true);
         assert!(s.add_agent(new_agent("b")).is_err());
         assert!(s.agent("b").is_none(), "an unrecorded agent is not added");
         let before = s.credentials(Some("a")).len();
@@ -198,4 +217,98 @@ fn unrecorded_grants_of_authority_are_refused_revocations_are_not() {
         "the revocation survived the restart"
     );
     assert!(s.agent("a").unwrap().revoked_at.is_some());
+    assert_eq!(
+        s.credentials(Some("a")).len(),
+        2,
+        "no unrecorded credential on disk"
+    );
+}
+
+/// A revocation whose record failed is finished by revoking again (one entry, dated when
+/// it took effect); a finished one is not recorded twice.
+#[test]
+fn a_failed_revocation_is_finished_by_the_retry() {
+    let sink = Arc::new(Flaky::default());
+    let db = sled::Config::new().temporary(true).open().unwrap();
+    let s = SledIdentity::open_recorded(db, &[], Some(sink.clone())).unwrap();
+    s.add_agent(new_agent("a")).unwrap();
+    let cred = s.issue_credential("a", None).unwrap();
+    sink.fail(true);
+    let e = s.revoke_agent("a").unwrap_err().to_string();
+    assert!(
+        e.contains("is revoked and refused from now on") && e.contains("revoke it again"),
+        "{e}"
+    );
+    assert!(s.revoke_credential(&cred.credential_id).is_err());
+    let at = s.agent("a").unwrap().revoked_at.clone();
+    sink.fail(false);
+    assert!(sink.recorded("agent.revoked").is_empty());
+    s.revoke_agent("a").unwrap();
+    s.revoke_credential(&cred.credential_id).unwrap();
+    let entries = sink.recorded("agent.revoked");
+    assert_eq!(entries.len(), 1, "the retry records it");
+    assert_eq!(
+        entries[0]["revoked_at"].as_str(),
+        at.as_deref(),
+        "dated when it took effect"
+    );
+    assert_eq!(sink.recorded("credential.revoked").len(), 1);
+    s.revoke_agent("a").unwrap();
+    s.revoke_credential(&cred.credential_id).unwrap();
+    assert_eq!(
+        sink.recorded("agent.revoked").len(),
+        1,
+        "finished: not recorded again"
+    );
+    assert_eq!(sink.recorded("credential.revoked").len(), 1);
+}
+
+/// A handoff names the agent that held the job (the last receiver), also when the job comes
+/// back to an agent that had it before.
+#[test]
+fn handoffs_name_the_current_holder() {
+    let sink = Arc::new(Flaky::default());
+    let db = sled::Config::new().temporary(true).open().unwrap();
+    let s = SledIdentity::open_recorded(db, &[], Some(sink.clone())).unwrap();
+    for id in ["a", "b", "c"] {
+        s.add_agent(new_agent(id)).unwrap();
+    }
+    let job = s
+        .start_job(NewJob {
+            agent: "a".into(),
+            title: "t".into(),
+        })
+        .unwrap()
+        .job
+        .id;
+    for to in ["b", "a", "c"] {
+        s.handoff_job(&job, to).unwrap();
+    }
+    let froms: Vec<_> = s
+        .job(&job)
+        .unwrap()
+        .handoffs
+        .iter()
+        .map(|h| h.from.clone())
+        .collect();
+    assert_eq!(froms, ["a", "b", "a"]);
+    let recorded: Vec<_> = sink
+        .recorded("job.handed_off")
+        .iter()
+        .map(|d| {
+            (
+                d["from"].as_str().unwrap().to_string(),
+                d["to"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        recorded,
+        [
+            ("a".into(), "b".into()),
+            ("b".into(), "a".into()),
+            ("a".into(), "c".into())
+        ]
+    );
+    assert_eq!(s.job(&job).unwrap().agents, ["a", "b", "c"]);
 }

@@ -5,8 +5,11 @@
 //!
 //! Recording (`agent.*`, `credential.*`, `job.*`): a change that gives authority (an agent,
 //! a credential, a job, a handoff) is recorded before it is made, and refused if it cannot
-//! be (fail closed: no credential exists that the ledger does not show). A revocation is in
-//! force first and recorded after: a failed record is reported, the revocation stands.
+//! be (fail closed: no credential exists that the ledger does not show; if saving fails
+//! after the record, the entry stays as an attempt). A revocation is in force at once, then
+//! saved and recorded: if that fails, the error says the revocation is in force, and
+//! revoking again finishes it (until then it holds in memory: a restart before the retry
+//! forgets one that was not saved).
 //!
 //! Reads answer at once (the sled store from memory): authentication never waits for a
 //! disk. A shared store keeps such a mirror too and needs its changes announced to the
@@ -29,7 +32,8 @@ pub trait IdentityStore: Send + Sync {
     /// runtime one of `config::RUNTIMES`; an existing id is refused.
     fn add_agent(&self, new: NewAgent) -> Result<Arc<Agent>>;
 
-    /// Revokes an agent: every credential it holds is refused from now on.
+    /// Revokes an agent: every credential it holds is refused from now on. An error after
+    /// that says so (saving or recording failed); revoking again finishes it.
     fn revoke_agent(&self, id: &str) -> Result<Arc<Agent>>;
 
     /// Issues a new credential for `agent`, optionally bound to `job` (the agent must be
@@ -37,7 +41,7 @@ pub trait IdentityStore: Send + Sync {
     /// only as a hash.
     fn issue_credential(&self, agent: &str, job: Option<&str>) -> Result<IssuedCredential>;
 
-    /// Revokes one credential.
+    /// Revokes one credential (refused from now on; errors as for [`Self::revoke_agent`]).
     fn revoke_credential(&self, id: &str) -> Result<Arc<Credential>>;
 
     /// One credential by id.

@@ -61,7 +61,8 @@ pub trait LedgerStore: Send + Sync {
     fn latest_checkpoint(&self) -> Option<String>;
 
     /// Stored entries from sequence number `start` on, in order: (seq, canonical bytes,
-    /// leaf hash). Every entry acknowledged before the call is included.
+    /// leaf hash). Entries acknowledged before the call are included (the sled backend
+    /// waits for them up to its read barrier's limit, then reads what is there).
     fn range(&self, start: u64) -> Box<dyn Iterator<Item = Result<RawEntry>> + '_>;
 
     /// Every stored checkpoint note, oldest first.
@@ -214,8 +215,9 @@ impl Ledger {
         })
     }
 
-    /// The leaf hashes of the first `size` entries: O(size) reads, only for proofs. An
-    /// entry without its stored leaf hash is hashed from its bytes.
+    /// The leaf hashes of the first `size` entries: O(size) reads, only for proofs (through
+    /// [`LedgerStore::range`], so after the read barrier). An entry without its stored leaf
+    /// hash is hashed from its bytes.
     fn leaf_hashes(&self, size: u64) -> Result<Vec<Hash>> {
         let mut out = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
         for item in self.store.range(0) {
