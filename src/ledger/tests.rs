@@ -309,11 +309,20 @@ async fn appends_are_handed_to_the_writer_while_other_requests_are_in_flight() {
     );
     assert!(writer1 > writer0, "the writer thread committed nothing");
     drop(other);
-    ledger.append("k", serde_json::json!({})).await.unwrap();
-    assert_eq!(
-        ledger.group_counts().0,
-        appender1 + 1,
-        "alone, the append committed no group"
+    // Alone, an append commits its own group unless the writer thread still holds the
+    // committer (finishing the previous group: applying it, a checkpoint), which a loaded
+    // machine can stretch; so a few tries, each a durable append.
+    let mut tries = 0;
+    while ledger.group_counts().0 == appender1 && tries < 50 {
+        ledger.append("k", serde_json::json!({})).await.unwrap();
+        tries += 1;
+        if ledger.group_counts().0 == appender1 {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+    assert!(
+        ledger.group_counts().0 > appender1,
+        "alone, no append committed its own group in {tries} tries"
     );
     drop(mine);
 }
