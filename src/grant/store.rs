@@ -32,10 +32,12 @@ pub struct Unusable {
 
 /// The grant store every node uses (sled now, PostgreSQL later).
 pub trait GrantStore: Send + Sync {
-    /// Stores a new grant (or replaces a declared one, keeping its uses) and records
-    /// `grant.issued`.
+    /// Records `grant.issued`, then stores a new grant (or replaces a declared one, keeping
+    /// its uses); a grant that cannot be recorded is refused.
     fn insert(&self, grant: Grant) -> Result<Grant>;
-    /// Revokes a grant (`grant.revoked`); revoking twice is not an error.
+    /// Revokes a grant (`grant.revoked`): refused at once, then saved and recorded. An
+    /// error after that says so, and revoking again finishes it; revoking a finished
+    /// revocation again is not an error.
     fn revoke(&self, id: &str, by: &str) -> Result<Grant>;
     /// One grant.
     fn get(&self, id: &str) -> Option<Grant>;
@@ -63,6 +65,8 @@ pub trait GrantStore: Send + Sync {
 struct State {
     grants: HashMap<String, Grant>,
     pending: HashMap<String, u64>,
+    /// Revocations in force here whose save or record failed: revoking again finishes them.
+    unfinished: std::collections::HashSet<String>,
 }
 
 /// The sled implementation, mirrored in memory.
@@ -170,8 +174,9 @@ impl GrantStore for SledGrants {
                 return Ok(grant);
             }
         }
-        self.persist(&grant, true)?;
+        // Authority is recorded before it exists: a grant the ledger cannot show is refused.
         self.emit("grant.issued", grant_event(&grant))?;
+        self.persist(&grant, true)?;
         self.write().grants.insert(grant.id.clone(), grant.clone());
         Ok(grant)
     }
@@ -181,17 +186,33 @@ impl GrantStore for SledGrants {
             kind: "grant",
             id: id.to_string(),
         })?;
-        if g.revoked_at.is_none() {
-            g.revoked_at = Some(now_rfc3339());
-            g.revoked_by = Some(by.to_string());
-            // Refused from now on, before the record is even written.
-            self.write().grants.insert(g.id.clone(), g.clone());
-            self.persist(&g, true)?;
+        if g.revoked_at.is_some() && !self.read().unfinished.contains(id) {
+            return Ok(g);
+        }
+        g.revoked_at.get_or_insert_with(now_rfc3339);
+        let by = g.revoked_by.get_or_insert_with(|| by.to_string()).clone();
+        // Refused from now on, before the record is even written; a failed save or record
+        // leaves it unfinished, and revoking again finishes it.
+        {
+            let mut s = self.write();
+            s.grants.insert(g.id.clone(), g.clone());
+            s.unfinished.insert(g.id.clone());
+        }
+        let done = self.persist(&g, true).and_then(|()| {
             let mut data = grant_event(&g);
             data["revoked_by"] = json!(by);
-            self.emit("grant.revoked", data)?;
+            self.emit("grant.revoked", data)
+        });
+        match done {
+            Ok(()) => {
+                self.write().unfinished.remove(id);
+                Ok(g)
+            }
+            Err(e) => Err(Error::Store(format!(
+                "grant {id} is revoked and refused from now on, but the revocation could not be \
+                 saved and recorded ({e}); revoke it again to finish"
+            ))),
         }
-        Ok(g)
     }
 
     fn get(&self, id: &str) -> Option<Grant> {

@@ -225,3 +225,76 @@ fn reconcile_raises_counts_from_the_ledger() {
     grants.reconcile(&counted).unwrap();
     assert_eq!(grants.get(&g.id).unwrap().uses, 4);
 }
+
+/// A ledger that fails while told to, and keeps what it recorded.
+#[derive(Default)]
+struct Flaky(std::sync::atomic::AtomicBool, std::sync::Mutex<Vec<String>>);
+
+impl crate::model::EventSink for Flaky {
+    fn record(&self, kind: &str, _data: serde_json::Value) -> crate::error::Result<u64> {
+        if self.0.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(crate::error::Error::Store(format!("cannot record {kind}")));
+        }
+        let mut v = self.1.lock().unwrap();
+        v.push(kind.to_string());
+        Ok(v.len() as u64)
+    }
+}
+
+/// A grant the ledger cannot record is not issued (not even after a restart); a revocation
+/// is in force at once, and the retry after a failed record finishes it, recorded once.
+#[test]
+fn grants_are_recorded_before_they_exist_and_revocations_finish_on_retry() {
+    let dir = tempfile::tempdir().unwrap();
+    let id = identity();
+    let now = time::OffsetDateTime::now_utc();
+    let sink = Arc::new(Flaky::default());
+    let fail = |yes: bool| sink.0.store(yes, std::sync::atomic::Ordering::SeqCst);
+    let revoked = sink.clone();
+    let count = move || {
+        revoked
+            .1
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|k| *k == "grant.revoked")
+            .count()
+    };
+    let kept = {
+        let grants = SledGrants::open(sled::open(dir.path()).unwrap(), Some(sink.clone())).unwrap();
+        let kept = grants
+            .insert(build(new_for_agent("oc-1"), "admin", "api", &id, &[], now).unwrap())
+            .unwrap();
+        fail(true);
+        let refused = build(new_for_agent("oc-1"), "admin", "api", &id, &[], now).unwrap();
+        let refused_id = refused.id.clone();
+        assert!(grants.insert(refused).is_err());
+        assert!(
+            grants.get(&refused_id).is_none(),
+            "an unrecorded grant is not issued"
+        );
+        let e = grants.revoke(&kept.id, "admin").unwrap_err().to_string();
+        assert!(
+            e.contains("refused from now on") && e.contains("revoke it again"),
+            "{e}"
+        );
+        assert_eq!(
+            grants.get(&kept.id).unwrap().state(now, 0),
+            GrantState::Revoked
+        );
+        assert_eq!(count(), 0);
+        fail(false);
+        grants.revoke(&kept.id, "admin").unwrap();
+        assert_eq!(count(), 1, "the retry records it");
+        grants.revoke(&kept.id, "admin").unwrap();
+        assert_eq!(count(), 1, "finished: not recorded again");
+        kept
+    };
+    let grants = SledGrants::open(crate::testutil::reopen_sled(dir.path()), None).unwrap();
+    assert_eq!(
+        grants.list().len(),
+        1,
+        "only the recorded grant exists after a restart"
+    );
+    assert!(grants.get(&kept.id).unwrap().revoked_at.is_some());
+}
