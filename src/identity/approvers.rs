@@ -306,8 +306,14 @@ impl ApproverStore for SledApprovers {
         // Taking authority away never waits for the record: in force first (memory, then
         // disk), then recorded; a failed record is reported, the revocation stands.
         let approver = self.apply(s.clone(), old);
-        self.persist(&s)?;
-        self.emit("approver.revoked", json!({"approver": id, "by": by}))?;
+        self.persist(&s)
+            .and_then(|()| self.emit("approver.revoked", json!({"approver": id, "by": by})))
+            .map_err(|e| {
+                Error::Store(format!(
+                    "approver {id} is revoked and refused from now on, but the revocation could \
+                     not be saved and recorded ({e}); revoke it again to finish"
+                ))
+            })?;
         Ok(approver)
     }
 
@@ -440,9 +446,10 @@ mod tests {
             store.authenticate(&token).is_some(),
             "an unrecorded token replaces nothing"
         );
+        let e = store.revoke("bob", "admin").unwrap_err().to_string();
         assert!(
-            store.revoke("bob", "admin").is_err(),
-            "the failed record is reported"
+            e.contains("refused from now on") && e.contains("revoke it again"),
+            "{e}"
         );
         assert!(
             store.authenticate(&token).is_none(),
