@@ -188,6 +188,18 @@ pub trait EventSink: Send + Sync {
     fn record(&self, kind: &str, data: serde_json::Value) -> crate::error::Result<u64>;
 }
 
+/// Records in `sink` when there is one (a store opened without a ledger records nothing).
+pub fn record_in(
+    sink: Option<&std::sync::Arc<dyn EventSink>>,
+    kind: &str,
+    data: serde_json::Value,
+) -> crate::error::Result<()> {
+    match sink {
+        Some(s) => s.record(kind, data).map(|_| ()),
+        None => Ok(()),
+    }
+}
+
 /// The placeholder that replaces every secret value.
 pub const REDACTED: &str = "<redacted>";
 

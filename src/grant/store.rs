@@ -18,6 +18,7 @@ use time::OffsetDateTime;
 use super::scope::{covers, subject_matches, Holder, Touches};
 use super::types::{Grant, GrantState};
 use crate::error::{Error, Result};
+use crate::identity::revocation::Unfinished;
 use crate::model::EventSink;
 use crate::time::{format_rfc3339, now_rfc3339};
 
@@ -65,8 +66,6 @@ pub trait GrantStore: Send + Sync {
 struct State {
     grants: HashMap<String, Grant>,
     pending: HashMap<String, u64>,
-    /// Revocations in force here whose save or record failed: revoking again finishes them.
-    unfinished: std::collections::HashSet<String>,
 }
 
 /// The sled implementation, mirrored in memory.
@@ -75,6 +74,8 @@ pub struct SledGrants {
     db: sled::Db,
     state: Arc<RwLock<State>>,
     sink: Option<Arc<dyn EventSink>>,
+    /// Revocations in force whose save or record failed.
+    unfinished: Arc<Unfinished>,
 }
 
 fn encode(g: &Grant) -> Result<Vec<u8>> {
@@ -108,6 +109,7 @@ impl SledGrants {
             db,
             state: Arc::new(RwLock::new(state)),
             sink,
+            unfinished: Arc::default(),
         })
     }
 
@@ -130,10 +132,7 @@ impl SledGrants {
     }
 
     fn emit(&self, kind: &str, data: serde_json::Value) -> Result<()> {
-        match &self.sink {
-            Some(s) => s.record(kind, data).map(|_| ()),
-            None => Ok(()),
-        }
+        crate::model::record_in(self.sink.as_ref(), kind, data)
     }
 
     fn matching<F: Fn(&Grant) -> bool>(&self, now: OffsetDateTime, f: F) -> Vec<Grant> {
@@ -186,33 +185,21 @@ impl GrantStore for SledGrants {
             kind: "grant",
             id: id.to_string(),
         })?;
-        if g.revoked_at.is_some() && !self.read().unfinished.contains(id) {
+        if g.revoked_at.is_some() && !self.unfinished.contains("grant", id) {
             return Ok(g);
         }
         g.revoked_at.get_or_insert_with(now_rfc3339);
         let by = g.revoked_by.get_or_insert_with(|| by.to_string()).clone();
         // Refused from now on, before the record is even written; a failed save or record
         // leaves it unfinished, and revoking again finishes it.
-        {
-            let mut s = self.write();
-            s.grants.insert(g.id.clone(), g.clone());
-            s.unfinished.insert(g.id.clone());
-        }
-        let done = self.persist(&g, true).and_then(|()| {
+        self.write().grants.insert(g.id.clone(), g.clone());
+        self.unfinished.finish("grant", id, || {
+            self.persist(&g, true)?;
             let mut data = grant_event(&g);
             data["revoked_by"] = json!(by);
             self.emit("grant.revoked", data)
-        });
-        match done {
-            Ok(()) => {
-                self.write().unfinished.remove(id);
-                Ok(g)
-            }
-            Err(e) => Err(Error::Store(format!(
-                "grant {id} is revoked and refused from now on, but the revocation could not be \
-                 saved and recorded ({e}); revoke it again to finish"
-            ))),
-        }
+        })?;
+        Ok(g)
     }
 
     fn get(&self, id: &str) -> Option<Grant> {

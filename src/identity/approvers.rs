@@ -163,10 +163,7 @@ impl SledApprovers {
     }
 
     fn emit(&self, kind: &str, data: serde_json::Value) -> Result<()> {
-        match &self.sink {
-            Some(s) => s.record(kind, data).map(|_| ()),
-            None => Ok(()),
-        }
+        crate::model::record_in(self.sink.as_ref(), kind, data)
     }
 
     fn upsert_declared(&self, d: &ApproverDecl) -> Result<()> {
@@ -308,12 +305,7 @@ impl ApproverStore for SledApprovers {
         let approver = self.apply(s.clone(), old);
         self.persist(&s)
             .and_then(|()| self.emit("approver.revoked", json!({"approver": id, "by": by})))
-            .map_err(|e| {
-                Error::Store(format!(
-                    "approver {id} is revoked and refused from now on, but the revocation could \
-                     not be saved and recorded ({e}); revoke it again to finish"
-                ))
-            })?;
+            .map_err(|e| super::revocation::unfinished_error("approver", id, e))?;
         Ok(approver)
     }
 

@@ -6,12 +6,14 @@
 //! - `sled_store.rs`: [`SledIdentity`], the embedded implementation, mirrored in memory.
 //! - `auth.rs`: the `Authenticator` the proxy asks on every request.
 //! - `admin_token.rs`: the bootstrap admin token of the admin API.
+//! - `revocation.rs`: revocations in force but not yet saved and recorded (shared with grants).
 //! - `approvers.rs`: the humans who decide held requests, with roles and admin tokens: the
 //!   [`ApproverStore`] trait and [`SledApprovers`].
 
 mod admin_token;
 mod approvers;
 mod auth;
+pub mod revocation;
 mod sled_store;
 mod store;
 pub mod token;

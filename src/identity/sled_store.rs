@@ -3,9 +3,10 @@
 //! server process opens the store while it runs (sled locks its directory); changes are
 //! flushed before they are acknowledged.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
+use super::revocation::Unfinished;
 use super::store::IdentityStore;
 use super::token::{hash_token, new_id, new_token, AGENT_TOKEN_PREFIX};
 use super::types::{
@@ -28,9 +29,6 @@ struct State {
     credentials: HashMap<String, Arc<Credential>>,
     by_hash: HashMap<String, String>,
     jobs: HashMap<String, Arc<Job>>,
-    /// Revocations in force here whose save or record failed (`agent:ID`, `credential:ID`):
-    /// revoking again finishes them instead of answering "already revoked".
-    unfinished: HashSet<String>,
 }
 
 /// Agents, credentials and jobs in sled; cheap to clone and share.
@@ -40,6 +38,8 @@ pub struct SledIdentity {
     state: Arc<RwLock<State>>,
     /// Serializes changes (check, record, save, publish) so none undoes another.
     writes: Arc<Mutex<()>>,
+    /// Revocations in force whose save or record failed.
+    unfinished: Arc<Unfinished>,
     sink: Option<Arc<dyn EventSink>>,
 }
 
@@ -84,6 +84,7 @@ impl SledIdentity {
             db,
             state: Arc::new(RwLock::new(state)),
             writes: Arc::new(Mutex::new(())),
+            unfinished: Arc::default(),
             sink,
         };
         for d in declared {
@@ -115,10 +116,7 @@ impl SledIdentity {
     /// Records an event; the caller decides what a failure means (a grant of authority is
     /// refused, a revocation stays in force and unfinished).
     fn emit(&self, kind: &str, data: serde_json::Value) -> Result<()> {
-        match &self.sink {
-            Some(s) => s.record(kind, data).map(|_| ()),
-            None => Ok(()),
-        }
+        crate::model::record_in(self.sink.as_ref(), kind, data)
     }
 
     fn upsert_declared(&self, d: &AgentDecl) -> Result<()> {
@@ -145,32 +143,6 @@ impl SledIdentity {
                 .insert(agent.id.clone(), Arc::new(agent));
         }
         Ok(())
-    }
-
-    /// Saves and records the revocation of `what` `id` (`agent`, `credential`), already
-    /// in force in memory. On failure it stays unfinished, so revoking again finishes it,
-    /// and the error says it is in force.
-    fn finish_revocation<T: serde::Serialize>(
-        &self,
-        what: &str,
-        (tree, id, record): (&str, &str, &T),
-        data: serde_json::Value,
-    ) -> Result<()> {
-        let key = format!("{what}:{id}");
-        self.write().unfinished.insert(key.clone());
-        let done = self
-            .persist(tree, id, record)
-            .and_then(|()| self.emit(&format!("{what}.revoked"), data));
-        match done {
-            Ok(()) => {
-                self.write().unfinished.remove(&key);
-                Ok(())
-            }
-            Err(e) => Err(Error::Store(format!(
-                "{what} {id} is revoked and refused from now on, but the revocation could not be \
-                 saved and recorded ({e}); revoke it again to finish"
-            ))),
-        }
     }
 
     fn issue_locked(&self, agent: &str, job: Option<&str>) -> Result<IssuedCredential> {
@@ -300,9 +272,8 @@ impl IdentityStore for SledIdentity {
 
     fn revoke_agent(&self, id: &str) -> Result<Arc<Agent>> {
         let _w = self.write_lock();
-        let key = format!("agent:{id}");
         let mut agent = (*self.require_agent(id)?).clone();
-        if agent.revoked_at.is_some() && !self.read().unfinished.contains(&key) {
+        if agent.revoked_at.is_some() && !self.unfinished.contains("agent", id) {
             return Ok(Arc::new(agent));
         }
         agent.revoked_at.get_or_insert_with(now_rfc3339);
@@ -310,11 +281,10 @@ impl IdentityStore for SledIdentity {
         // Taking authority away never waits for the record: in force first (memory), then
         // saved and recorded; a failure is reported and a retry finishes it.
         self.write().agents.insert(id.to_string(), agent.clone());
-        self.finish_revocation(
-            "agent",
-            (AGENTS, id, &*agent),
-            json!({"agent": id, "on_behalf_of": agent.on_behalf_of, "runtime": agent.runtime, "revoked_at": agent.revoked_at}),
-        )?;
+        self.unfinished.finish("agent", id, || {
+            self.persist(AGENTS, id, &*agent)?;
+            self.emit("agent.revoked", json!({"agent": id, "on_behalf_of": agent.on_behalf_of, "runtime": agent.runtime, "revoked_at": agent.revoked_at}))
+        })?;
         Ok(agent)
     }
 
@@ -325,13 +295,12 @@ impl IdentityStore for SledIdentity {
 
     fn revoke_credential(&self, id: &str) -> Result<Arc<Credential>> {
         let _w = self.write_lock();
-        let key = format!("credential:{id}");
         let mut cred = (*self.credential(id).ok_or_else(|| Error::NotFound {
             kind: "credential",
             id: id.to_string(),
         })?)
         .clone();
-        if cred.revoked_at.is_some() && !self.read().unfinished.contains(&key) {
+        if cred.revoked_at.is_some() && !self.unfinished.contains("credential", id) {
             return Ok(Arc::new(cred));
         }
         cred.revoked_at.get_or_insert_with(now_rfc3339);
@@ -340,11 +309,10 @@ impl IdentityStore for SledIdentity {
         self.write()
             .credentials
             .insert(id.to_string(), cred.clone());
-        self.finish_revocation(
-            "credential",
-            (CREDENTIALS, id, &*cred),
-            json!({"credential": cred.id, "agent": cred.agent, "job": cred.job, "revoked_at": cred.revoked_at}),
-        )?;
+        self.unfinished.finish("credential", id, || {
+            self.persist(CREDENTIALS, id, &*cred)?;
+            self.emit("credential.revoked", json!({"credential": cred.id, "agent": cred.agent, "job": cred.job, "revoked_at": cred.revoked_at}))
+        })?;
         Ok(cred)
     }
 
